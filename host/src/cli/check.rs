@@ -1,0 +1,87 @@
+//! `rulehost check`: validate rules without serving or running cases.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::{PluginArgs, Target, load};
+use crate::harness::{self, Case};
+use crate::registry::Diagnostic;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A rules folder or one service manifest.
+    #[arg(value_name = "PATH", default_value = "rules")]
+    path: PathBuf,
+    #[command(flatten)]
+    plugins: PluginArgs,
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let runtime = args.plugins.runtime(false)?;
+    let target = Target::of(&args.path);
+    let loaded = load(&runtime, target.rules(), &args.plugins);
+    let mut diagnostics: Vec<Diagnostic> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| {
+            let stem = d
+                .file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            target.includes(&stem) || d.file == target.rules()
+        })
+        .cloned()
+        .collect();
+    let mut cases = 0;
+    let services: Vec<_> = loaded
+        .registry
+        .services
+        .values()
+        .filter(|s| target.includes(s.id()))
+        .collect();
+    for service in &services {
+        for file in harness::case_files(target.rules(), service.id()) {
+            cases += 1;
+            match Case::read(&file) {
+                Err(d) => diagnostics.push(d),
+                Ok(case) if service.binding(case.call.capability()).is_none() => {
+                    diagnostics.push(Diagnostic::error(
+                        &file,
+                        None,
+                        format!(
+                            "a `{}` case needs a `{}` plugin, and the manifest names none",
+                            case.call.name(),
+                            case.call.capability().manifest_key()
+                        ),
+                    ));
+                }
+                Ok(case) if case.expect.is_none() => {
+                    diagnostics.push(Diagnostic::error(
+                        &file,
+                        None,
+                        "the case has no `[expect]` table",
+                    ));
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    for d in &diagnostics {
+        eprintln!("{d}");
+    }
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    if errors == 0 {
+        println!(
+            "ok: {} services, {cases} cases, {warnings} warnings",
+            services.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{errors} errors, {warnings} warnings");
+        Ok(ExitCode::from(1))
+    }
+}

@@ -1,0 +1,200 @@
+//! Service registrations: manifests read from the rules folder, each bound
+//! to its compiled plugins, gathered into one registry snapshot.
+//!
+//! Architecture invariant: a snapshot is built whole, off to the side, and
+//! only then used; a rules folder with any error yields its diagnostics, and
+//! the services that had none.
+
+mod diagnostic;
+mod manifest;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use diagnostic::{Diagnostic, Severity, line_of};
+pub use manifest::{
+    MAX_MEMORY_MIB, MAX_TIMEOUT_MS, Manifest, OnPluginError, valid_id, valid_plugin_name,
+};
+
+use crate::contract::Capability;
+use crate::runtime::{Binding, LoadErrorKind, Plugin, Runtime};
+
+/// A registered service with a binding per capability its manifest names.
+#[derive(Debug)]
+pub struct Service {
+    pub manifest: Manifest,
+    pub bindings: BTreeMap<Capability, Arc<Binding>>,
+}
+
+impl Service {
+    pub fn id(&self) -> &str {
+        &self.manifest.id
+    }
+
+    pub fn binding(&self, capability: Capability) -> Option<&Arc<Binding>> {
+        self.bindings.get(&capability)
+    }
+}
+
+/// One consistent set of services.
+#[derive(Debug, Default)]
+pub struct Registry {
+    pub services: BTreeMap<String, Arc<Service>>,
+}
+
+impl Registry {
+    pub fn service(&self, id: &str) -> Option<&Arc<Service>> {
+        self.services.get(id)
+    }
+}
+
+/// Where rules and plugins are.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub rules_dir: PathBuf,
+    /// Plugin `<name>` is the file `<plugins_dir>/<name>.wasm`.
+    pub plugins_dir: PathBuf,
+}
+
+impl Sources {
+    pub fn plugin_path(&self, name: &str) -> PathBuf {
+        self.plugins_dir.join(format!("{name}.wasm"))
+    }
+}
+
+/// A registry and everything found wrong while building it.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub registry: Registry,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// The manifest files of a rules folder, sorted by name.
+pub fn manifest_files(rules_dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    let entries = std::fs::read_dir(rules_dir).map_err(|e| {
+        Diagnostic::error(
+            rules_dir,
+            None,
+            format!("cannot read the rules folder: {e}"),
+        )
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads every manifest and loads every plugin they name.
+pub fn load(runtime: &Runtime, sources: &Sources) -> Loaded {
+    let mut loaded = Loaded::default();
+    let files = match manifest_files(&sources.rules_dir) {
+        Ok(files) => files,
+        Err(d) => {
+            loaded.diagnostics.push(d);
+            return loaded;
+        }
+    };
+    if files.is_empty() {
+        loaded.diagnostics.push(Diagnostic::warning(
+            &sources.rules_dir,
+            None,
+            "no service manifests (*.toml) here",
+        ));
+    }
+    let mut plugins: BTreeMap<String, Result<Arc<Plugin>, String>> = BTreeMap::new();
+    for file in files {
+        let manifest = match std::fs::read_to_string(&file) {
+            Err(e) => Err(vec![Diagnostic::error(
+                &file,
+                None,
+                format!("cannot read: {e}"),
+            )]),
+            Ok(source) => Manifest::parse(&file, &source),
+        };
+        let manifest = match manifest {
+            Ok(m) => m,
+            Err(problems) => {
+                loaded.diagnostics.extend(problems);
+                continue;
+            }
+        };
+        if manifest.limits.memory_bytes > runtime.options().max_memory_bytes {
+            loaded.diagnostics.push(Diagnostic::error(
+                &file,
+                None,
+                format!(
+                    "`memory_mib` is above what this host allows ({} MiB)",
+                    runtime.options().max_memory_bytes >> 20
+                ),
+            ));
+            continue;
+        }
+        let mut bindings = BTreeMap::new();
+        let mut ok = true;
+        for (&capability, name) in &manifest.plugins {
+            let line = manifest.plugin_lines.get(&capability).copied();
+            let plugin = plugins
+                .entry(name.clone())
+                .or_insert_with(|| load_plugin(runtime, sources, name))
+                .clone();
+            match plugin {
+                Err(message) => {
+                    loaded
+                        .diagnostics
+                        .push(Diagnostic::error(&file, line, message));
+                    ok = false;
+                }
+                Ok(plugin) if !plugin.exports(capability) => {
+                    loaded.diagnostics.push(Diagnostic::error(&file, line, format!(
+                        "plugin `{name}` does not export `{}` (it exports {}); name a plugin that does, or remove the line",
+                        capability.manifest_key(),
+                        exports_list(&plugin)
+                    )));
+                    ok = false;
+                }
+                Ok(plugin) => {
+                    bindings.insert(capability, Arc::new(Binding::new(plugin, manifest.limits)));
+                }
+            }
+        }
+        if ok {
+            loaded.registry.services.insert(
+                manifest.id.clone(),
+                Arc::new(Service { manifest, bindings }),
+            );
+        }
+    }
+    loaded
+}
+
+fn load_plugin(runtime: &Runtime, sources: &Sources, name: &str) -> Result<Arc<Plugin>, String> {
+    let path = sources.plugin_path(name);
+    if !path.is_file() {
+        return Err(format!(
+            "plugin file `{}` not found; build the plugins (`cargo xtask plugins`) or pass --plugins",
+            path.display()
+        ));
+    }
+    runtime.load_file(&path).map_err(|e| match e.kind {
+        LoadErrorKind::Read { .. } => e.to_string(),
+        _ => format!("{e} (file `{}`)", path.display()),
+    })
+}
+
+fn exports_list(plugin: &Plugin) -> String {
+    let names: Vec<_> = plugin
+        .capabilities()
+        .iter()
+        .map(|c| format!("`{}`", c.manifest_key()))
+        .collect();
+    names.join(", ")
+}

@@ -1,0 +1,176 @@
+//! What each wasmtime `Store` carries: a deny-all WASI context, the memory
+//! limiter, and the log lines a call produced.
+
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::v0_1::{Host, LogLevel};
+
+/// Most log lines kept per call; more are counted, not kept.
+const MAX_LOG_LINES: usize = 100;
+/// Longest log line kept, in bytes; longer lines are cut.
+const MAX_LOG_LINE: usize = 4096;
+/// How much a plugin may write to stdout and stderr over an instance's life
+/// before writes fail (and the instance is recycled).
+const STDIO_CAPACITY: usize = 256 << 10;
+
+/// One line a plugin logged, through `host.log` or its stdout/stderr.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    pub level: &'static str,
+    pub message: String,
+}
+
+pub(crate) struct StoreState {
+    plugin: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    stdio_seen: (usize, usize),
+    logs: Vec<LogLine>,
+    dropped_logs: usize,
+    memory_limit: usize,
+    pub(crate) memory_exceeded: bool,
+}
+
+impl StoreState {
+    /// No files, no environment, no arguments, no sockets; stdout and stderr
+    /// are captured and sent to the log under the plugin's name.
+    pub(crate) fn new(plugin: Arc<str>, memory_limit: u64) -> Self {
+        let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
+        let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_blocking_current_thread(true)
+            .build();
+        StoreState {
+            plugin,
+            wasi,
+            table: ResourceTable::new(),
+            stdout,
+            stderr,
+            stdio_seen: (0, 0),
+            logs: Vec::new(),
+            dropped_logs: 0,
+            memory_limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
+            memory_exceeded: false,
+        }
+    }
+
+    fn push_log(&mut self, level: &'static str, message: &str) {
+        if self.logs.len() >= MAX_LOG_LINES {
+            self.dropped_logs += 1;
+            return;
+        }
+        let mut end = message.len().min(MAX_LOG_LINE);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let message = &message[..end];
+        match level {
+            "error" => tracing::error!(target: "plugin", plugin = %self.plugin, "{message}"),
+            "warn" => tracing::warn!(target: "plugin", plugin = %self.plugin, "{message}"),
+            "info" | "stdout" => {
+                tracing::info!(target: "plugin", plugin = %self.plugin, "{message}")
+            }
+            "stderr" => {
+                tracing::warn!(target: "plugin", plugin = %self.plugin, stream = "stderr", "{message}")
+            }
+            "debug" => tracing::debug!(target: "plugin", plugin = %self.plugin, "{message}"),
+            _ => tracing::trace!(target: "plugin", plugin = %self.plugin, "{message}"),
+        }
+        self.logs.push(LogLine {
+            level,
+            message: message.to_owned(),
+        });
+    }
+
+    /// Moves what the plugin wrote to stdout/stderr since the last call into
+    /// the log, then hands over the call's log lines.
+    pub(crate) fn take_logs(&mut self) -> Vec<LogLine> {
+        for (stream, level) in [(0, "stdout"), (1, "stderr")] {
+            let pipe = if stream == 0 {
+                &self.stdout
+            } else {
+                &self.stderr
+            };
+            let seen = if stream == 0 {
+                self.stdio_seen.0
+            } else {
+                self.stdio_seen.1
+            };
+            let contents = pipe.contents();
+            if contents.len() <= seen {
+                continue;
+            }
+            let fresh = String::from_utf8_lossy(&contents[seen..]).into_owned();
+            if stream == 0 {
+                self.stdio_seen.0 = contents.len();
+            } else {
+                self.stdio_seen.1 = contents.len();
+            }
+            for line in fresh.lines().filter(|l| !l.is_empty()) {
+                self.push_log(level, line);
+            }
+        }
+        if self.dropped_logs > 0 {
+            let dropped = std::mem::take(&mut self.dropped_logs);
+            self.logs.push(LogLine {
+                level: "warn",
+                message: format!("{dropped} more log lines dropped"),
+            });
+        }
+        std::mem::take(&mut self.logs)
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl Host for StoreState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        let level = match level {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        };
+        self.push_log(level, &message);
+    }
+}
+
+impl ResourceLimiter for StoreState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_exceeded = true;
+            return Err(wasmtime::format_err!("memory limit exceeded"));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}

@@ -1,0 +1,191 @@
+//! Write rulehost rule plugins as plain Rust.
+//!
+//! A plugin is a type that implements one trait per capability it offers
+//! ([`Verifier`], [`Reconciler`], [`PlanPolicy`], [`SessionCharging`]) and one
+//! call to [`export!`]. Build it with `cargo build --target wasm32-wasip2
+//! --release` and the `.wasm` file is a component the host loads. The same
+//! crate builds natively, so the rule's logic is tested with `cargo test`.
+//!
+//! Plugins are pure functions of their inputs: the host passes in every piece
+//! of state a rule reads and stores whatever it returns. A warm instance may
+//! serve many calls, but nothing a plugin keeps in memory between calls is
+//! guaranteed to be there on the next one.
+//!
+//! # Example
+//!
+//! ```
+//! use rulehost_sdk::types::*;
+//! use rulehost_sdk::{Error, Reconciler, Verifier};
+//!
+//! pub struct SupportContract;
+//!
+//! impl Verifier for SupportContract {
+//!     fn verify(
+//!         ctx: &Context,
+//!         _request: &ServiceRequest,
+//!         account: Option<&Account>,
+//!     ) -> Result<Verdict, Error> {
+//!         let Some(account) = account else {
+//!             return Ok(Verdict::fail(FailureCode::NoAccount, "no such account"));
+//!         };
+//!         let expired = account.contract_end.is_some_and(|end| end <= ctx.now);
+//!         Ok(match (account.status, account.paid_up) {
+//!             (AccountStatus::Active, true) if !expired => Verdict::pass("standard"),
+//!             (_, false) => Verdict::fail(FailureCode::Unpaid, "the contract is not paid up"),
+//!             _ => Verdict::fail(FailureCode::Expired, "the support contract has expired"),
+//!         })
+//!     }
+//! }
+//!
+//! impl Reconciler for SupportContract {
+//!     fn procedure(
+//!         ctx: &Context,
+//!         _request: &ServiceRequest,
+//!         _failure: &Failure,
+//!         account: Option<&Account>,
+//!     ) -> Result<Procedure, Error> {
+//!         let days: u64 = ctx.config_or("lapse_days", 10)?;
+//!         Ok(match account.and_then(|a| a.contact.clone()) {
+//!             Some(contact) => Procedure::Async(AsyncNotice {
+//!                 contact,
+//!                 channel: Channel::Email,
+//!                 lapse_after: days * DAY,
+//!                 second_notice_before: Some(DAY),
+//!             }),
+//!             None => Procedure::None,
+//!         })
+//!     }
+//! }
+//!
+//! rulehost_sdk::export!(SupportContract: verifier, reconciler);
+//!
+//! // The logic is ordinary Rust, testable natively:
+//! let ctx = Context::new("support-contract", 1_700_000_000);
+//! let verdict = SupportContract::verify(&ctx, &request(), None).unwrap();
+//! assert_eq!(verdict, Verdict::fail(FailureCode::NoAccount, "no such account"));
+//! # fn request() -> ServiceRequest {
+//! #     ServiceRequest { id: "r1".into(), account_id: "acme".into(),
+//! #         description: String::new(), attributes: vec![] }
+//! # }
+//! ```
+
+#[doc(hidden)]
+#[path = "bindings.rs"]
+pub mod __private_bindings;
+mod adapter;
+mod export;
+pub mod log;
+pub mod types;
+
+/// Names the macros reach for; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::__private_bindings::*;
+    pub use crate::adapter::Adapter;
+}
+
+use types::*;
+
+/// The version of the plugin contract this SDK builds against.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// An error a plugin returns when it cannot decide (bad config, missing
+/// data). The host records it apart from a failed check and applies the
+/// service's `on_plugin_error` policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(String);
+
+impl Error {
+    pub fn new(message: impl Into<String>) -> Self {
+        Error(message.into())
+    }
+
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for Error {
+    fn from(message: String) -> Self {
+        Error(message)
+    }
+}
+
+impl From<&str> for Error {
+    fn from(message: &str) -> Self {
+        Error(message.to_owned())
+    }
+}
+
+impl From<Error> for String {
+    fn from(error: Error) -> Self {
+        error.0
+    }
+}
+
+/// Entitlement: may this account have this service, and at what level?
+pub trait Verifier {
+    /// `account` is `None` when the host knows no account with the request's id.
+    fn verify(
+        ctx: &Context,
+        request: &ServiceRequest,
+        account: Option<&Account>,
+    ) -> Result<Verdict, Error>;
+}
+
+/// Reconciliation: what happens when a check fails.
+pub trait Reconciler {
+    /// The procedure for this failure. The default denies without a second chance.
+    fn procedure(
+        ctx: &Context,
+        request: &ServiceRequest,
+        failure: &Failure,
+        account: Option<&Account>,
+    ) -> Result<Procedure, Error> {
+        let _ = (ctx, request, failure, account);
+        Ok(Procedure::None)
+    }
+}
+
+/// Plan restrictions and reset conditions.
+pub trait PlanPolicy {
+    /// `Some(reason)` when the plan may not be used for this communication now.
+    /// The default restricts nothing.
+    fn restriction(
+        ctx: &Context,
+        plan: &Plan,
+        usage: &Usage,
+        communication: &Communication,
+    ) -> Result<Option<String>, Error> {
+        let _ = (ctx, plan, usage, communication);
+        Ok(None)
+    }
+
+    /// `true` when this destination should be dissociated from the plan now.
+    /// The default never resets.
+    fn reset_due(
+        ctx: &Context,
+        plan: &Plan,
+        association: &Association,
+        usage: &Usage,
+    ) -> Result<bool, Error> {
+        let _ = (ctx, plan, association, usage);
+        Ok(false)
+    }
+}
+
+/// Session charging: one call per participant join or leave.
+pub trait SessionCharging {
+    /// Charges for the interval since `session.last_event_at`, per participant.
+    fn on_event(
+        ctx: &Context,
+        session: &Session,
+        event: &SessionEventAt,
+    ) -> Result<Vec<Charge>, Error>;
+}

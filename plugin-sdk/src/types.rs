@@ -1,0 +1,108 @@
+//! The contract's data types, with helpers for the lookups every rule makes.
+
+pub use crate::__private::verifier_world::rulehost::plugin::types::{
+    Account, AccountStatus, Association, AsyncNotice, Channel, Charge, Communication, Contact,
+    Context, Failure, FailureCode, Money, Participant, Plan, Procedure, Properties, ServiceRequest,
+    Session, SessionEvent, SessionEventAt, Timestamp, Usage, Verdict,
+};
+
+use crate::Error;
+
+/// The value of `key` in a list of properties, if present.
+pub fn property<'a>(properties: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    properties
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Parses `key` from a list of properties, or returns `default` when absent.
+/// `what` names the list in the error (e.g. "config").
+fn parse_property<T: core::str::FromStr>(
+    properties: &[(String, String)],
+    what: &str,
+    key: &str,
+    default: T,
+) -> Result<T, Error> {
+    match property(properties, key) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|_| {
+            Error::new(format!(
+                "{what} `{key}` is `{raw}`, which is not a valid {}",
+                core::any::type_name::<T>()
+            ))
+        }),
+    }
+}
+
+impl Context {
+    /// A context for tests: the given service and time, no config.
+    pub fn new(service: impl Into<String>, now: Timestamp) -> Self {
+        Context {
+            service: service.into(),
+            config: Vec::new(),
+            now,
+        }
+    }
+
+    /// Adds a config entry (builder style, for tests).
+    pub fn with_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.push((key.into(), value.into()));
+        self
+    }
+
+    /// The raw config value of `key`.
+    pub fn config(&self, key: &str) -> Option<&str> {
+        property(&self.config, key)
+    }
+
+    /// The config value of `key` parsed as `T`, or `default` when the service
+    /// does not set it. A value that does not parse is an error naming the key.
+    pub fn config_or<T: core::str::FromStr>(&self, key: &str, default: T) -> Result<T, Error> {
+        parse_property(&self.config, "config", key, default)
+    }
+}
+
+impl ServiceRequest {
+    /// The request attribute `key`.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        property(&self.attributes, key)
+    }
+}
+
+impl Account {
+    /// The account attribute `key`.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        property(&self.attributes, key)
+    }
+}
+
+impl Plan {
+    /// The plan parameter `key`.
+    pub fn config(&self, key: &str) -> Option<&str> {
+        property(&self.config, key)
+    }
+
+    /// The plan parameter `key` parsed as `T`, or `default` when absent.
+    pub fn config_or<T: core::str::FromStr>(&self, key: &str, default: T) -> Result<T, Error> {
+        parse_property(&self.config, "plan parameter", key, default)
+    }
+}
+
+impl Verdict {
+    /// Entitled at `level`.
+    pub fn pass(level: impl Into<String>) -> Self {
+        Verdict::Pass(level.into())
+    }
+
+    /// Not entitled, for `code`, with a reason people can read.
+    pub fn fail(code: FailureCode, reason: impl Into<String>) -> Self {
+        Verdict::Fail(Failure {
+            code,
+            reason: reason.into(),
+        })
+    }
+}
+
+/// Seconds in a day, for durations given in days.
+pub const DAY: u64 = 24 * 60 * 60;

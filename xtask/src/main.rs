@@ -1,0 +1,106 @@
+//! Development tasks: `cargo xtask <task>`.
+//!
+//! - `plugins`: build every crate under `plugins/` for wasm32-wasip2 and copy
+//!   the components to `plugins/dist/<name>.wasm`, where the host looks.
+//! - `test`: `plugins`, then every test of the workspace.
+//! - `demo`: `plugins`, then the sandbox harness on the sample rules.
+//! - `ci`: what `.ci/run` runs: fmt check, clippy, and `test`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+fn main() -> anyhow::Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match task.as_str() {
+        "plugins" => build_plugins(&root),
+        "test" => {
+            build_plugins(&root)?;
+            cargo(&["test", "--workspace", "--all-targets"])?;
+            cargo(&["test", "--workspace", "--doc"])
+        }
+        "demo" => {
+            build_plugins(&root)?;
+            cargo(&["run", "--release", "-p", "rulehost", "--", "test", "rules"])
+        }
+        "ci" => {
+            cargo(&["fmt", "--all", "--", "--check"])?;
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])?;
+            build_plugins(&root)?;
+            cargo(&["test", "--workspace", "--all-targets"])?;
+            cargo(&["test", "--workspace", "--doc"])
+        }
+        other => bail!("unknown task `{other}`; tasks: plugins, test, demo, ci"),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or(manifest_dir)
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("$ cargo {}", args.join(" "));
+    let status = Command::new(cargo)
+        .args(args)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// The plugin crates: every folder under `plugins/` with a Cargo.toml.
+fn plugin_crates(root: &Path) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(root.join("plugins"))? {
+        let path = entry?.path();
+        if path.join("Cargo.toml").is_file() {
+            if let Some(name) = path.file_name() {
+                names.push(name.to_string_lossy().into_owned());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn build_plugins(root: &Path) -> anyhow::Result<()> {
+    let crates = plugin_crates(root)?;
+    let mut args = vec!["build", "--target", "wasm32-wasip2", "--profile", "plugin"];
+    for name in &crates {
+        args.push("-p");
+        args.push(name);
+    }
+    cargo(&args)?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let built = target.join("wasm32-wasip2").join("plugin");
+    let dist = root.join("plugins").join("dist");
+    std::fs::create_dir_all(&dist)?;
+    for name in &crates {
+        let from = built.join(format!("{}.wasm", name.replace('-', "_")));
+        let to = dist.join(format!("{name}.wasm"));
+        // Write then rename, so a watching host never sees half a file.
+        let tmp = dist.join(format!(".{name}.wasm.tmp"));
+        std::fs::copy(&from, &tmp).with_context(|| format!("cannot copy {}", from.display()))?;
+        std::fs::rename(&tmp, &to)?;
+    }
+    eprintln!("built {} plugins into {}", crates.len(), dist.display());
+    Ok(())
+}
