@@ -51,6 +51,8 @@ impl CompileCache {
         if !path.exists() {
             return None;
         }
+        // The artifact is memory-mapped while the component lives: files
+        // here must only ever be replaced by rename, never truncated in place.
         // SAFETY: the file is one this cache wrote (atomically, by rename) for
         // this digest and engine; wasmtime checks its header and version
         // before use. Whoever can write the cache folder can run code as the

@@ -1,0 +1,9 @@
+//! End-to-end tests: the runtime on real plugin components (sample and
+//! hostile), and the `rulehost` binary as a user runs it.
+//!
+//! The plugins must be built first (`cargo xtask plugins`, which
+//! `cargo xtask test` does).
+
+mod cli;
+mod runtime;
+mod support;

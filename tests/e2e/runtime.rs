@@ -1,0 +1,326 @@
+//! The runtime on real components: hostile plugins are confined to their own
+//! call, warm instances are reused and recycled, the contract is enforced.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use rulehost::contract::{
+    Account, AccountStatus, Call, Capability, Context, Outcome, Properties, ServiceRequest,
+    Verdict, VerifyInput,
+};
+use rulehost::runtime::{
+    Binding, CallErrorKind, InstanceMode, Limits, LoadErrorKind, Runtime, RuntimeOptions,
+};
+
+use crate::support::{load, plugin_bytes, runtime};
+
+fn ctx() -> Context {
+    Context {
+        service: "test".into(),
+        config: Properties::default(),
+        now: Timestamp::from_second(1_700_000_000).unwrap_or(Timestamp::UNIX_EPOCH),
+    }
+}
+
+fn verify_call(status: AccountStatus) -> Call {
+    Call::Verify(VerifyInput {
+        request: ServiceRequest {
+            id: "r1".into(),
+            account_id: "acme-1".into(),
+            description: String::new(),
+            attributes: Properties::default(),
+        },
+        account: Some(Account {
+            id: "acme-1".into(),
+            status,
+            paid_up: true,
+            tier: "standard".into(),
+            contract_end: None,
+            contact: None,
+            attributes: Properties::default(),
+        }),
+    })
+}
+
+fn binding(runtime: &Runtime, name: &str) -> Binding {
+    Binding::new(load(runtime, name), Limits::default())
+}
+
+fn fault(binding: &Binding) -> (CallErrorKind, String, Duration) {
+    let started = Instant::now();
+    match binding.call(&ctx(), &verify_call(AccountStatus::Active)) {
+        Ok(report) => panic!("expected a fault, got {:?}", report.outcome),
+        Err(e) => (e.kind.clone(), e.to_string(), started.elapsed()),
+    }
+}
+
+#[test]
+fn sample_verifier_answers_on_a_warm_instance() {
+    let rt = runtime();
+    let b = binding(&rt, "support-contract");
+    for _ in 0..5 {
+        let report = b
+            .call(&ctx(), &verify_call(AccountStatus::Active))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            report.outcome,
+            Outcome::Verdict(Verdict::Pass {
+                level: "standard".into()
+            })
+        );
+    }
+    assert_eq!(
+        b.stats.instantiations.load(Ordering::Relaxed),
+        1,
+        "sequential calls reuse one warm instance"
+    );
+    assert_eq!(
+        b.plugin().capabilities(),
+        &[Capability::Verifier, Capability::Reconciler]
+    );
+}
+
+#[test]
+fn infinite_loop_times_out_within_the_limit_and_names_the_plugin() {
+    let rt = runtime();
+    let b = binding(&rt, "hostile-loop");
+    let (kind, message, elapsed) = fault(&b);
+    assert_eq!(
+        kind,
+        CallErrorKind::Timeout {
+            limit: Duration::from_millis(50)
+        }
+    );
+    assert!(elapsed < Duration::from_millis(1000), "took {elapsed:?}");
+    assert!(
+        message.contains("hostile-loop")
+            && message.contains("sha256:")
+            && message.contains("timed out after 50 ms"),
+        "{message}"
+    );
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_limit() {
+    let rt = runtime();
+    let b = binding(&rt, "hostile-memory");
+    let (kind, message, _) = fault(&b);
+    assert_eq!(
+        kind,
+        CallErrorKind::MemoryLimit { limit: 16 << 20 },
+        "{message}"
+    );
+    assert!(
+        message.contains("exceeded its memory limit of 16 MiB"),
+        "{message}"
+    );
+}
+
+#[test]
+fn panic_becomes_a_trap_carrying_the_panic_message() {
+    let rt = runtime();
+    let b = binding(&rt, "hostile-panic");
+    let (kind, message, _) = fault(&b);
+    assert!(matches!(kind, CallErrorKind::Trap(_)), "{kind:?}");
+    assert!(
+        message.contains("hostile plugin panicked on purpose"),
+        "{message}"
+    );
+}
+
+#[test]
+fn oversize_output_is_refused() {
+    let rt = runtime();
+    let b = binding(&rt, "hostile-output");
+    let (kind, message, _) = fault(&b);
+    assert!(
+        matches!(kind, CallErrorKind::OutputTooLarge { limit, .. } if limit == 1 << 20),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_plugin_for_another_contract_version_is_refused_naming_both() {
+    let rt = runtime();
+    let err = rt
+        .load("hostile-contract", &plugin_bytes("hostile-contract"))
+        .err();
+    let err = err.unwrap_or_else(|| panic!("a 2.0.0 plugin was accepted"));
+    assert!(matches!(err.kind, LoadErrorKind::ContractVersion { .. }));
+    let message = err.to_string();
+    assert!(
+        message.contains("rulehost:plugin@2.0.0") && message.contains("rulehost:plugin@0.1.0"),
+        "{message}"
+    );
+}
+
+#[test]
+fn bytes_that_are_not_a_component_are_refused() {
+    let rt = runtime();
+    let err = rt.load("garbage", b"\0asm not really").err();
+    assert!(err.is_some_and(
+        |e| matches!(e.kind, LoadErrorKind::Compile(_)) && e.to_string().contains("garbage")
+    ));
+}
+
+#[test]
+fn wasi_is_deny_all_and_output_goes_to_the_log() {
+    let rt = runtime();
+    let b = binding(&rt, "hostile-escape");
+    let report = b
+        .call(&ctx(), &verify_call(AccountStatus::Active))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        report.outcome,
+        Outcome::Verdict(Verdict::Pass {
+            level: "fs=denied env=denied dir=denied net=denied".into()
+        })
+    );
+    let logs: Vec<_> = report
+        .logs
+        .iter()
+        .map(|l| (l.level, l.message.as_str()))
+        .collect();
+    assert!(logs.contains(&("info", "hello from log")), "{logs:?}");
+    assert!(logs.contains(&("stdout", "hello from stdout")), "{logs:?}");
+    assert!(logs.contains(&("stderr", "hello from stderr")), "{logs:?}");
+}
+
+#[test]
+fn a_fault_recycles_the_instance_and_the_next_call_still_works() {
+    let rt = runtime();
+    let looping = binding(&rt, "hostile-loop");
+    let good = binding(&rt, "support-contract");
+    let _ = fault(&looping);
+    let _ = fault(&looping);
+    assert_eq!(
+        looping.stats.instantiations.load(Ordering::Relaxed),
+        2,
+        "a faulted instance is never reused"
+    );
+    assert_eq!(looping.stats.faults.load(Ordering::Relaxed), 2);
+    assert_eq!(looping.idle_instances(), 0);
+    assert!(
+        good.call(&ctx(), &verify_call(AccountStatus::Active))
+            .is_ok()
+    );
+}
+
+#[test]
+fn other_calls_keep_flowing_while_a_plugin_spins() {
+    let rt = runtime();
+    let looping = Arc::new(binding(&rt, "hostile-loop"));
+    let good = Arc::new(binding(&rt, "support-contract"));
+    let spinner = {
+        let looping = looping.clone();
+        std::thread::spawn(move || {
+            (0..4)
+                .filter(|_| {
+                    looping
+                        .call(&ctx(), &verify_call(AccountStatus::Active))
+                        .is_err()
+                })
+                .count()
+        })
+    };
+    let mut answered = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(150) {
+        if good
+            .call(&ctx(), &verify_call(AccountStatus::Expired))
+            .is_ok()
+        {
+            answered += 1;
+        }
+    }
+    assert_eq!(
+        spinner.join().unwrap_or(0),
+        4,
+        "every spinning call timed out"
+    );
+    assert!(
+        answered > 100,
+        "only {answered} good calls answered while another plugin spun"
+    );
+}
+
+#[test]
+fn fresh_mode_instantiates_per_call() {
+    let rt = runtime();
+    let limits = Limits {
+        instances: InstanceMode::Fresh,
+        ..Limits::default()
+    };
+    let b = Binding::new(load(&rt, "support-contract"), limits);
+    for _ in 0..3 {
+        assert!(b.call(&ctx(), &verify_call(AccountStatus::Active)).is_ok());
+    }
+    assert_eq!(b.stats.instantiations.load(Ordering::Relaxed), 3);
+    assert_eq!(b.idle_instances(), 0);
+}
+
+#[test]
+fn warm_instances_are_recycled_after_max_calls() {
+    let rt = runtime();
+    let limits = Limits {
+        max_calls_per_instance: 2,
+        ..Limits::default()
+    };
+    let b = Binding::new(load(&rt, "support-contract"), limits);
+    for _ in 0..5 {
+        assert!(b.call(&ctx(), &verify_call(AccountStatus::Active)).is_ok());
+    }
+    assert_eq!(b.stats.instantiations.load(Ordering::Relaxed), 3);
+}
+
+#[test]
+fn a_call_the_plugin_does_not_export_is_an_error_not_a_fault() {
+    let rt = runtime();
+    let b = binding(&rt, "conference-split");
+    let (kind, message, _) = fault(&b);
+    assert_eq!(kind, CallErrorKind::Unsupported(Capability::Verifier));
+    assert!(message.contains("does not export `verifier`"), "{message}");
+    assert_eq!(b.stats.instantiations.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn compiled_plugins_are_cached_by_digest() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let options = RuntimeOptions {
+        cache_dir: Some(dir.path().to_owned()),
+        ..RuntimeOptions::default()
+    };
+    let first = Runtime::new(options.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let plugin = load(&first, "support-contract");
+    let cached: Vec<_> = std::fs::read_dir(dir.path())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].starts_with(&plugin.digest().hex()), "{cached:?}");
+    // A second runtime (a restart) loads from the cache and still answers.
+    let second = Runtime::new(options).unwrap_or_else(|e| panic!("{e}"));
+    let again = load(&second, "support-contract");
+    assert_eq!(again.digest(), plugin.digest());
+    let b = Binding::new(again, Limits::default());
+    assert!(b.call(&ctx(), &verify_call(AccountStatus::Active)).is_ok());
+    // A corrupt artifact is ignored and recompiled, never trusted. (Replaced
+    // by rename, as the cache itself writes: the old one may still be mapped.)
+    let tmp = dir.path().join("corrupt.tmp");
+    std::fs::write(&tmp, b"garbage").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(&tmp, dir.path().join(&cached[0])).unwrap_or_else(|e| panic!("{e}"));
+    let third = Runtime::new(RuntimeOptions {
+        cache_dir: Some(dir.path().to_owned()),
+        ..RuntimeOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        third
+            .load("support-contract", &plugin_bytes("support-contract"))
+            .is_ok()
+    );
+}

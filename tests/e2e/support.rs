@@ -1,0 +1,73 @@
+//! Paths to the built plugins and the binary, and small helpers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use rulehost::runtime::{Plugin, Runtime, RuntimeOptions};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+pub fn plugins_dir() -> PathBuf {
+    repo_root().join("plugins").join("dist")
+}
+
+pub fn rules_dir() -> PathBuf {
+    repo_root().join("rules")
+}
+
+/// The bytes of a built plugin; a clear failure when plugins are not built.
+pub fn plugin_bytes(name: &str) -> Vec<u8> {
+    let path = plugins_dir().join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {} ({e}): build the plugins first with `cargo xtask plugins`",
+            path.display()
+        )
+    })
+}
+
+pub fn runtime() -> Runtime {
+    Runtime::new(RuntimeOptions::default()).unwrap_or_else(|e| panic!("runtime: {e}"))
+}
+
+pub fn load(runtime: &Runtime, name: &str) -> Arc<Plugin> {
+    runtime
+        .load(name, &plugin_bytes(name))
+        .unwrap_or_else(|e| panic!("load {name}: {e}"))
+}
+
+/// Runs the real `rulehost` binary in the repository root.
+pub fn rulehost(args: &[&str]) -> Output {
+    rulehost_with(args, |_| {})
+}
+
+pub fn rulehost_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rulehost"));
+    command
+        .args(args)
+        .current_dir(repo_root())
+        .arg("--plugins")
+        .arg(plugins_dir());
+    command.env(
+        "RULEHOST_CACHE_DIR",
+        std::env::temp_dir().join("rulehost-e2e-cache"),
+    );
+    configure(&mut command);
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run rulehost: {e}"))
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
