@@ -1,0 +1,120 @@
+//! Plugin call costs: a warm instance, a fresh instance per call, and the
+//! same rule compiled natively (the `support-contract` crate itself), so the
+//! ratio is the cost of the sandbox. Needs `cargo xtask plugins` first.
+//!
+//! `cargo bench -p rulehost --bench runtime`
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jiff::Timestamp;
+use rulehost::contract::{
+    Account, AccountStatus, Call, Context, Properties, ServiceRequest, VerifyInput,
+};
+use rulehost::runtime::{Binding, InstanceMode, Limits, Runtime, RuntimeOptions};
+use rulehost_sdk::Verifier as _;
+
+fn plugin_bytes(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/dist")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{} ({e}): run `cargo xtask plugins` first", path.display()))
+}
+
+fn inputs() -> (Context, Call) {
+    let ctx = Context {
+        service: "support-contract".into(),
+        config: [("lapse_days", "10")].into_iter().collect::<Properties>(),
+        now: Timestamp::from_second(1_700_000_000).unwrap_or(Timestamp::UNIX_EPOCH),
+    };
+    let call = Call::Verify(VerifyInput {
+        request: ServiceRequest {
+            id: "r1".into(),
+            account_id: "acme-1".into(),
+            description: "printer on fire".into(),
+            attributes: Properties::default(),
+        },
+        account: Some(Account {
+            id: "acme-1".into(),
+            status: AccountStatus::Active,
+            paid_up: true,
+            tier: "standard".into(),
+            contract_end: None,
+            contact: None,
+            attributes: Properties::default(),
+        }),
+    });
+    (ctx, call)
+}
+
+fn native_inputs() -> (
+    rulehost_sdk::types::Context,
+    rulehost_sdk::types::ServiceRequest,
+    rulehost_sdk::types::Account,
+) {
+    use rulehost_sdk::types as t;
+    let ctx = t::Context::new("support-contract", 1_700_000_000).with_config("lapse_days", "10");
+    let request = t::ServiceRequest {
+        id: "r1".into(),
+        account_id: "acme-1".into(),
+        description: "printer on fire".into(),
+        attributes: vec![],
+    };
+    let account = t::Account {
+        id: "acme-1".into(),
+        status: t::AccountStatus::Active,
+        paid_up: true,
+        tier: "standard".into(),
+        contract_end: None,
+        contact: None,
+        attributes: vec![],
+    };
+    (ctx, request, account)
+}
+
+fn plugin_calls(c: &mut Criterion) {
+    let runtime = Runtime::new(RuntimeOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let plugin = runtime
+        .load("support-contract", &plugin_bytes("support-contract"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (ctx, call) = inputs();
+
+    let warm = Binding::new(plugin.clone(), Limits::default());
+    c.bench_function("verify/warm-instance", |b| {
+        b.iter(|| {
+            warm.call(black_box(&ctx), black_box(&call))
+                .map(|r| r.outcome)
+        })
+    });
+
+    let fresh = Binding::new(
+        plugin,
+        Limits {
+            instances: InstanceMode::Fresh,
+            ..Limits::default()
+        },
+    );
+    c.bench_function("verify/fresh-instance", |b| {
+        b.iter(|| {
+            fresh
+                .call(black_box(&ctx), black_box(&call))
+                .map(|r| r.outcome)
+        })
+    });
+
+    let (nctx, request, account) = native_inputs();
+    c.bench_function("verify/native-rust", |b| {
+        b.iter(|| {
+            support_contract::SupportContract::verify(
+                black_box(&nctx),
+                black_box(&request),
+                Some(black_box(&account)),
+            )
+        })
+    });
+}
+
+criterion_group!(benches, plugin_calls);
+criterion_main!(benches);
