@@ -80,7 +80,24 @@ fn plugin_crates(root: &Path) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
+/// Installs the wasm32-wasip2 target when rustup manages the toolchain and lacks it.
+fn ensure_wasm_target() -> anyhow::Result<()> {
+    let Ok(installed) = Command::new("rustup").args(["target", "list", "--installed"]).output() else {
+        return Ok(()); // no rustup: the toolchain's owner provides the target
+    };
+    if String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") {
+        return Ok(());
+    }
+    eprintln!("$ rustup target add wasm32-wasip2");
+    let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status()?;
+    if !status.success() {
+        bail!("could not install the wasm32-wasip2 target; run `rustup target add wasm32-wasip2`");
+    }
+    Ok(())
+}
+
 fn build_plugins(root: &Path) -> anyhow::Result<()> {
+    ensure_wasm_target()?;
     let crates = plugin_crates(root)?;
     let mut args = vec!["build", "--target", "wasm32-wasip2", "--profile", "plugin"];
     for name in &crates {

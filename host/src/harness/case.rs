@@ -87,10 +87,10 @@ impl Case {
                 ));
             }
         };
-        if let Some(expect) = &file.expect {
-            if !expect.is_object() {
-                return Err(Diagnostic::error(path, None, "`expect` must be a table"));
-            }
+        if let Some(expect) = &file.expect
+            && !expect.is_object()
+        {
+            return Err(Diagnostic::error(path, None, "`expect` must be a table"));
         }
         let default_now = DEFAULT_NOW
             .parse::<Timestamp>()

@@ -101,11 +101,18 @@ fn flatten(at: &str, expected: &Value, observed: Option<&Value>, out: &mut Vec<S
                 flatten(&path, want, got, out);
             }
         }
+        Value::Array(items) if !items.is_empty() => {
+            for (i, want) in items.iter().enumerate() {
+                let got = observed.map(|o| o.get(i).unwrap_or(&Value::Null));
+                flatten(&format!("{at}[{i}]"), want, got, out);
+            }
+        }
         leaf => {
             let value = observed.unwrap_or(leaf);
             let text = match value {
                 Value::String(s) => s.clone(),
                 Value::Array(items) => format!("[{} items]", items.len()),
+                Value::Null if observed.is_some() => "(none)".to_owned(),
                 other => other.to_string(),
             };
             out.push(format!("{at}={text}"));
@@ -148,7 +155,10 @@ mod tests {
     fn projection_lines_up_with_the_expectation() {
         let want = json!({"verdict": "fail", "code": "expired"});
         let got = json!({"verdict": "fail", "code": "unpaid", "reason": "x"});
-        assert_eq!(summarize(&want), "code=expired verdict=fail");
-        assert_eq!(project(&want, &got), "code=unpaid verdict=fail");
+        assert_eq!(summarize(&want), "verdict=fail code=expired");
+        assert_eq!(project(&want, &got), "verdict=fail code=unpaid");
+        let charges = json!({"charges": [{"amount": 5}]});
+        assert_eq!(project(&charges, &json!({"charges": []})), "charges[0].amount=(none)");
+        assert_eq!(summarize(&charges), "charges[0].amount=5");
     }
 }
