@@ -91,13 +91,24 @@ fn plugin_calls(c: &mut Criterion) {
 
     // The same call with the fewest strings the contract allows: each string
     // or list argument costs one allocation call into the guest.
-    let minimal_ctx = Context { config: Properties::default(), ..ctx.clone() };
+    let minimal_ctx = Context {
+        config: Properties::default(),
+        ..ctx.clone()
+    };
     let minimal_call = Call::Verify(VerifyInput {
-        request: ServiceRequest { id: "r1".into(), account_id: "a".into(), description: String::new(), attributes: Properties::default() },
+        request: ServiceRequest {
+            id: "r1".into(),
+            account_id: "a".into(),
+            description: String::new(),
+            attributes: Properties::default(),
+        },
         account: None,
     });
     c.bench_function("verify/warm-instance-minimal-input", |b| {
-        b.iter(|| warm.call(black_box(&minimal_ctx), black_box(&minimal_call)).map(|r| r.outcome))
+        b.iter(|| {
+            warm.call(black_box(&minimal_ctx), black_box(&minimal_call))
+                .map(|r| r.outcome)
+        })
     });
 
     let fresh = Binding::new(

@@ -13,6 +13,7 @@ mod cache;
 mod digest;
 mod engine;
 mod limits;
+mod output;
 mod plugin;
 mod state;
 

@@ -4,18 +4,18 @@
 use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::v0_1::{Host, LogLevel};
+use super::output::CapturedOutput;
 
 /// Most log lines kept per call; more are counted, not kept.
 const MAX_LOG_LINES: usize = 100;
 /// Longest log line kept, in bytes; longer lines are cut.
 const MAX_LOG_LINE: usize = 4096;
-/// How much a plugin may write to stdout and stderr over an instance's life
-/// before writes fail (and the instance is recycled).
-const STDIO_CAPACITY: usize = 256 << 10;
+/// How much of a plugin's stdout and stderr is kept per call; the rest is
+/// counted and dropped.
+const STDIO_CAPACITY: usize = 64 << 10;
 
 /// One line a plugin logged, through `host.log` or its stdout/stderr.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -28,9 +28,8 @@ pub(crate) struct StoreState {
     plugin: Arc<str>,
     wasi: WasiCtx,
     table: ResourceTable,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
-    stdio_seen: (usize, usize),
+    stdout: CapturedOutput,
+    stderr: CapturedOutput,
     logs: Vec<LogLine>,
     dropped_logs: usize,
     memory_limit: usize,
@@ -41,8 +40,8 @@ impl StoreState {
     /// No files, no environment, no arguments, no sockets; stdout and stderr
     /// are captured and sent to the log under the plugin's name.
     pub(crate) fn new(plugin: Arc<str>, memory_limit: u64) -> Self {
-        let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
-        let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
+        let stdout = CapturedOutput::new(STDIO_CAPACITY);
+        let stderr = CapturedOutput::new(STDIO_CAPACITY);
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -54,7 +53,6 @@ impl StoreState {
             table: ResourceTable::new(),
             stdout,
             stderr,
-            stdio_seen: (0, 0),
             logs: Vec::new(),
             dropped_logs: 0,
             memory_limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
@@ -90,32 +88,24 @@ impl StoreState {
         });
     }
 
-    /// Moves what the plugin wrote to stdout/stderr since the last call into
-    /// the log, then hands over the call's log lines.
+    /// Moves what the plugin wrote to stdout/stderr during the call into the
+    /// log, then hands over the call's log lines.
     pub(crate) fn take_logs(&mut self) -> Vec<LogLine> {
-        for (stream, level) in [(0, "stdout"), (1, "stderr")] {
-            let pipe = if stream == 0 {
-                &self.stdout
-            } else {
-                &self.stderr
-            };
-            let seen = if stream == 0 {
-                self.stdio_seen.0
-            } else {
-                self.stdio_seen.1
-            };
-            let contents = pipe.contents();
-            if contents.len() <= seen {
+        for (level, captured) in [
+            ("stdout", self.stdout.take()),
+            ("stderr", self.stderr.take()),
+        ] {
+            let Some((bytes, dropped)) = captured else {
                 continue;
-            }
-            let fresh = String::from_utf8_lossy(&contents[seen..]).into_owned();
-            if stream == 0 {
-                self.stdio_seen.0 = contents.len();
-            } else {
-                self.stdio_seen.1 = contents.len();
-            }
-            for line in fresh.lines().filter(|l| !l.is_empty()) {
+            };
+            for line in String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter(|l| !l.is_empty())
+            {
                 self.push_log(level, line);
+            }
+            if dropped > 0 {
+                self.push_log("warn", &format!("{dropped} more bytes of {level} dropped"));
             }
         }
         if self.dropped_logs > 0 {
