@@ -4,6 +4,9 @@
 //!
 //! `cargo bench -p rulehost --bench runtime`
 
+// A benchmark that cannot set up has nothing to measure: failing loudly is right.
+#![allow(clippy::panic)]
+
 use std::hint::black_box;
 use std::path::Path;
 

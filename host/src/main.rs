@@ -1,6 +1,7 @@
 //! The `rulehost` command: parses arguments, sets up logging, and maps
 //! outcomes to exit codes (0 ok, 1 failures found, 2 could not run).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -13,6 +14,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("RULEHOST_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli::run(Cli::parse()) {
         Ok(code) => code,

@@ -48,6 +48,7 @@ fn binding(runtime: &Runtime, name: &str) -> Binding {
     Binding::new(load(runtime, name), Limits::default())
 }
 
+#[allow(clippy::panic)] // a test helper: an unexpected answer fails the test
 fn fault(binding: &Binding) -> (CallErrorKind, String, Duration) {
     let started = Instant::now();
     match binding.call(&ctx(), &verify_call(AccountStatus::Active)) {

@@ -1,7 +1,12 @@
 //! Paths to the built plugins and the binary, and small helpers.
+//!
+//! The helpers panic when they cannot do their job (clippy denies `panic`
+//! outside `#[test]` functions, hence the `allow`s): a test's setup failing
+//! must stop the test with a clear message.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 use rulehost::runtime::{Plugin, Runtime, RuntimeOptions};
@@ -22,6 +27,7 @@ pub fn rules_dir() -> PathBuf {
 }
 
 /// The bytes of a built plugin; a clear failure when plugins are not built.
+#[allow(clippy::panic)]
 pub fn plugin_bytes(name: &str) -> Vec<u8> {
     let path = plugins_dir().join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| {
@@ -32,10 +38,12 @@ pub fn plugin_bytes(name: &str) -> Vec<u8> {
     })
 }
 
+#[allow(clippy::panic)]
 pub fn runtime() -> Runtime {
     Runtime::new(RuntimeOptions::default()).unwrap_or_else(|e| panic!("runtime: {e}"))
 }
 
+#[allow(clippy::panic)]
 pub fn load(runtime: &Runtime, name: &str) -> Arc<Plugin> {
     runtime
         .load(name, &plugin_bytes(name))
@@ -47,7 +55,37 @@ pub fn rulehost(args: &[&str]) -> Output {
     rulehost_with(args, |_| {})
 }
 
+#[allow(clippy::panic)]
 pub fn rulehost_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Output {
+    let mut command = command(args);
+    configure(&mut command);
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run rulehost: {e}"))
+}
+
+/// Runs `rulehost` (as [`rulehost`]) with `input` on its standard input.
+#[allow(clippy::panic)]
+pub fn rulehost_stdin(args: &[&str], input: &str) -> Output {
+    let mut child = command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run rulehost: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .unwrap_or_else(|e| panic!("cannot write to rulehost's stdin: {e}"));
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("cannot run rulehost: {e}"))
+}
+
+/// The `rulehost` binary with `args`, then `--plugins plugins/dist`, run in
+/// the repository root with a compile cache shared by the tests.
+fn command(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rulehost"));
     command
         .args(args)
@@ -58,8 +96,15 @@ pub fn rulehost_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Out
         "RULEHOST_CACHE_DIR",
         std::env::temp_dir().join("rulehost-e2e-cache"),
     );
-    configure(&mut command);
     command
+}
+
+/// Runs `rulehost` with exactly `args` (no `--plugins` added): for `--help`.
+#[allow(clippy::panic)]
+pub fn rulehost_bare(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rulehost"))
+        .args(args)
+        .current_dir(repo_root())
         .output()
         .unwrap_or_else(|e| panic!("cannot run rulehost: {e}"))
 }

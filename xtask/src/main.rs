@@ -19,8 +19,7 @@ fn main() -> anyhow::Result<()> {
         "plugins" => build_plugins(&root),
         "test" => {
             build_plugins(&root)?;
-            cargo(&["test", "--workspace", "--all-targets"])?;
-            cargo(&["test", "--workspace", "--doc"])
+            run_tests()
         }
         "demo" => {
             build_plugins(&root)?;
@@ -37,11 +36,72 @@ fn main() -> anyhow::Result<()> {
                 "warnings",
             ])?;
             build_plugins(&root)?;
-            cargo(&["test", "--workspace", "--all-targets"])?;
-            cargo(&["test", "--workspace", "--doc"])
+            run_tests()
         }
         other => bail!("unknown task `{other}`; tasks: plugins, test, demo, ci"),
     }
+}
+
+/// Every test of the workspace (unit, integration, benches in test mode, doc
+/// tests), closing with one line that totals all of them.
+fn run_tests() -> anyhow::Result<()> {
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let mut outcome = Ok(());
+    for args in [
+        &["test", "--workspace", "--all-targets"][..],
+        &["test", "--workspace", "--doc"][..],
+    ] {
+        let (p, f, result) = cargo_test(args)?;
+        passed += p;
+        failed += f;
+        if result.is_err() && outcome.is_ok() {
+            outcome = result;
+        }
+    }
+    println!("\nall tests: {passed} passed, {failed} failed");
+    outcome
+}
+
+/// Runs `cargo test`, passing its output through and adding up its
+/// `test result:` lines.
+fn cargo_test(args: &[&str]) -> anyhow::Result<(u64, u64, anyhow::Result<()>)> {
+    use std::io::{BufRead, BufReader};
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("$ cargo {}", args.join(" "));
+    let mut child = Command::new(cargo)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run cargo")?;
+    let (mut passed, mut failed) = (0, 0);
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                passed += count_before(rest, " passed");
+                failed += count_before(rest, " failed");
+            }
+        }
+    }
+    let status = child.wait()?;
+    let result = if status.success() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "`cargo {}` failed ({status})",
+            args.join(" ")
+        ))
+    };
+    Ok((passed, failed, result))
+}
+
+/// The number just before `word` in `text` (`ok. 12 passed; 0 failed`).
+fn count_before(text: &str, word: &str) -> u64 {
+    text.find(word)
+        .and_then(|end| text[..end].rsplit(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn workspace_root() -> PathBuf {
@@ -70,10 +130,10 @@ fn plugin_crates(root: &Path) -> anyhow::Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(root.join("plugins"))? {
         let path = entry?.path();
-        if path.join("Cargo.toml").is_file() {
-            if let Some(name) = path.file_name() {
-                names.push(name.to_string_lossy().into_owned());
-            }
+        if path.join("Cargo.toml").is_file()
+            && let Some(name) = path.file_name()
+        {
+            names.push(name.to_string_lossy().into_owned());
         }
     }
     names.sort();
@@ -82,14 +142,22 @@ fn plugin_crates(root: &Path) -> anyhow::Result<Vec<String>> {
 
 /// Installs the wasm32-wasip2 target when rustup manages the toolchain and lacks it.
 fn ensure_wasm_target() -> anyhow::Result<()> {
-    let Ok(installed) = Command::new("rustup").args(["target", "list", "--installed"]).output() else {
+    let Ok(installed) = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+    else {
         return Ok(()); // no rustup: the toolchain's owner provides the target
     };
-    if String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") {
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == "wasm32-wasip2")
+    {
         return Ok(());
     }
     eprintln!("$ rustup target add wasm32-wasip2");
-    let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status()?;
+    let status = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status()?;
     if !status.success() {
         bail!("could not install the wasm32-wasip2 target; run `rustup target add wasm32-wasip2`");
     }

@@ -20,7 +20,7 @@ pub struct CheckArgs {
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let runtime = args.plugins.runtime(false)?;
-    let target = Target::of(&args.path);
+    let target = Target::of(&args.path)?;
     let loaded = load(&runtime, target.rules(), &args.plugins);
     let mut diagnostics: Vec<Diagnostic> = loaded
         .diagnostics
@@ -35,6 +35,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         })
         .cloned()
         .collect();
+    diagnostics.extend(target.missing(&args.path, &loaded));
     let mut cases = 0;
     let services: Vec<_> = loaded
         .registry
@@ -52,7 +53,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                         &file,
                         None,
                         format!(
-                            "a `{}` case needs a `{}` plugin, and the manifest names none",
+                            "a case calling `{}` needs a `{}` plugin, and the manifest names none",
                             case.call.name(),
                             case.call.capability().manifest_key()
                         ),
@@ -76,12 +77,23 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let warnings = diagnostics.len() - errors;
     if errors == 0 {
         println!(
-            "ok: {} services, {cases} cases, {warnings} warnings",
-            services.len()
+            "ok: {}, {}, {}",
+            count(services.len(), "service"),
+            count(cases, "case"),
+            count(warnings, "warning")
         );
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{errors} errors, {warnings} warnings");
+        println!("{}, {}", count(errors, "error"), count(warnings, "warning"));
         Ok(ExitCode::from(1))
+    }
+}
+
+/// `1 error`, `2 errors`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }

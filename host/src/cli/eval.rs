@@ -33,23 +33,31 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let case = match &args.case {
-        Some(path) => Case::read(path).map_err(|d| anyhow::anyhow!("{d}"))?,
+        Some(path) => Case::read(path),
         None => {
             let mut source = String::new();
             std::io::stdin()
                 .read_to_string(&mut source)
                 .context("cannot read the case from standard input")?;
             Case::parse(Path::new("<stdin>"), &source, Format::Json)
-                .map_err(|d| anyhow::anyhow!("{d}"))?
+        }
+    };
+    let case = match case {
+        Ok(case) => case,
+        // The diagnostic says `error: file:line: ...` itself.
+        Err(d) => {
+            eprintln!("{d}");
+            return Ok(ExitCode::from(2));
         }
     };
     let runtime = args.plugins.runtime(true)?;
     let loaded = load(&runtime, &args.rules, &args.plugins);
     let Some(service) = loaded.registry.service(&args.service) else {
         for d in loaded.diagnostics.iter().filter(|d| {
-            d.file
-                .file_stem()
-                .is_some_and(|s| s == args.service.as_str())
+            d.file == args.rules
+                || d.file
+                    .file_stem()
+                    .is_some_and(|s| s == args.service.as_str())
         }) {
             eprintln!("{d}");
         }
@@ -84,7 +92,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             "capability": case.call.capability(),
             "plugin": {"name": observation.plugin, "digest": observation.digest, "contract": plugin.as_ref().map(|p| p.contract().to_string())},
             "context": ctx,
-            "time_per_call_ns": observation.time_per_call.as_nanos() as u64,
+            "time_per_call_ns": (!observation.fault).then_some(observation.time_per_call.as_nanos() as u64),
             "fuel": observation.fuel,
             "logs": observation.logs,
             "outcome": observation.observed,
@@ -121,10 +129,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             .fuel
             .map(|f| format!(", {f} fuel"))
             .unwrap_or_default();
-        println!(
-            "time      {} per call (median of warm calls){fuel}",
-            duration(observation.time_per_call)
-        );
+        if observation.fault {
+            println!("time      - (the call faulted)");
+        } else {
+            println!(
+                "time      {} per call (median of warm calls){fuel}",
+                duration(observation.time_per_call)
+            );
+        }
         for line in &observation.logs {
             println!("log       [{}] {}", line.level, line.message);
         }
@@ -138,7 +150,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             (Some(_), Some(m)) => println!("expect    MISMATCH: {m}"),
         }
     }
-    Ok(if mismatch.is_some() || observation.fault {
+    // The expectation decides when there is one (`fault = "timeout"` can be
+    // the expected outcome); without one, a fault is a failure.
+    let failed = match &case.expect {
+        Some(_) => mismatch.is_some(),
+        None => observation.fault,
+    };
+    Ok(if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

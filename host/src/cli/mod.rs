@@ -10,9 +10,10 @@ mod test;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 
-use crate::registry::{self, Loaded, Sources};
+use crate::registry::{self, Diagnostic, Loaded, Sources};
 use crate::runtime::{Runtime, RuntimeOptions};
 
 #[derive(Debug, Parser)]
@@ -96,7 +97,19 @@ enum Target {
 }
 
 impl Target {
-    fn of(path: &Path) -> Target {
+    /// What `path` names; a path that does not exist stops the command (a
+    /// typo must not read as "0 passed").
+    fn of(path: &Path) -> anyhow::Result<Target> {
+        if !path.exists() {
+            bail!(
+                "`{}` does not exist: give a rules folder, a manifest `<rules>/<service>.toml` or a case file `<rules>/<service>/cases/<case>.toml`",
+                path.display()
+            );
+        }
+        Ok(Target::of_existing(path))
+    }
+
+    fn of_existing(path: &Path) -> Target {
         if path.is_file() {
             let stem = path
                 .file_stem()
@@ -104,19 +117,19 @@ impl Target {
                 .unwrap_or_default();
             let parent = path.parent().unwrap_or(Path::new("."));
             // rules/<service>/cases/<case>.toml
-            if parent.file_name().is_some_and(|n| n == "cases") {
-                if let Some(service_dir) = parent.parent() {
-                    let service = service_dir
-                        .file_name()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    let rules = service_dir.parent().unwrap_or(Path::new(".")).to_owned();
-                    return Target::Case {
-                        rules,
-                        service,
-                        case: path.to_owned(),
-                    };
-                }
+            if parent.file_name().is_some_and(|n| n == "cases")
+                && let Some(service_dir) = parent.parent()
+            {
+                let service = service_dir
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let rules = service_dir.parent().unwrap_or(Path::new(".")).to_owned();
+                return Target::Case {
+                    rules,
+                    service,
+                    case: path.to_owned(),
+                };
             }
             let rules = if parent.as_os_str().is_empty() {
                 PathBuf::from(".")
@@ -144,6 +157,32 @@ impl Target {
             Target::Rules(_) => true,
             Target::Service { service: s, .. } | Target::Case { service: s, .. } => s == service,
         }
+    }
+
+    /// An error when `path`, taken as this target, names one service that
+    /// `loaded` neither registered nor reported a problem with: otherwise
+    /// nothing would run, silently.
+    fn missing(&self, path: &Path, loaded: &Loaded) -> Option<Diagnostic> {
+        let service = match self {
+            Target::Rules(_) => return None,
+            Target::Service { service, .. } | Target::Case { service, .. } => service,
+        };
+        let known = loaded.registry.service(service).is_some()
+            || loaded
+                .diagnostics
+                .iter()
+                .any(|d| d.file.file_stem().is_some_and(|s| s == service.as_str()));
+        if known {
+            return None;
+        }
+        let message = match self {
+            Target::Case { .. } => format!(
+                "no service `{service}` for this case: there is no manifest `{}`",
+                self.rules().join(format!("{service}.toml")).display()
+            ),
+            _ => "not a service manifest (`<rules>/<service>.toml`) or a case file (`<rules>/<service>/cases/<case>.toml`)".to_owned(),
+        };
+        Some(Diagnostic::error(path, None, message))
     }
 }
 

@@ -36,8 +36,12 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     let (mut passed, mut failed) = (0usize, 0usize);
 
     for path in &args.paths {
-        let target = Target::of(path);
+        let target = Target::of(path)?;
         let loaded = load(&runtime, target.rules(), &args.plugins);
+        if let Some(d) = target.missing(path, &loaded) {
+            eprintln!("{d}");
+            failed += 1;
+        }
         for d in &loaded.diagnostics {
             let stem = d
                 .file
@@ -75,14 +79,11 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
                             .file_stem()
                             .map(|s| s.to_string_lossy().into_owned())
                             .unwrap_or_default();
-                        rows.push(vec![
-                            service.id().into(),
-                            name,
-                            "-".into(),
-                            "-".into(),
-                            "-".into(),
-                            "INVALID".into(),
-                        ]);
+                        let mut row = vec![service.id().into(), name];
+                        // EXPECTED, GOT, TIME and FUEL when counted.
+                        row.resize(if args.fuel { 6 } else { 5 }, "-".into());
+                        row.push("INVALID".into());
+                        rows.push(row);
                         details.push(d.to_string());
                         continue;
                     }
@@ -94,6 +95,16 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
                     .map(harness::summarize)
                     .unwrap_or_else(|| "-".into());
                 let (got, time, fuel) = match &result.observation {
+                    // A fault has no time, and shows as itself unless the
+                    // case expects one (`verdict=null` would mislead).
+                    Ok(o) if o.fault => (
+                        match &case.expect {
+                            Some(e) if e.get("fault").is_some() => harness::project(e, &o.observed),
+                            _ => format!("fault={}", o.observed["fault"].as_str().unwrap_or("?")),
+                        },
+                        "-".into(),
+                        "-".into(),
+                    ),
                     Ok(o) => (
                         case.expect.as_ref().map_or_else(
                             || o.observed.to_string(),

@@ -158,7 +158,10 @@ mod tests {
         assert_eq!(summarize(&want), "verdict=fail code=expired");
         assert_eq!(project(&want, &got), "verdict=fail code=unpaid");
         let charges = json!({"charges": [{"amount": 5}]});
-        assert_eq!(project(&charges, &json!({"charges": []})), "charges[0].amount=(none)");
+        assert_eq!(
+            project(&charges, &json!({"charges": []})),
+            "charges[0].amount=(none)"
+        );
         assert_eq!(summarize(&charges), "charges[0].amount=5");
     }
 }

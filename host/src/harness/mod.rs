@@ -76,7 +76,7 @@ pub fn observe(service: &Service, case: &Case, timing: Timing) -> Result<Observa
     let capability = case.call.capability();
     let binding = service.binding(capability).ok_or_else(|| {
         format!(
-            "service `{}` has no `{}` plugin, which a `{}` case needs",
+            "service `{}` has no `{}` plugin, which a case calling `{}` needs",
             service.id(),
             capability.manifest_key(),
             case.call.name()

@@ -190,10 +190,10 @@ impl Binding {
 
     /// A warm instance from the pool, or a new one.
     fn checkout(&self) -> Result<Instance, CallError> {
-        if self.limits.instances == InstanceMode::Warm {
-            if let Some(instance) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
-                return Ok(instance);
-            }
+        if self.limits.instances == InstanceMode::Warm
+            && let Some(instance) = self.idle.lock().ok().and_then(|mut idle| idle.pop())
+        {
+            return Ok(instance);
         }
         self.instantiate()
             .map_err(|e| self.error(CallErrorKind::Instantiate(e)))
@@ -205,10 +205,10 @@ impl Binding {
         {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < self.max_idle {
-                idle.push(instance);
-            }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.max_idle
+        {
+            idle.push(instance);
         }
     }
 

@@ -10,9 +10,9 @@ wasmtime::component::bindgen!({
     world: "plugin",
 });
 
+pub use self::rulehost::plugin::host::{Host, LogLevel};
+use self::rulehost::plugin::types as w;
 pub use exports::rulehost::plugin::{plan_policy, reconciler, session_charging, verifier};
-pub use rulehost::plugin::host::{Host, LogLevel};
-use rulehost::plugin::types as w;
 
 /// Export indices looked up once per plugin version.
 pub struct Indices {
