@@ -104,5 +104,48 @@ impl Verdict {
     }
 }
 
+/// The checks most verifiers start with: the account exists, its `contract`
+/// (named in the reasons, e.g. "support contract") has not expired or ended,
+/// it is not suspended, and it is paid up. Returns the account when it is in
+/// good standing, or the failing verdict.
+///
+/// ```
+/// # use rulehost_sdk::types::*;
+/// let failed = standing(None, 0, "support contract");
+/// assert_eq!(failed.err(), Some(Verdict::fail(FailureCode::NoAccount, "there is no account with this id")));
+/// ```
+pub fn standing<'a>(
+    account: Option<&'a Account>,
+    now: Timestamp,
+    contract: &str,
+) -> Result<&'a Account, Verdict> {
+    let Some(account) = account else {
+        return Err(Verdict::fail(
+            FailureCode::NoAccount,
+            "there is no account with this id",
+        ));
+    };
+    let ended = account.contract_end.is_some_and(|end| end <= now);
+    if account.status == AccountStatus::Expired || ended {
+        return Err(Verdict::fail(
+            FailureCode::Expired,
+            format!("the {contract} has expired"),
+        ));
+    }
+    if account.status == AccountStatus::Suspended {
+        return Err(Verdict::fail(
+            FailureCode::Other,
+            "the account is suspended",
+        ));
+    }
+    if !account.paid_up {
+        return Err(Verdict::fail(
+            FailureCode::Unpaid,
+            format!("the {contract} is not paid up"),
+        ));
+    }
+    Ok(account)
+}
+
 /// Seconds in a day, for durations given in days.
 pub const DAY: u64 = 24 * 60 * 60;

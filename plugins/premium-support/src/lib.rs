@@ -91,31 +91,10 @@ impl Verifier for PremiumSupport {
         request: &ServiceRequest,
         account: Option<&Account>,
     ) -> Result<Verdict, Error> {
-        let Some(account) = account else {
-            return Ok(Verdict::fail(
-                FailureCode::NoAccount,
-                "there is no account with this id",
-            ));
+        let account = match standing(account, ctx.now, "support contract") {
+            Ok(account) => account,
+            Err(failed) => return Ok(failed),
         };
-        let ended = account.contract_end.is_some_and(|end| end <= ctx.now);
-        if account.status == AccountStatus::Expired || ended {
-            return Ok(Verdict::fail(
-                FailureCode::Expired,
-                "the support contract has expired",
-            ));
-        }
-        if account.status == AccountStatus::Suspended {
-            return Ok(Verdict::fail(
-                FailureCode::Other,
-                "the account is suspended",
-            ));
-        }
-        if !account.paid_up {
-            return Ok(Verdict::fail(
-                FailureCode::Unpaid,
-                "the support contract is not paid up",
-            ));
-        }
 
         let levels = Levels::from_config(ctx);
         let tier = account.tier.trim();
