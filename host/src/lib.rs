@@ -3,6 +3,10 @@
 
 pub mod cli;
 pub mod contract;
+pub mod flow;
 pub mod harness;
+pub mod http;
+pub mod notify;
 pub mod registry;
 pub mod runtime;
+pub mod store;

@@ -5,6 +5,7 @@
 mod check;
 mod eval;
 mod format;
+mod serve;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Validate manifests, plugins and cases without running anything.
     Check(check::CheckArgs),
+    /// Serve the internal API: flows, tasks, the outbox, metrics.
+    Serve(serve::ServeArgs),
 }
 
 /// Where plugins come from and how they are compiled.
@@ -79,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test(args) => test::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Check(args) => check::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

@@ -76,6 +76,9 @@ impl Loaded {
     }
 }
 
+/// Files of the rules folder that are not service manifests.
+pub const RESERVED_FILES: &[&str] = &["roles.toml"];
+
 /// The manifest files of a rules folder, sorted by name.
 pub fn manifest_files(rules_dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     let entries = std::fs::read_dir(rules_dir).map_err(|e| {
@@ -88,6 +91,10 @@ pub fn manifest_files(rules_dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| RESERVED_FILES.iter().any(|r| n == *r))
+        })
         .collect();
     files.sort();
     Ok(files)

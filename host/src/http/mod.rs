@@ -1,0 +1,78 @@
+//! The internal HTTP API (default 127.0.0.1:7700), for services and
+//! operators: JSON in and out, errors as `{"error": {"code", "message"}}`.
+//!
+//! Architecture invariant: handlers translate HTTP to calls of the domain
+//! parts and back; blocking work (SQLite, plugins) runs on the blocking pool,
+//! never on the executor's threads.
+
+mod error;
+mod flows;
+mod json;
+mod metrics;
+mod ops;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+pub use json::MAX_BODY;
+pub use metrics::Metrics;
+
+use crate::flow::FlowEngine;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<FlowEngine>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Runs blocking work (SQLite) off the executor's threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/outbox", get(ops::outbox))
+        .route("/v1/flows", post(flows::start).get(flows::list))
+        .route("/v1/flows/{id}", get(flows::get))
+        .route("/v1/flows/{id}/demands", post(flows::demand))
+        .route("/v1/flows/{id}/cancel", post(flows::cancel))
+        .route("/v1/flow-definitions", get(flows::definitions))
+        .route("/v1/tasks", get(flows::tasks))
+        .route("/v1/tasks/{id}/complete", post(flows::complete))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Counts and times every request by its route pattern.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    state.metrics.record(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
