@@ -3,6 +3,8 @@
 //! - `plugins`: build every crate under `plugins/` for wasm32-wasip2 and copy
 //!   the components to `plugins/dist/<name>.wasm`, where the host looks.
 //! - `test`: `plugins`, then every test of the workspace.
+//! - `serve`: `plugins`, then `rulehost serve` on the sample rules (SQLite
+//!   file `rulehost.db` in the repository root; extra arguments pass through).
 //! - `demo`: `plugins`, then the sandbox harness on the sample rules.
 //! - `ci`: what `.ci/run` runs: fmt check, clippy, and `test`.
 
@@ -21,6 +23,13 @@ fn main() -> anyhow::Result<()> {
             build_plugins(&root)?;
             run_tests()
         }
+        "serve" => {
+            build_plugins(&root)?;
+            let extra: Vec<String> = std::env::args().skip(2).collect();
+            let mut args = vec!["run", "--release", "-p", "rulehost", "--", "serve"];
+            args.extend(extra.iter().map(String::as_str));
+            cargo(&args)
+        }
         "demo" => {
             build_plugins(&root)?;
             cargo(&["run", "--release", "-p", "rulehost", "--", "test", "rules"])
@@ -38,7 +47,7 @@ fn main() -> anyhow::Result<()> {
             build_plugins(&root)?;
             run_tests()
         }
-        other => bail!("unknown task `{other}`; tasks: plugins, test, demo, ci"),
+        other => bail!("unknown task `{other}`; tasks: plugins, serve, test, demo, ci"),
     }
 }
 

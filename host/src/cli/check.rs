@@ -35,6 +35,14 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         })
         .cloned()
         .collect();
+    // Flows and roles belong to the whole folder, not one service.
+    if matches!(target, Target::Rules(_)) {
+        let (_, flow_problems) = crate::flow::load_definitions(target.rules());
+        diagnostics.extend(flow_problems);
+        if let Err(d) = crate::flow::Roles::load(target.rules()) {
+            diagnostics.push(d);
+        }
+    }
     diagnostics.extend(target.missing(&args.path, &loaded));
     let mut cases = 0;
     let services: Vec<_> = loaded

@@ -10,6 +10,8 @@ mod definition;
 mod driver;
 mod engine;
 mod roles;
+#[cfg(test)]
+mod tests;
 
 use serde::Serialize;
 
