@@ -6,4 +6,7 @@
 
 mod cli;
 mod runtime;
+mod serve;
+mod server;
 mod support;
+mod webhook;

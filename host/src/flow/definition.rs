@@ -30,8 +30,15 @@ impl TaskKind {
     }
 }
 
-/// The core's automatic actions.
-pub const ACTIONS: &[&str] = &["allocate-credentials", "notify", "set"];
+/// The core's automatic actions. The `reconciliation-*` actions belong to the
+/// reconciliation flows that entitlement builds.
+pub const ACTIONS: &[&str] = &[
+    "allocate-credentials",
+    "notify",
+    "set",
+    "reconciliation-notice",
+    "reconciliation-lapse",
+];
 
 /// One task of a definition (or of a demand).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +55,10 @@ pub struct TaskSpec {
     /// For timers: `500ms`, `2s`, `10m`, `1h`, `10d`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+    /// For timers: the flow-context key holding the time to wait until
+    /// (milliseconds since the epoch); a missing or null value fires at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 impl TaskSpec {
@@ -101,6 +112,9 @@ impl TaskSpec {
         let mut params = self.params.clone();
         if let Some(Ok(after)) = self.after.as_deref().map(parse_duration) {
             params.insert("after_ms".into(), Value::from(after.as_millis() as u64));
+        }
+        if let Some(key) = &self.until {
+            params.insert("until".into(), Value::from(key.clone()));
         }
         Value::Object(params)
     }

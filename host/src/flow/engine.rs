@@ -27,6 +27,29 @@ pub struct FlowEngine {
     roles: Roles,
     /// Raised after a commit that queued notifications.
     outbox_signal: Arc<Signal>,
+    /// Actions other parts of the core add (reconciliation's).
+    actions: BTreeMap<String, Arc<dyn ActionHandler>>,
+}
+
+/// An automatic action another part of the core provides. It runs inside
+/// the step's transaction, so its effects commit with the task's completion.
+pub trait ActionHandler: Send + Sync {
+    fn run(
+        &self,
+        tx: &Connection,
+        flow: &FlowRecord,
+        task: &TaskRecord,
+        now: i64,
+    ) -> Result<ActionOutcome, FlowError>;
+}
+
+/// What an action did.
+#[derive(Debug, Default)]
+pub struct ActionOutcome {
+    /// It queued notifications.
+    pub notified: bool,
+    /// The flow's new context, if it changed.
+    pub context: Option<Value>,
 }
 
 /// Who asked for a change, for the history.
@@ -44,7 +67,72 @@ impl FlowEngine {
             definitions,
             roles,
             outbox_signal,
+            actions: BTreeMap::new(),
         }
+    }
+
+    /// Adds definitions built from code (before the engine is shared).
+    pub fn add_definition(&mut self, definition: Definition) {
+        self.definitions.insert(definition.name.clone(), definition);
+    }
+
+    /// Adds an action (before the engine is shared).
+    pub fn add_action(&mut self, name: &str, handler: Arc<dyn ActionHandler>) {
+        self.actions.insert(name.to_owned(), handler);
+    }
+
+    /// Ends a running flow early (its goal was reached another way): open
+    /// and pending tasks are skipped, the flow is completed, `event` goes in
+    /// the history. Runs inside the caller's transaction.
+    pub fn finish_in(
+        &self,
+        tx: &Connection,
+        flow_id: &str,
+        event: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<(), FlowError> {
+        let Some(flow) = q::get_flow(tx, flow_id)? else {
+            return Ok(());
+        };
+        if flow.state != "running" {
+            return Ok(());
+        }
+        for mut task in q::tasks_of(tx, flow_id)?
+            .into_iter()
+            .filter(|t| t.state == "pending" || t.state == "open")
+        {
+            task.state = "skipped".into();
+            task.completed_at = Some(now);
+            q::update_task(tx, &task)?;
+        }
+        q::set_flow_state(tx, flow_id, "completed", now)?;
+        q::add_history(tx, flow_id, now, actor, event, &json!({}))?;
+        Ok(())
+    }
+
+    /// Makes the flow's current timer due now (someone gave up waiting), then moves the flow on.
+    pub fn expedite(&self, flow_id: &str, actor: &str) -> Result<(), FlowError> {
+        let now = store::now_ms();
+        self.store.write(|tx| {
+            if let Some(mut task) = q::current_task(tx, flow_id)?
+                && task.kind == "timer"
+                && task.state == "open"
+            {
+                task.due_at = Some(now);
+                q::update_task(tx, &task)?;
+                q::add_history(
+                    tx,
+                    flow_id,
+                    now,
+                    actor,
+                    "timer-expedited",
+                    &json!({"task": task.name}),
+                )?;
+            }
+            Ok::<_, FlowError>(())
+        })?;
+        self.advance(flow_id)
     }
 
     pub fn store(&self) -> &Store {

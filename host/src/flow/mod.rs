@@ -19,7 +19,7 @@ pub use definition::{
     ACTIONS, Definition, DemandSpec, TaskKind, TaskSpec, load_definitions, parse_duration,
 };
 pub use driver::Driver;
-pub use engine::{FlowEngine, SYSTEM};
+pub use engine::{ActionHandler, ActionOutcome, FlowEngine, SYSTEM};
 pub use roles::{Role, Roles};
 
 use crate::store::StoreError;

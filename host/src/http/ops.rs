@@ -18,9 +18,9 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let engine = s.engine.clone();
     let ((by_state, open), (backlog, _)) = blocking(move || {
-        Ok(engine
+        engine
             .store()
-            .read(|c| Ok::<_, ApiError>((flows::counts(c)?, outbox::backlog(c)?)))?)
+            .read(|c| Ok::<_, ApiError>((flows::counts(c)?, outbox::backlog(c)?)))
     })
     .await?;
     let mut out = String::new();

@@ -68,6 +68,78 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
     "#,
+    // 2: accounts, requests, the decision log, reconciliations
+    r#"
+    CREATE TABLE accounts (
+        id            TEXT PRIMARY KEY,
+        status        TEXT NOT NULL CHECK (status IN ('active', 'expired', 'suspended')),
+        paid_up       INTEGER NOT NULL,
+        tier          TEXT NOT NULL DEFAULT '',
+        contract_end  INTEGER,
+        contact       TEXT,
+        attributes    TEXT NOT NULL DEFAULT '{}',
+        updated_at    INTEGER NOT NULL
+    );
+
+    CREATE TABLE requests (
+        id                 TEXT PRIMARY KEY,
+        service            TEXT NOT NULL,
+        account_id         TEXT NOT NULL,
+        description        TEXT NOT NULL DEFAULT '',
+        attributes         TEXT NOT NULL DEFAULT '{}',
+        state              TEXT NOT NULL,
+        level              TEXT,
+        failure            TEXT,
+        reconciliation_id  TEXT,
+        created_at         INTEGER NOT NULL,
+        updated_at         INTEGER NOT NULL
+    );
+
+    CREATE TABLE decisions (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        at             INTEGER NOT NULL,
+        service        TEXT NOT NULL,
+        account_id     TEXT NOT NULL,
+        request_id     TEXT NOT NULL,
+        inputs_digest  TEXT NOT NULL,
+        inputs         TEXT NOT NULL,
+        verdict        TEXT NOT NULL,
+        level          TEXT,
+        failure_code   TEXT,
+        reason         TEXT,
+        plugin         TEXT NOT NULL,
+        plugin_digest  TEXT NOT NULL,
+        duration_us    INTEGER NOT NULL
+    );
+    CREATE INDEX decisions_service ON decisions (service, id);
+    CREATE INDEX decisions_account ON decisions (account_id, id);
+    CREATE INDEX decisions_request ON decisions (request_id);
+
+    CREATE TABLE reconciliations (
+        id            TEXT PRIMARY KEY,
+        request_id    TEXT NOT NULL,
+        service       TEXT NOT NULL,
+        account_id    TEXT NOT NULL,
+        failure_code  TEXT NOT NULL,
+        reason        TEXT NOT NULL,
+        mode          TEXT NOT NULL,
+        procedure     TEXT NOT NULL,
+        description   TEXT NOT NULL DEFAULT '',
+        key_hashes    TEXT NOT NULL DEFAULT '[]',
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        deadline      INTEGER,
+        flow_id       TEXT,
+        created_at    INTEGER NOT NULL
+    );
+    CREATE INDEX reconciliations_request ON reconciliations (request_id);
+
+    -- What is left of a finished reconciliation: enough to say why its link is dead.
+    CREATE TABLE reconciliation_tombstones (
+        id       TEXT PRIMARY KEY,
+        outcome  TEXT NOT NULL,
+        at       INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -11,6 +11,7 @@
 //! survives the process being killed (`kill -9`) at any moment; a power
 //! loss or kernel crash may lose the last transactions before a checkpoint.
 
+pub mod entitlement;
 pub mod flows;
 mod migrations;
 pub mod outbox;

@@ -1,0 +1,311 @@
+//! Accounts, held requests, the decision log and reconciliation records.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{StoreError, rfc3339};
+
+fn json(text: String) -> Result<Value, rusqlite::Error> {
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn time<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*ms))
+}
+
+/// An account as stored; `contact` and `attributes` are JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountRow {
+    pub id: String,
+    pub status: String,
+    pub paid_up: bool,
+    pub tier: String,
+    pub contract_end: Option<i64>,
+    pub contact: Option<Value>,
+    pub attributes: Value,
+    pub updated_at: i64,
+}
+
+pub fn put_account(conn: &Connection, a: &AccountRow) -> Result<bool, StoreError> {
+    let existed = get_account(conn, &a.id)?.is_some();
+    conn.execute(
+        "INSERT INTO accounts (id, status, paid_up, tier, contract_end, contact, attributes, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (id) DO UPDATE SET status = ?2, paid_up = ?3, tier = ?4, contract_end = ?5, contact = ?6, attributes = ?7, updated_at = ?8",
+        params![a.id, a.status, a.paid_up, a.tier, a.contract_end, a.contact.as_ref().map(Value::to_string), a.attributes.to_string(), a.updated_at],
+    )?;
+    Ok(!existed)
+}
+
+pub fn get_account(conn: &Connection, id: &str) -> Result<Option<AccountRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, status, paid_up, tier, contract_end, contact, attributes, updated_at FROM accounts WHERE id = ?1",
+    )?;
+    Ok(stmt
+        .query_row([id], |row| {
+            Ok(AccountRow {
+                id: row.get(0)?,
+                status: row.get(1)?,
+                paid_up: row.get(2)?,
+                tier: row.get(3)?,
+                contract_end: row.get(4)?,
+                contact: row.get::<_, Option<String>>(5)?.map(json).transpose()?,
+                attributes: json(row.get(6)?)?,
+                updated_at: row.get(7)?,
+            })
+        })
+        .optional()?)
+}
+
+/// A request the host has checked (and may be holding).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestRow {
+    pub id: String,
+    pub service: String,
+    pub account_id: String,
+    pub description: String,
+    pub attributes: Value,
+    pub state: String,
+    pub level: Option<String>,
+    pub failure: Option<Value>,
+    pub reconciliation_id: Option<String>,
+    #[serde(serialize_with = "time")]
+    pub created_at: i64,
+    #[serde(serialize_with = "time")]
+    pub updated_at: i64,
+}
+
+fn request_row(row: &Row<'_>) -> Result<RequestRow, rusqlite::Error> {
+    Ok(RequestRow {
+        id: row.get(0)?,
+        service: row.get(1)?,
+        account_id: row.get(2)?,
+        description: row.get(3)?,
+        attributes: json(row.get(4)?)?,
+        state: row.get(5)?,
+        level: row.get(6)?,
+        failure: row.get::<_, Option<String>>(7)?.map(json).transpose()?,
+        reconciliation_id: row.get(8)?,
+        created_at: row.get(9)?,
+        updated_at: row.get(10)?,
+    })
+}
+
+pub fn get_request(conn: &Connection, id: &str) -> Result<Option<RequestRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, service, account_id, description, attributes, state, level, failure, reconciliation_id, created_at, updated_at
+         FROM requests WHERE id = ?1",
+    )?;
+    Ok(stmt.query_row([id], request_row).optional()?)
+}
+
+pub fn put_request(conn: &Connection, r: &RequestRow) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO requests (id, service, account_id, description, attributes, state, level, failure, reconciliation_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (id) DO UPDATE SET description = ?4, attributes = ?5, state = ?6, level = ?7, failure = ?8,
+             reconciliation_id = ?9, updated_at = ?11",
+    )?;
+    stmt.execute(params![
+        r.id,
+        r.service,
+        r.account_id,
+        r.description,
+        r.attributes.to_string(),
+        r.state,
+        r.level,
+        r.failure.as_ref().map(Value::to_string),
+        r.reconciliation_id,
+        r.created_at,
+        r.updated_at
+    ])?;
+    Ok(())
+}
+
+/// One entry of the decision log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionRow {
+    pub id: i64,
+    #[serde(serialize_with = "time")]
+    pub at: i64,
+    pub service: String,
+    pub account_id: String,
+    pub request_id: String,
+    pub inputs_digest: String,
+    /// The context and call the plugin got, so the decision can be replayed.
+    #[serde(skip)]
+    pub inputs: Value,
+    /// `pass`, `fail`, or `error` (the plugin faulted or declined).
+    pub verdict: String,
+    pub level: Option<String>,
+    pub failure_code: Option<String>,
+    pub reason: Option<String>,
+    pub plugin: String,
+    pub plugin_digest: String,
+    pub duration_us: i64,
+}
+
+pub fn insert_decision(conn: &Connection, d: &DecisionRow) -> Result<i64, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO decisions (at, service, account_id, request_id, inputs_digest, inputs, verdict, level, failure_code, reason, plugin, plugin_digest, duration_us)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    stmt.execute(params![
+        d.at,
+        d.service,
+        d.account_id,
+        d.request_id,
+        d.inputs_digest,
+        d.inputs.to_string(),
+        d.verdict,
+        d.level,
+        d.failure_code,
+        d.reason,
+        d.plugin,
+        d.plugin_digest,
+        d.duration_us
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The newest decisions first, filtered by service and account.
+pub fn list_decisions(
+    conn: &Connection,
+    service: Option<&str>,
+    account: Option<&str>,
+    limit: u32,
+) -> Result<Vec<DecisionRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, service, account_id, request_id, inputs_digest, inputs, verdict, level, failure_code, reason, plugin, plugin_digest, duration_us
+         FROM decisions WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR account_id = ?2) ORDER BY id DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![service, account, limit], |row| {
+        Ok(DecisionRow {
+            id: row.get(0)?,
+            at: row.get(1)?,
+            service: row.get(2)?,
+            account_id: row.get(3)?,
+            request_id: row.get(4)?,
+            inputs_digest: row.get(5)?,
+            inputs: json(row.get(6)?)?,
+            verdict: row.get(7)?,
+            level: row.get(8)?,
+            failure_code: row.get(9)?,
+            reason: row.get(10)?,
+            plugin: row.get(11)?,
+            plugin_digest: row.get(12)?,
+            duration_us: row.get(13)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn delete_decisions_of(conn: &Connection, request_id: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM decisions WHERE request_id = ?1", [request_id])?;
+    Ok(())
+}
+
+/// A reconciliation in progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconciliationRow {
+    pub id: String,
+    pub request_id: String,
+    pub service: String,
+    pub account_id: String,
+    pub failure_code: String,
+    pub reason: String,
+    pub mode: String,
+    pub procedure: Value,
+    pub description: String,
+    /// SHA-256 (hex) of every key a live link carries; never the keys.
+    pub key_hashes: Vec<String>,
+    pub attempts: i64,
+    pub deadline: Option<i64>,
+    pub flow_id: Option<String>,
+    pub created_at: i64,
+}
+
+pub fn put_reconciliation(conn: &Connection, r: &ReconciliationRow) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO reconciliations (id, request_id, service, account_id, failure_code, reason, mode, procedure, description, key_hashes, attempts, deadline, flow_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT (id) DO UPDATE SET key_hashes = ?10, attempts = ?11, deadline = ?12, flow_id = ?13, account_id = ?4",
+        params![
+            r.id,
+            r.request_id,
+            r.service,
+            r.account_id,
+            r.failure_code,
+            r.reason,
+            r.mode,
+            r.procedure.to_string(),
+            r.description,
+            serde_json::to_string(&r.key_hashes).unwrap_or_else(|_| "[]".into()),
+            r.attempts,
+            r.deadline,
+            r.flow_id,
+            r.created_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn get_reconciliation(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<ReconciliationRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, request_id, service, account_id, failure_code, reason, mode, procedure, description, key_hashes, attempts, deadline, flow_id, created_at
+             FROM reconciliations WHERE id = ?1",
+            [id],
+            |row| {
+                let hashes: String = row.get(9)?;
+                Ok(ReconciliationRow {
+                    id: row.get(0)?,
+                    request_id: row.get(1)?,
+                    service: row.get(2)?,
+                    account_id: row.get(3)?,
+                    failure_code: row.get(4)?,
+                    reason: row.get(5)?,
+                    mode: row.get(6)?,
+                    procedure: json(row.get(7)?)?,
+                    description: row.get(8)?,
+                    key_hashes: serde_json::from_str(&hashes).unwrap_or_default(),
+                    attempts: row.get(10)?,
+                    deadline: row.get(11)?,
+                    flow_id: row.get(12)?,
+                    created_at: row.get(13)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Removes a reconciliation, leaving a tombstone that says how it ended.
+pub fn bury_reconciliation(
+    conn: &Connection,
+    id: &str,
+    outcome: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM reconciliations WHERE id = ?1", [id])?;
+    conn.execute(
+        "INSERT OR REPLACE INTO reconciliation_tombstones (id, outcome, at) VALUES (?1, ?2, ?3)",
+        params![id, outcome, now],
+    )?;
+    Ok(())
+}
+
+pub fn tombstone(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT outcome FROM reconciliation_tombstones WHERE id = ?1",
+            [id],
+            |row| row.get(0),
+        )
+        .optional()?)
+}

@@ -1,0 +1,458 @@
+//! `rulehost serve` as a child process of the test, and an HTTP client for
+//! its API.
+//!
+//! [`Setup`] owns a temporary folder: a copy of the repository's `rules/`
+//! (with a `roles.toml` the test writes) and the SQLite database. Each
+//! [`Setup::start`] runs `rulehost serve` on a free port against them; the
+//! [`Host`] guard kills the process when dropped, also when the test panics
+//! (and then prints the tail of the server's log). Restarting on the same
+//! database is another `start` on the same `Setup`.
+//!
+//! The helpers panic when they cannot do their job (clippy denies `panic`
+//! outside `#[test]` functions, hence the `allow`s): a broken setup must stop
+//! the test loudly, with what the server logged.
+
+use std::cell::Cell;
+use std::fmt;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{plugins_dir, rules_dir};
+
+/// How long a first start may take (plugins compiled on a cold cache).
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The line `rulehost serve` prints once it listens.
+const READY_PREFIX: &str = "rulehost listening on ";
+
+// ---------------------------------------------------------------------------
+// Waiting, always with a deadline.
+
+/// Polls `cond` every 25 ms until it holds or `timeout` passes; whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Polls `probe` until it returns `Ok`, for at most `timeout`; panics naming
+/// `what` and the last `Err` (a description of what was seen instead).
+#[allow(clippy::panic)] // a wait that times out must fail the test, with what it saw
+pub fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last seen:\n{seen}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(25)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The test's folder: rules, roles, database.
+
+pub struct Setup {
+    dir: tempfile::TempDir,
+    rules: PathBuf,
+    db: PathBuf,
+    starts: Cell<u32>,
+}
+
+impl Setup {
+    /// A copy of the repository's `rules/` with `roles` as its `roles.toml`,
+    /// and a fresh database path.
+    #[allow(clippy::panic)] // a test's setup failing must stop the test
+    pub fn new(roles: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let rules = dir.path().join("rules");
+        copy_dir(&rules_dir(), &rules);
+        let setup = Setup {
+            rules,
+            db: dir.path().join("rulehost.db"),
+            dir,
+            starts: Cell::new(0),
+        };
+        setup.write_rules_file("roles.toml", roles);
+        setup
+    }
+
+    /// Writes `<rules>/flows/<name>.toml`.
+    pub fn write_flow(&self, name: &str, toml: &str) {
+        self.write_rules_file(&format!("flows/{name}.toml"), toml);
+    }
+
+    #[allow(clippy::panic)] // a test's setup failing must stop the test
+    fn write_rules_file(&self, relative: &str, text: &str) {
+        let path = self.rules.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
+        }
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+
+    /// Runs `rulehost serve --listen 127.0.0.1:0 --db .. --rules .. --plugins ..`
+    /// and waits for its "listening" line.
+    #[allow(clippy::panic)] // a server that cannot start must stop the test
+    pub fn start(&self) -> Host {
+        let n = self.starts.get() + 1;
+        self.starts.set(n);
+        let log_path = self.dir.path().join(format!("serve-{n}.log"));
+        let log = std::fs::File::create(&log_path)
+            .unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rulehost"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--db")
+            .arg(&self.db)
+            .arg("--rules")
+            .arg(&self.rules)
+            .arg("--plugins")
+            .arg(plugins_dir())
+            .env(
+                "RULEHOST_CACHE_DIR",
+                std::env::temp_dir().join("rulehost-e2e-cache"),
+            )
+            // Nothing the server writes by default lands in the repository.
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run rulehost serve: {e}"));
+
+        // Read stdout on a thread for the whole life of the process, so the
+        // server never blocks on a full pipe.
+        let (lines_tx, lines) = mpsc::channel::<String>();
+        if let Some(stdout) = child.stdout.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    // Once nobody listens any more, this just drains.
+                    let _ = lines_tx.send(line);
+                }
+            });
+        }
+
+        let mut host = Host {
+            child,
+            base: String::new(),
+            port: 0,
+            log: log_path,
+            agent: agent(),
+        };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(url) = line.trim().strip_prefix(READY_PREFIX) {
+                        let url = url.trim_end_matches('/').to_owned();
+                        let port = url
+                            .rsplit(':')
+                            .next()
+                            .and_then(|p| p.parse().ok())
+                            .unwrap_or_else(|| panic!("no port in the ready line `{line}`"));
+                        host.base = url;
+                        host.port = port;
+                        return host;
+                    }
+                    seen.push(line);
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = host.child.wait().ok();
+                    panic!(
+                        "rulehost serve exited ({status:?}) before it was ready\n--- stdout\n{}\n--- log\n{}",
+                        seen.join("\n"),
+                        host.log_tail(60)
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "rulehost serve printed no `{READY_PREFIX}...` line within {READY_TIMEOUT:?}\n--- stdout\n{}\n--- log\n{}",
+                        seen.join("\n"),
+                        host.log_tail(60)
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Copies the folder `from` into `to`, recursively.
+#[allow(clippy::panic)] // a test's setup failing must stop the test
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target)
+                .unwrap_or_else(|e| panic!("copy {} to {}: {e}", path.display(), target.display()));
+        }
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(15)))
+        .build()
+        .into()
+}
+
+// ---------------------------------------------------------------------------
+// A running `rulehost serve`.
+
+pub struct Host {
+    child: Child,
+    base: String,
+    port: u16,
+    log: PathBuf,
+    agent: ureq::Agent,
+}
+
+/// An HTTP answer: status, content type, body text and body as JSON
+/// (`Value::Null` when it is not JSON).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Reply {
+    fn new(status: u16, content_type: String, text: String) -> Reply {
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            content_type,
+            text,
+            json,
+        }
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "HTTP {} ({}): {}",
+            self.status, self.content_type, self.text
+        )
+    }
+}
+
+impl Host {
+    /// `http://127.0.0.1:<port>`, as the server announced it.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        let url = format!("{}{path}", self.base);
+        let result = self.agent.get(&url).call();
+        self.reply("GET", path, result)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Reply {
+        self.post_text(path, &body.to_string())
+    }
+
+    /// POSTs `body` as is, labelled `application/json`.
+    pub fn post_text(&self, path: &str, body: &str) -> Reply {
+        let url = format!("{}{path}", self.base);
+        let result = self
+            .agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(body);
+        self.reply("POST", path, result)
+    }
+
+    #[allow(clippy::panic)] // a request that cannot be made must stop the test
+    fn reply(
+        &self,
+        method: &str,
+        path: &str,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Reply {
+        let response = result.unwrap_or_else(|e| {
+            panic!(
+                "{method} {path}: no answer: {e}\n--- log\n{}",
+                self.log_tail(40)
+            )
+        });
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = response
+            .into_body()
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("{method} {path}: cannot read the body: {e}"));
+        Reply::new(status, content_type, text)
+    }
+
+    /// POSTs `body` (as JSON) over a raw connection, reading the answer while
+    /// the body is still being written: a server that refuses an oversize
+    /// body may answer before reading it all and close.
+    #[allow(clippy::panic)] // a request that cannot be made must stop the test
+    pub fn post_large(&self, path: &str, body: Vec<u8>) -> Reply {
+        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port))
+            .unwrap_or_else(|e| panic!("POST {path}: cannot connect: {e}"));
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(15)));
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        );
+        let mut writer = stream
+            .try_clone()
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let sender = std::thread::spawn(move || {
+            if writer.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            for chunk in body.chunks(64 * 1024) {
+                if writer.write_all(chunk).is_err() {
+                    return; // the server stopped reading: expected for 413
+                }
+            }
+            let _ = writer.flush();
+        });
+
+        let mut reader = BufReader::new(&stream);
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).unwrap_or_else(|e| {
+            panic!(
+                "POST {path}: no answer: {e}\n--- log\n{}",
+                self.log_tail(40)
+            )
+        });
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("POST {path}: bad status line `{status_line}`"));
+        let mut content_type = String::new();
+        let mut length: Option<usize> = None;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "content-type" => value.trim().clone_into(&mut content_type),
+                    "content-length" => length = value.trim().parse().ok(),
+                    _ => {}
+                }
+            }
+        }
+        let mut text = Vec::new();
+        match length {
+            Some(n) => {
+                text.resize(n, 0);
+                let _ = reader.read_exact(&mut text);
+            }
+            None => {
+                let _ = reader.read_to_end(&mut text);
+            }
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        let _ = sender.join();
+        Reply::new(
+            status,
+            content_type,
+            String::from_utf8_lossy(&text).into_owned(),
+        )
+    }
+
+    /// `kill -9`: the process dies at once, whatever it was doing.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends `signal` (`TERM`, `INT`) with `kill(1)` and waits up to
+    /// `timeout` for the process to end: its exit status, `None` if it is
+    /// still running (it is then killed when the guard drops).
+    #[allow(clippy::panic)] // a signal that cannot be sent must stop the test
+    pub fn signal(&mut self, signal: &str, timeout: Duration) -> Option<ExitStatus> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(&pid)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill -{signal} {pid}: {e}"));
+        assert!(sent.success(), "kill -{signal} {pid} failed: {sent}");
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status
+    }
+
+    /// The last `n` lines the server logged (its stderr).
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- rulehost serve log ({}), last lines\n{}",
+                self.log.display(),
+                self.log_tail(60)
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
