@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod contract;
+pub mod entitlement;
 pub mod flow;
 pub mod harness;
 pub mod http;

@@ -147,5 +147,41 @@ pub fn standing<'a>(
     Ok(account)
 }
 
+/// When a reconciliation notice lapses and when its second notice goes out,
+/// from the service's config: `lapse_days` (default 10) and
+/// `second_notice_days` (default 1; 0 for none), or, for tests and short
+/// procedures, `lapse_seconds` and `second_notice_seconds`, which win when
+/// set. Returns (seconds until the lapse, seconds before it for the second
+/// notice); a second notice not before the lapse is dropped.
+///
+/// ```
+/// # use rulehost_sdk::types::*;
+/// let ctx = Context::new("s", 0).with_config("lapse_seconds", "30").with_config("second_notice_seconds", "10");
+/// assert_eq!(notice_timing(&ctx), Ok((30, Some(10))));
+/// assert_eq!(notice_timing(&Context::new("s", 0)), Ok((10 * DAY, Some(DAY))));
+/// ```
+pub fn notice_timing(ctx: &Context) -> Result<(u64, Option<u64>), Error> {
+    let days: u64 = ctx.config_or("lapse_days", 10)?;
+    let second_days: u64 = ctx.config_or("second_notice_days", 1)?;
+    let lapse = match ctx.config("lapse_seconds") {
+        Some(_) => ctx.config_or("lapse_seconds", 0u64)?,
+        None => days.checked_mul(DAY).ok_or_else(|| {
+            Error::new(format!(
+                "config `lapse_days` is `{days}`, which is too long"
+            ))
+        })?,
+    };
+    if lapse == 0 {
+        return Err(Error::new(
+            "the lapse must be at least one second: set `lapse_days` or `lapse_seconds` above 0",
+        ));
+    }
+    let second = match ctx.config("second_notice_seconds") {
+        Some(_) => ctx.config_or("second_notice_seconds", 0u64)?,
+        None => second_days.saturating_mul(DAY),
+    };
+    Ok((lapse, (second > 0 && second < lapse).then_some(second)))
+}
+
 /// Seconds in a day, for durations given in days.
 pub const DAY: u64 = 24 * 60 * 60;

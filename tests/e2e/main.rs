@@ -4,7 +4,10 @@
 //! The plugins must be built first (`cargo xtask plugins`, which
 //! `cargo xtask test` does).
 
+mod browser;
 mod cli;
+mod entitlement;
+mod mail;
 mod runtime;
 mod serve;
 mod server;

@@ -30,6 +30,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The line `rulehost serve` prints once it listens.
 const READY_PREFIX: &str = "rulehost listening on ";
+/// The line that follows it, with the public site's address.
+const PUBLIC_PREFIX: &str = "rulehost public site on ";
 
 // ---------------------------------------------------------------------------
 // Waiting, always with a deadline.
@@ -96,6 +98,32 @@ impl Setup {
         setup
     }
 
+    /// Writes the host's settings file, passed as `--config` from now on.
+    #[allow(clippy::panic)] // a test's setup failing must stop the test
+    pub fn write_config(&self, text: &str) {
+        let path = self.dir.path().join("rulehost.toml");
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+
+    /// Where `write_config` writes.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("rulehost.toml")
+    }
+
+    fn config_args(&self) -> Vec<std::ffi::OsString> {
+        let path = self.dir.path().join("rulehost.toml");
+        if path.exists() {
+            vec!["--config".into(), path.into_os_string()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Writes a file under the rules folder (e.g. a manifest).
+    pub fn write_rules(&self, relative: &str, text: &str) {
+        self.write_rules_file(relative, text);
+    }
+
     /// Writes `<rules>/flows/<name>.toml`.
     pub fn write_flow(&self, name: &str, toml: &str) {
         self.write_rules_file(&format!("flows/{name}.toml"), toml);
@@ -123,13 +151,14 @@ impl Setup {
 
         let mut child = Command::new(env!("CARGO_BIN_EXE_rulehost"))
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--public-listen", "127.0.0.1:0"])
             .arg("--db")
             .arg(&self.db)
             .arg("--rules")
             .arg(&self.rules)
             .arg("--plugins")
             .arg(plugins_dir())
+            .args(self.config_args())
             .env(
                 "RULEHOST_CACHE_DIR",
                 std::env::temp_dir().join("rulehost-e2e-cache"),
@@ -158,6 +187,7 @@ impl Setup {
         let mut host = Host {
             child,
             base: String::new(),
+            public: String::new(),
             port: 0,
             log: log_path,
             agent: agent(),
@@ -177,6 +207,12 @@ impl Setup {
                             .unwrap_or_else(|| panic!("no port in the ready line `{line}`"));
                         host.base = url;
                         host.port = port;
+                        // The public site's line follows at once.
+                        if let Ok(next) = lines.recv_timeout(Duration::from_secs(5))
+                            && let Some(public) = next.trim().strip_prefix(PUBLIC_PREFIX)
+                        {
+                            host.public = public.trim_end_matches('/').to_owned();
+                        }
                         return host;
                     }
                     seen.push(line);
@@ -234,6 +270,7 @@ fn agent() -> ureq::Agent {
 pub struct Host {
     child: Child,
     base: String,
+    public: String,
     port: u16,
     log: PathBuf,
     agent: ureq::Agent,
@@ -279,6 +316,33 @@ impl Host {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `http://127.0.0.1:<port>` of the public site.
+    pub fn public_base(&self) -> &str {
+        &self.public
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> Reply {
+        let url = format!("{}{path}", self.base);
+        let result = self
+            .agent
+            .put(&url)
+            .header("content-type", "application/json")
+            .send(body.to_string());
+        self.reply("PUT", path, result)
+    }
+
+    /// GETs a full URL (e.g. a reconciliation link on the public site).
+    pub fn get_url(&self, url: &str) -> Reply {
+        let result = self.agent.get(url).call();
+        self.reply("GET", url, result)
+    }
+
+    /// POSTs an HTML form to a full URL.
+    pub fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Reply {
+        let result = self.agent.post(url).send_form(fields.iter().copied());
+        self.reply("POST", url, result)
     }
 
     pub fn get(&self, path: &str) -> Reply {

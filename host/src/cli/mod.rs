@@ -3,6 +3,7 @@
 //! `main` as `anyhow` errors and exit with status 2.
 
 mod check;
+mod config;
 mod eval;
 mod format;
 mod serve;

@@ -4,11 +4,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 
 use super::{PluginArgs, load};
+use arc_swap::ArcSwap;
+
+use super::config::HostConfig;
+use crate::entitlement::{self, Entitlement, Settings};
 use crate::flow::{Driver, FlowEngine, Roles, load_definitions};
 use crate::http::{self, AppState, Metrics};
 use crate::notify::{DeliveryWorker, Signal};
@@ -26,6 +31,12 @@ pub struct ServeArgs {
     /// The rules folder: service manifests, flows/, roles.toml.
     #[arg(long, value_name = "DIR", default_value = "rules")]
     rules: PathBuf,
+    /// Address of the public site (reconciliation pages only). Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7701")]
+    public_listen: SocketAddr,
+    /// The host's settings: [mail] smtp, [public] url, [reconciliation].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     plugins: PluginArgs,
 }
@@ -35,64 +46,106 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&runtime, &args.rules, &args.plugins);
     let (definitions, flow_problems) = load_definitions(&args.rules);
     let roles = Roles::load(&args.rules);
+    let config = args.config.as_deref().map(HostConfig::load).transpose();
     let mut problems: Vec<_> = loaded
         .diagnostics
         .iter()
         .chain(&flow_problems)
         .filter(|d| d.is_error())
+        .cloned()
         .collect();
-    if let Err(d) = &roles {
-        problems.push(d);
-    }
+    problems.extend(roles.as_ref().err().cloned());
+    problems.extend(config.as_ref().err().cloned());
     if !problems.is_empty() {
         for d in &problems {
             eprintln!("{d}");
         }
         eprintln!(
-            "refusing to serve: fix the rules above (`rulehost check {}` lists them)",
+            "refusing to serve: fix the problems above (`rulehost check {}` lists those in the rules)",
             args.rules.display()
         );
         return Ok(ExitCode::from(1));
     }
-    let roles = roles.unwrap_or_default();
+    let (roles, config) = (
+        roles.unwrap_or_default(),
+        config.ok().flatten().unwrap_or_default(),
+    );
     let store = Store::open(&args.db)?;
     let outbox_signal = Arc::new(Signal::default());
-    let engine = Arc::new(FlowEngine::new(
-        store.clone(),
-        definitions,
-        roles,
-        outbox_signal.clone(),
-    ));
-    let mut worker =
-        DeliveryWorker::start(store, outbox_signal).context("cannot start the outbox worker")?;
-    let mut driver = Driver::start(engine.clone()).context("cannot start the flow driver")?;
-    tracing::info!(
-        services = loaded.registry.services.len(),
-        flows = engine.definitions().len(),
-        db = %args.db.display(),
-        "rulehost starting"
-    );
+    let services = loaded.registry.services.len();
+    let registry = Arc::new(ArcSwap::from_pointee(loaded.registry));
 
-    let state = AppState {
-        engine,
-        metrics: Arc::new(Metrics::default()),
-    };
-    let served = tokio::runtime::Builder::new_multi_thread()
+    // Bind both listeners first: the public URL may depend on the port.
+    let async_runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rulehost-http")
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(async move {
-            let listener = tokio::net::TcpListener::bind(args.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", args.listen))?;
-            let address = listener.local_addr()?;
-            println!("rulehost listening on http://{address}");
-            axum::serve(listener, http::router(state))
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .context("the server failed")
-        });
+        .context("cannot start the async runtime")?;
+    let (listener, public_listener) = async_runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let public = tokio::net::TcpListener::bind(args.public_listen)
+            .await
+            .with_context(|| {
+                format!("cannot listen on {} (the public site)", args.public_listen)
+            })?;
+        anyhow::Ok((listener, public))
+    })?;
+    let address = listener.local_addr()?;
+    let public_address = public_listener.local_addr()?;
+
+    let mut settings = Settings {
+        public_url: config
+            .public
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("http://{public_address}")),
+        mail: config.mail.is_some(),
+        ..Settings::default()
+    };
+    if let Some(seconds) = config.reconciliation.sync_window_seconds {
+        settings.sync_window = Duration::from_secs(seconds);
+    }
+    if let Some(n) = config.reconciliation.max_attempts {
+        settings.max_attempts = n.max(1);
+    }
+    let mut engine = FlowEngine::new(store.clone(), definitions, roles, outbox_signal.clone());
+    let installed = entitlement::install(&mut engine, store.clone(), registry, settings);
+    let engine = Arc::new(engine);
+    let entitlement = Arc::new(Entitlement::new(
+        installed,
+        engine.clone(),
+        outbox_signal.clone(),
+    ));
+    let mut worker = DeliveryWorker::start(store, outbox_signal, config.mail.clone())
+        .context("cannot start the outbox worker")?;
+    let mut driver = Driver::start(engine.clone()).context("cannot start the flow driver")?;
+    tracing::info!(services, flows = engine.definitions().len(), db = %args.db.display(), "rulehost starting");
+
+    let state = AppState {
+        engine,
+        entitlement: entitlement.clone(),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let served = async_runtime.block_on(async move {
+        println!("rulehost listening on http://{address}");
+        println!("rulehost public site on http://{public_address}");
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let public = axum::serve(public_listener, http::public::router(entitlement))
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            })
+            .into_future();
+        let public = tokio::spawn(public);
+        let internal = axum::serve(listener, http::router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("the server failed");
+        let _ = stop_tx.send(true);
+        let _ = public.await;
+        internal
+    });
     // In-flight requests are done; let the workers finish what they hold.
     driver.stop();
     worker.stop();

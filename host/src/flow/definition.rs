@@ -92,14 +92,19 @@ impl TaskSpec {
                 }
                 _ => {}
             },
-            TaskKind::Timer => match self.after.as_deref().map(parse_duration) {
-                None => {
+            TaskKind::Timer => match (self.after.as_deref().map(parse_duration), &self.until) {
+                (None, None) => {
                     return Err(format!(
                         "timer task `{name}` needs `after`, e.g. \"10s\" or \"2d\""
                     ));
                 }
-                Some(Err(e)) => return Err(format!("timer task `{name}`: {e}")),
-                Some(Ok(_)) => {}
+                (Some(Err(e)), _) => return Err(format!("timer task `{name}`: {e}")),
+                (Some(Ok(_)), Some(_)) => {
+                    return Err(format!(
+                        "timer task `{name}`: give `after` or `until`, not both"
+                    ));
+                }
+                _ => {}
             },
             TaskKind::Manual => {}
         }

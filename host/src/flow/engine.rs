@@ -151,6 +151,24 @@ impl FlowEngine {
         context: Value,
         actor: &str,
     ) -> Result<FlowView, FlowError> {
+        let id = self
+            .store
+            .write(|tx| self.start_in(tx, definition, subject, context, actor))?;
+        self.advance(&id)?;
+        self.flow(&id)
+    }
+
+    /// Creates a flow inside the caller's transaction, so that it commits
+    /// (or not) with the caller's own changes. The caller runs
+    /// [`FlowEngine::advance`] after the commit; until then the driver would.
+    pub fn start_in(
+        &self,
+        tx: &Connection,
+        definition: &str,
+        subject: &str,
+        context: Value,
+        actor: &str,
+    ) -> Result<String, FlowError> {
         let def = self
             .definitions
             .get(definition)
@@ -168,32 +186,28 @@ impl FlowEngine {
         };
         let now = store::now_ms();
         let id = store::new_id("flw", 8);
-        self.store.write(|tx| {
-            let flow = FlowRecord {
-                id: id.clone(),
-                definition: definition.into(),
-                subject: subject.into(),
-                state: "running".into(),
-                context,
-                created_at: now,
-                updated_at: now,
-            };
-            q::insert_flow(tx, &flow)?;
-            for (seq, spec) in def.tasks.iter().enumerate() {
-                q::insert_task(tx, &id, &new_task(spec, seq as i64, false))?;
-            }
-            q::add_history(
-                tx,
-                &id,
-                now,
-                actor,
-                "started",
-                &json!({"definition": definition, "subject": subject}),
-            )?;
-            Ok::<_, FlowError>(())
-        })?;
-        self.advance(&id)?;
-        self.flow(&id)
+        let flow = FlowRecord {
+            id: id.clone(),
+            definition: definition.into(),
+            subject: subject.into(),
+            state: "running".into(),
+            context,
+            created_at: now,
+            updated_at: now,
+        };
+        q::insert_flow(tx, &flow)?;
+        for (seq, spec) in def.tasks.iter().enumerate() {
+            q::insert_task(tx, &id, &new_task(spec, seq as i64, false))?;
+        }
+        q::add_history(
+            tx,
+            &id,
+            now,
+            actor,
+            "started",
+            &json!({"definition": definition, "subject": subject}),
+        )?;
+        Ok(id)
     }
 
     /// The flow with its tasks and history.
@@ -471,14 +485,20 @@ impl FlowEngine {
                 )?;
             }
             ("timer", "pending") => {
-                let after = task
-                    .params
-                    .get("after_ms")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
+                // `until`: a time held in the context; else `after` from now.
+                let due = match task.params.get("until").and_then(Value::as_str) {
+                    Some(key) => flow.context.get(key).and_then(Value::as_i64).unwrap_or(now),
+                    None => now.saturating_add(
+                        task.params
+                            .get("after_ms")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(0),
+                    ),
+                };
+                let after = due - now;
                 task.state = "open".into();
                 task.opened_at = Some(now);
-                task.due_at = Some(now.saturating_add(after));
+                task.due_at = Some(due);
                 q::update_task(tx, &task)?;
                 q::add_history(
                     tx,
@@ -556,10 +576,16 @@ impl FlowEngine {
                 )?;
                 Ok(true)
             }
-            other => Err(FlowError::Invalid(format!(
-                "task `{}` has unknown action `{other}`",
-                task.name
-            ))),
+            other => {
+                let handler = self.actions.get(other).ok_or_else(|| {
+                    FlowError::Invalid(format!("task `{}` has unknown action `{other}`", task.name))
+                })?;
+                let outcome = handler.run(tx, flow, task, now)?;
+                if let Some(context) = &outcome.context {
+                    q::set_flow_context(tx, &flow.id, context, now)?;
+                }
+                Ok(outcome.notified)
+            }
         }
     }
 }

@@ -315,3 +315,31 @@ fn pending_automatic_work_left_by_a_crash_runs_on_start() {
         "a waiting flow is not moved again"
     );
 }
+
+#[test]
+fn an_until_timer_waits_for_the_time_in_the_context() {
+    let store = Store::in_memory().unwrap();
+    let mut engine = engine(&store);
+    let spec = |name: &str, until: &str| TaskSpec {
+        name: name.into(),
+        kind: TaskKind::Timer,
+        role: None,
+        action: None,
+        params: Default::default(),
+        after: None,
+        until: Some(until.into()),
+    };
+    engine.add_definition(
+        Definition::new("until", vec![spec("later", "at"), spec("unset", "missing")]).unwrap(),
+    );
+    let later = crate::store::now_ms() + 3_600_000;
+    let flow = engine
+        .start("until", "acme", json!({"at": later}), "test")
+        .unwrap();
+    assert_eq!(flow.tasks[0].state, "open");
+    assert_eq!(flow.tasks[0].due_at, Some(later));
+    // A missing time fires at once.
+    engine.expedite(&flow.flow.id, "test").unwrap();
+    let flow = engine.flow(&flow.flow.id).unwrap();
+    assert_eq!(flow.flow.state, "completed", "{:?}", states(&flow));
+}

@@ -5,11 +5,13 @@
 //! parts and back; blocking work (SQLite, plugins) runs on the blocking pool,
 //! never on the executor's threads.
 
+mod entitlement;
 mod error;
 mod flows;
 mod json;
 mod metrics;
 mod ops;
+pub mod public;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,18 +20,20 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 pub use error::ApiError;
 pub use json::MAX_BODY;
 pub use metrics::Metrics;
 
+use crate::entitlement::Entitlement;
 use crate::flow::FlowEngine;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<FlowEngine>,
+    pub entitlement: Arc<Entitlement>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -45,6 +49,14 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/v1/outbox", get(ops::outbox))
+        .route("/v1/services", get(entitlement::services))
+        .route(
+            "/v1/accounts/{id}",
+            put(entitlement::put_account).get(entitlement::get_account),
+        )
+        .route("/v1/checks", post(entitlement::check))
+        .route("/v1/decisions", get(entitlement::decisions))
+        .route("/v1/requests/{id}", get(entitlement::request))
         .route("/v1/flows", post(flows::start).get(flows::list))
         .route("/v1/flows/{id}", get(flows::get))
         .route("/v1/flows/{id}/demands", post(flows::demand))

@@ -1,11 +1,14 @@
 //! Notifications: the outbox (written in the same transaction as the state
-//! change it reports) and its delivery worker, which POSTs each notification
-//! to its webhook at least once, retrying with backoff. Every notification
-//! carries an event id, sent as `Idempotency-Key`, so receivers can drop
-//! repeats.
+//! change it reports) and its delivery worker, which sends each notification
+//! at least once, retrying with backoff: POSTed to its webhook (`http://`,
+//! `https://` target) or mailed over SMTP (`mailto:` target, see [`mail`]).
+//! Every notification carries an event id, sent as `Idempotency-Key` (mail:
+//! `Message-ID` and `X-Rulehost-Event`), so receivers can drop repeats.
 
 mod delivery;
+pub mod mail;
 mod signal;
 
 pub use delivery::{DeliveryWorker, backoff};
+pub use mail::{MailConfig, MailError};
 pub use signal::Signal;

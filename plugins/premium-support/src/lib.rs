@@ -135,19 +135,7 @@ impl Reconciler for PremiumSupport {
         account: Option<&Account>,
     ) -> Result<Procedure, Error> {
         // Read the config whatever the failure, so a bad value shows at once.
-        let lapse_days: u64 = ctx.config_or("lapse_days", 10)?;
-        let second_notice_days: u64 = ctx.config_or("second_notice_days", 1)?;
-        let lapse_after = lapse_days
-            .checked_mul(DAY)
-            .filter(|&seconds| seconds > 0)
-            .ok_or_else(|| {
-                Error::new(format!(
-                    "config `lapse_days` is `{lapse_days}`, expected a number of days from 1 to {}",
-                    u64::MAX / DAY
-                ))
-            })?;
-        let second_notice_before = (second_notice_days > 0 && second_notice_days < lapse_days)
-            .then_some(second_notice_days * DAY);
+        let (lapse_after, second_notice_before) = notice_timing(ctx)?;
 
         Ok(match failure.code {
             FailureCode::Expired => match account.and_then(|a| a.contact.clone()) {

@@ -7,7 +7,8 @@
 //!
 //! Reconciler: an asynchronous notice by mail to the account's contact; the
 //! chance lapses after `lapse_days` (config, default 10) with a second notice
-//! `second_notice_days` (default 1) before the lapse. Without a contact there
+//! `second_notice_days` (default 1) before the lapse (or `lapse_seconds` and
+//! `second_notice_seconds`, see `rulehost_sdk::types::notice_timing`). Without a contact there
 //! is nobody to ask, so the request is denied.
 
 use rulehost_sdk::types::*;
@@ -35,17 +36,15 @@ impl Reconciler for SupportContract {
         failure: &Failure,
         account: Option<&Account>,
     ) -> Result<Procedure, Error> {
-        let lapse_days: u64 = ctx.config_or("lapse_days", 10)?;
-        let second_notice_days: u64 = ctx.config_or("second_notice_days", 1)?;
+        let (lapse_after, second_notice_before) = notice_timing(ctx)?;
         let contact = account.and_then(|a| a.contact.clone());
         Ok(match (failure.code, contact) {
             (FailureCode::NoAccount, _) | (_, None) => Procedure::None,
             (_, Some(contact)) => Procedure::Async(AsyncNotice {
                 contact,
                 channel: Channel::Email,
-                lapse_after: lapse_days * DAY,
-                second_notice_before: (second_notice_days > 0 && second_notice_days < lapse_days)
-                    .then_some(second_notice_days * DAY),
+                lapse_after,
+                second_notice_before,
             }),
         })
     }

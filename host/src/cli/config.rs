@@ -1,0 +1,57 @@
+//! The host's own settings file (`rulehost serve --config rulehost.toml`):
+//! what is about this host rather than about services' rules.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::notify::MailConfig;
+use crate::registry::Diagnostic;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Mail over SMTP; without it, mail is held in the outbox and logged.
+    #[serde(default)]
+    pub mail: Option<MailConfig>,
+    #[serde(default)]
+    pub public: PublicConfig,
+    #[serde(default)]
+    pub reconciliation: ReconciliationConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicConfig {
+    /// How people reach the public site (the base of reconciliation links);
+    /// default: the public listener's own address.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconciliationConfig {
+    /// How long a sync page waits for the user (default 900).
+    pub sync_window_seconds: Option<u64>,
+    /// Wrong keys and failed attempts before a reconciliation closes (default 10).
+    pub max_attempts: Option<i64>,
+}
+
+impl HostConfig {
+    pub fn load(path: &Path) -> Result<HostConfig, Diagnostic> {
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| Diagnostic::error(path, None, format!("cannot read: {e}")))?;
+        let config: HostConfig =
+            toml::from_str(&source).map_err(|e| Diagnostic::from_toml(path, &source, &e))?;
+        if let Some(url) = &config.public.url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(Diagnostic::error(
+                path,
+                None,
+                format!("[public] url `{url}` is not an http:// or https:// URL"),
+            ));
+        }
+        Ok(config)
+    }
+}

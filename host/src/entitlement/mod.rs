@@ -1,0 +1,108 @@
+//! Entitlement: may this account have this service, at what level; and when
+//! it may not, reconciliation (a flow on the engine) that can turn the
+//! answer around without anyone resubmitting the request.
+//!
+//! A check runs the service's verifier plugin on the stored account, records
+//! the decision, and on a failure asks the reconciler plugin for a procedure:
+//! `none` (denied), `sync` (a page for the requesting user now), `async` (a
+//! notice to the contact with a single-use link and a deadline) or
+//! `sync-then-async`. The request is held meanwhile; success fulfils it,
+//! a lapse or failure removes it. Keys of links are stored only as hashes.
+
+mod accounts;
+mod check;
+mod reconcile;
+mod site;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+pub use accounts::{AccountInput, AccountView, valid_id, view as account_view};
+pub use check::{CheckRequest, CheckResponse};
+pub use reconcile::{Installed, install};
+pub use site::{Choice, LinkError, ReconcileOption, ReconcilePage, SubmitOutcome};
+
+use crate::flow::{FlowEngine, FlowError};
+use crate::notify::Signal;
+use crate::registry::Registry;
+use crate::store::{Store, StoreError};
+
+/// How reconciliation behaves, host-wide.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The public site's base URL, as people reach it (links are built on it).
+    pub public_url: String,
+    /// Whether mail goes out over SMTP; without, mail is held in the outbox.
+    pub mail: bool,
+    /// How long a sync page waits for the user before the contact is asked
+    /// (or, in `sync` mode, before the chance lapses). A service may set
+    /// `sync_window_seconds` in its config.
+    pub sync_window: Duration,
+    /// Wrong keys and failed attempts a reconciliation takes before it closes.
+    pub max_attempts: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            public_url: "http://127.0.0.1:7701".into(),
+            mail: false,
+            sync_window: Duration::from_secs(15 * 60),
+            max_attempts: 10,
+        }
+    }
+}
+
+/// What entitlement's parts share (the flow actions hold it too).
+pub(crate) struct Shared {
+    pub store: Store,
+    pub registry: Arc<ArcSwap<Registry>>,
+    pub settings: Settings,
+}
+
+pub struct Entitlement {
+    shared: Arc<Shared>,
+    engine: Arc<FlowEngine>,
+    outbox_signal: Arc<Signal>,
+}
+
+impl Entitlement {
+    /// `installed` comes from [`install`] on the same `engine`.
+    pub fn new(installed: Installed, engine: Arc<FlowEngine>, outbox_signal: Arc<Signal>) -> Self {
+        Entitlement {
+            shared: installed.0,
+            engine,
+            outbox_signal,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        self.shared.registry.load_full()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EntitlementError {
+    #[error("no service `{name}`; services: {}", known.join(", "))]
+    UnknownService { name: String, known: Vec<String> },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The plugin faulted (trap, limit) or declined to decide; the request
+    /// is neither passed nor failed.
+    #[error("{0}")]
+    Plugin(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Flow(#[from] FlowError),
+}

@@ -1,0 +1,92 @@
+//! What the public reconciliation site asks of entitlement: the page for a
+//! link, and what happens when the person on it acts. The site renders;
+//! everything here decides.
+
+use serde::Serialize;
+
+/// What a reconciliation page shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReconcilePage {
+    pub id: String,
+    /// The service's display name.
+    pub service: String,
+    /// What was asked, in the requester's words.
+    pub description: String,
+    /// Why the check failed, for people.
+    pub reason: String,
+    /// The failure code (`expired`, `unpaid`, ...).
+    pub failure_code: String,
+    /// The account the request was made for.
+    pub account_id: String,
+    /// What the person may do, fitting the failure.
+    pub options: Vec<ReconcileOption>,
+    /// When the chance lapses (RFC 3339), if it does.
+    pub deadline: Option<String>,
+    /// Whether the page offers "not now" (sync mode, before the contact is asked).
+    pub can_leave: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReconcileOption {
+    /// Use another account id for the request.
+    OtherAccount,
+    /// Renew the expired contract.
+    Renew,
+    /// Pay for this request alone.
+    PayForRequest,
+}
+
+/// What the person chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    OtherAccount(String),
+    Renew,
+    PayForRequest,
+}
+
+/// After a choice.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubmitOutcome {
+    /// The request is entitled now and has been fulfilled; the link is dead.
+    Reconciled { account_id: String, level: String },
+    /// Still not entitled: the page again, with the reason.
+    StillFailing { page: ReconcilePage, reason: String },
+}
+
+/// Why a link cannot be used. Each maps to one status and one page.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("there is no such reconciliation")]
+    NotFound,
+    #[error("the key in this link is wrong")]
+    WrongKey,
+    #[error("this link was already used: the request has been reconciled")]
+    Used,
+    #[error("the chance to reconcile this request has lapsed")]
+    Lapsed,
+    #[error("this reconciliation failed and is closed")]
+    Closed,
+    #[error("too many attempts: this reconciliation is closed")]
+    TooManyAttempts,
+    #[error("the form is incomplete: {0}")]
+    BadForm(String),
+    #[error("something went wrong on our side; try again later")]
+    Internal,
+}
+
+impl LinkError {
+    /// The HTTP status for the page.
+    pub fn status(&self) -> u16 {
+        match self {
+            LinkError::NotFound => 404,
+            LinkError::WrongKey => 403,
+            LinkError::Used
+            | LinkError::Lapsed
+            | LinkError::Closed
+            | LinkError::TooManyAttempts => 410,
+            LinkError::BadForm(_) => 422,
+            LinkError::Internal => 500,
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Services, accounts, checks, decisions and requests.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::json::{Json, Query};
+use super::{ApiError, AppState, blocking};
+use crate::entitlement::{AccountInput, CheckRequest, EntitlementError, valid_id};
+use crate::store::{self, entitlement as q};
+
+impl From<EntitlementError> for ApiError {
+    fn from(e: EntitlementError) -> Self {
+        match e {
+            e @ EntitlementError::UnknownService { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-service",
+                e.to_string(),
+            ),
+            EntitlementError::NotFound(m) => ApiError::not_found(m),
+            EntitlementError::Invalid(m) => ApiError::invalid(m),
+            EntitlementError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            // The plugin failed, not the client: no decision was made.
+            EntitlementError::Plugin(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "plugin-error", m)
+            }
+            EntitlementError::Store(e) => ApiError::internal(e),
+            // Entitlement drives flows it built itself: a flow error here is ours.
+            EntitlementError::Flow(e) => ApiError::internal(e),
+        }
+    }
+}
+
+pub async fn services(State(s): State<AppState>) -> impl IntoResponse {
+    let registry = s.entitlement.registry();
+    let services: Vec<Value> = registry
+        .services
+        .values()
+        .map(|service| {
+            let plugins: serde_json::Map<String, Value> = service
+                .bindings
+                .iter()
+                .map(|(capability, binding)| {
+                    let plugin = binding.plugin();
+                    (capability.manifest_key().to_owned(), json!({"name": plugin.name(), "digest": plugin.digest(), "contract": plugin.contract().to_string()}))
+                })
+                .collect();
+            let m = &service.manifest;
+            json!({
+                "id": m.id, "display_name": m.display_name, "webhook": m.webhook, "plugins": plugins, "config": m.config,
+                "limits": {"memory_mib": m.limits.memory_bytes >> 20, "timeout_ms": m.limits.timeout.as_millis() as u64,
+                           "output_kib": m.limits.output_bytes >> 10, "instances": m.limits.instances},
+                "on_plugin_error": m.on_plugin_error,
+            })
+        })
+        .collect();
+    axum::Json(json!({"services": services}))
+}
+
+fn account_id(id: &str) -> Result<(), ApiError> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "an account id is 1-200 printable characters without spaces, `/`, `?` or `#`",
+        ))
+    }
+}
+
+pub async fn put_account(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(body): Json<AccountInput>,
+) -> Result<impl IntoResponse, ApiError> {
+    account_id(&id)?;
+    body.validate()?;
+    let (created, view) = blocking(move || {
+        let row = body.into_row(&id, store::now_ms());
+        let created = s.entitlement.store().write(|tx| q::put_account(tx, &row))?;
+        Ok((created, crate::entitlement::account_view(&row)?))
+    })
+    .await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        axum::Json(view),
+    ))
+}
+
+pub async fn get_account(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    account_id(&id)?;
+    let view = blocking(move || {
+        let row = s.entitlement.store().read(|c| q::get_account(c, &id))?;
+        let row = row.ok_or_else(|| ApiError::not_found(format!("no account `{id}`")))?;
+        Ok(crate::entitlement::account_view(&row)?)
+    })
+    .await?;
+    Ok(axum::Json(view))
+}
+
+pub async fn check(
+    State(s): State<AppState>,
+    Json(body): Json<CheckRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let response = blocking(move || Ok(s.entitlement.check(body)?)).await?;
+    Ok(axum::Json(response))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionsQuery {
+    service: Option<String>,
+    account: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn decisions(
+    State(s): State<AppState>,
+    Query(query): Query<DecisionsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = blocking(move || {
+        Ok(s.entitlement.store().read(|c| {
+            q::list_decisions(c, query.service.as_deref(), query.account.as_deref(), limit)
+        })?)
+    })
+    .await?;
+    Ok(axum::Json(json!({"decisions": rows})))
+}
+
+pub async fn request(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let row = blocking(move || {
+        let row = s.entitlement.store().read(|c| q::get_request(c, &id))?;
+        row.ok_or_else(|| ApiError::not_found(format!("no request `{id}`")))
+    })
+    .await?;
+    Ok(axum::Json(row))
+}
