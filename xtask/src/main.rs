@@ -2,7 +2,8 @@
 //!
 //! - `plugins`: build every crate under `plugins/` for wasm32-wasip2 and copy
 //!   the components to `plugins/dist/<name>.wasm`, where the host looks.
-//! - `test`: `plugins`, then every test of the workspace.
+//! - `test`: `.ci/deps` (test dependencies: Chromium, aiosmtpd), `plugins`,
+//!   then every test of the workspace.
 //! - `serve`: `plugins`, then `rulehost serve` on the sample rules (SQLite
 //!   file `rulehost.db` in the repository root; extra arguments pass through).
 //! - `demo`: `plugins`, then the sandbox harness on the sample rules.
@@ -20,6 +21,7 @@ fn main() -> anyhow::Result<()> {
     match task.as_str() {
         "plugins" => build_plugins(&root),
         "test" => {
+            install_test_deps(&root)?;
             build_plugins(&root)?;
             run_tests()
         }
@@ -147,6 +149,16 @@ fn plugin_crates(root: &Path) -> anyhow::Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+/// What the tests need beyond Rust (Chromium, aiosmtpd): `.ci/deps`
+/// installs whatever is missing.
+fn install_test_deps(root: &Path) -> anyhow::Result<()> {
+    let status = Command::new("bash").arg(root.join(".ci").join("deps")).status().context("cannot run .ci/deps")?;
+    if !status.success() {
+        bail!(".ci/deps could not install the test dependencies ({status}); see its output above");
+    }
+    Ok(())
 }
 
 /// Installs the wasm32-wasip2 target when rustup manages the toolchain and lacks it.
