@@ -207,6 +207,12 @@ fn check_event(hook: &Hook, kind: &str) {
         Some(hook.event_id()),
         "the Idempotency-Key is the event id\n{hook:#?}"
     );
+    assert_eq!(
+        hook.header("x-rulehost-event"),
+        Some(hook.event_id()),
+        "{hook:#?}"
+    );
+    assert_eq!(hook.header("x-rulehost-kind"), Some(kind), "{hook:#?}");
     assert!(
         hook.body["at"].as_str().is_some_and(is_timestamp),
         "{hook:#?}"

@@ -154,7 +154,10 @@ fn plugin_crates(root: &Path) -> anyhow::Result<Vec<String>> {
 /// What the tests need beyond Rust (Chromium, aiosmtpd): `.ci/deps`
 /// installs whatever is missing.
 fn install_test_deps(root: &Path) -> anyhow::Result<()> {
-    let status = Command::new("bash").arg(root.join(".ci").join("deps")).status().context("cannot run .ci/deps")?;
+    let status = Command::new("bash")
+        .arg(root.join(".ci").join("deps"))
+        .status()
+        .context("cannot run .ci/deps")?;
     if !status.success() {
         bail!(".ci/deps could not install the test dependencies ({status}); see its output above");
     }

@@ -115,7 +115,8 @@ fn post(agent: &ureq::Agent, url: &str, notification: &Notification) -> Result<(
         .post(url)
         .header("Content-Type", "application/json")
         .header("Idempotency-Key", &notification.event_id)
-        .header("X-Rulehost-Event", &notification.kind)
+        .header("X-Rulehost-Event", &notification.event_id)
+        .header("X-Rulehost-Kind", &notification.kind)
         .send(notification.payload.to_string());
     match result {
         Ok(response) if response.status().is_success() => Ok(()),
