@@ -9,14 +9,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
-use super::{PluginArgs, load};
-use arc_swap::ArcSwap;
+use super::PluginArgs;
 
 use super::config::HostConfig;
 use crate::entitlement::{self, Entitlement, Settings};
 use crate::flow::{Driver, FlowEngine, Roles, load_definitions};
 use crate::http::{self, AppState, Metrics};
 use crate::notify::{DeliveryWorker, Signal};
+use crate::registry::{Live, Sources};
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -43,12 +43,18 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = args.plugins.runtime(false)?;
-    let loaded = load(&runtime, &args.rules, &args.plugins);
+    let store = Store::open(&args.db)?;
+    let sources = Sources {
+        rules_dir: args.rules.clone(),
+        plugins_dir: args.plugins.plugins.clone(),
+    };
+    // The plugins live before a restart come back from the store, not the files.
+    let (live, diagnostics) = Live::start(runtime, sources, store.clone())?;
+    let live = Arc::new(live);
     let (definitions, flow_problems) = load_definitions(&args.rules);
     let roles = Roles::load(&args.rules);
     let config = args.config.as_deref().map(HostConfig::load).transpose();
-    let mut problems: Vec<_> = loaded
-        .diagnostics
+    let mut problems: Vec<_> = diagnostics
         .iter()
         .chain(&flow_problems)
         .filter(|d| d.is_error())
@@ -70,10 +76,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         roles.unwrap_or_default(),
         config.ok().flatten().unwrap_or_default(),
     );
-    let store = Store::open(&args.db)?;
     let outbox_signal = Arc::new(Signal::default());
-    let services = loaded.registry.services.len();
-    let registry = Arc::new(ArcSwap::from_pointee(loaded.registry));
+    let registry = live.registry();
+    let services = registry.load().services.len();
 
     // Bind both listeners first: the public URL may depend on the port.
     let async_runtime = tokio::runtime::Builder::new_multi_thread()
@@ -125,6 +130,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let state = AppState {
         engine,
+        live,
         entitlement: entitlement.clone(),
         metrics: Arc::new(Metrics::default()),
     };

@@ -12,7 +12,7 @@ use crate::contract::{
     Account, Call, Capability, Context, Failure, Outcome, ProcedureInput, Properties,
     ServiceRequest, Verdict, VerifyInput,
 };
-use crate::registry::Service;
+use crate::registry::{OnPluginError, Service};
 use crate::runtime::CallReport;
 use crate::store::entitlement::{self as q, DecisionRow, RequestRow};
 use crate::store::{self, new_id, outbox};
@@ -274,7 +274,38 @@ impl Entitlement {
             EntitlementError::Plugin(message)
         };
         match binding.call(&ctx, &call) {
-            Err(e) => Err(failure(e.to_string())),
+            Err(e) => {
+                // A fault of the live version: the previous good one answers
+                // when the service asks for that, and the decision says so.
+                let fallback = (service.manifest.on_plugin_error == OnPluginError::LastGood)
+                    .then(|| service.fallbacks.get(&Capability::Verifier))
+                    .flatten();
+                if let Some(fallback) = fallback
+                    && let Ok(report) = fallback.call(&ctx, &call)
+                    && let Outcome::Verdict(v) = &report.outcome
+                {
+                    binding
+                        .stats
+                        .fallbacks
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        service = service.id(),
+                        "answered by the last good version after: {e}"
+                    );
+                    let old = fallback.plugin();
+                    let micros = report.elapsed.as_micros() as i64;
+                    return Ok((
+                        v.clone(),
+                        Recorded(
+                            old.name().into(),
+                            old.digest().to_string(),
+                            inputs.clone(),
+                            micros,
+                        ),
+                    ));
+                }
+                Err(failure(e.to_string()))
+            }
             Ok(report) => match &report.outcome {
                 Outcome::Verdict(v) => Ok((v.clone(), recorded(Some(&report)))),
                 Outcome::Error { error } => Err(failure(format!(

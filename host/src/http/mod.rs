@@ -11,6 +11,7 @@ mod flows;
 mod json;
 mod metrics;
 mod ops;
+mod plugins;
 pub mod public;
 
 use std::sync::Arc;
@@ -28,11 +29,13 @@ pub use metrics::Metrics;
 
 use crate::entitlement::Entitlement;
 use crate::flow::FlowEngine;
+use crate::registry::Live;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<FlowEngine>,
+    pub live: Arc<Live>,
     pub entitlement: Arc<Entitlement>,
     pub metrics: Arc<Metrics>,
 }
@@ -55,6 +58,13 @@ pub fn router(state: AppState) -> Router {
             put(entitlement::put_account).get(entitlement::get_account),
         )
         .route("/v1/checks", post(entitlement::check))
+        .route("/v1/plugins", get(plugins::list))
+        .route(
+            "/v1/plugins/{name}",
+            post(plugins::upload).layer(DefaultBodyLimit::max(plugins::MAX_PLUGIN)),
+        )
+        .route("/v1/plugins/{name}/history", get(plugins::history))
+        .route("/v1/plugins/{name}/rollback", post(plugins::rollback))
         .route("/v1/decisions", get(entitlement::decisions))
         .route("/v1/requests/{id}", get(entitlement::request))
         .route("/v1/flows", post(flows::start).get(flows::list))

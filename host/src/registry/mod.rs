@@ -6,6 +6,7 @@
 //! the services that had none.
 
 mod diagnostic;
+mod live;
 mod manifest;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use diagnostic::{Diagnostic, Severity, line_of};
+pub use live::{
+    Live, Offered, PluginStatus, Rejection, RollbackError, ServiceUse, Source, Stats, Step,
+};
 pub use manifest::{
     MAX_MEMORY_MIB, MAX_TIMEOUT_MS, Manifest, OnPluginError, valid_id, valid_plugin_name,
 };
@@ -25,6 +29,9 @@ use crate::runtime::{Binding, LoadErrorKind, Plugin, Runtime};
 pub struct Service {
     pub manifest: Manifest,
     pub bindings: BTreeMap<Capability, Arc<Binding>>,
+    /// The previous good version, per capability, for `on_plugin_error =
+    /// "last-good"`.
+    pub fallbacks: BTreeMap<Capability, Arc<Binding>>,
 }
 
 impl Service {
@@ -41,6 +48,8 @@ impl Service {
 #[derive(Debug, Default)]
 pub struct Registry {
     pub services: BTreeMap<String, Arc<Service>>,
+    /// The live version of every plugin the services name.
+    pub plugins: BTreeMap<String, Arc<Plugin>>,
 }
 
 impl Registry {
@@ -102,6 +111,18 @@ pub fn manifest_files(rules_dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
 
 /// Reads every manifest and loads every plugin they name.
 pub fn load(runtime: &Runtime, sources: &Sources) -> Loaded {
+    load_with(sources, &runtime.options().max_memory_bytes, &mut |name| {
+        load_plugin(runtime, sources, name)
+    })
+}
+
+/// Reads every manifest and gets every plugin they name from `plugin`
+/// (the files at first start; the live versions on a rules reload).
+pub fn load_with(
+    sources: &Sources,
+    max_memory_bytes: &u64,
+    plugin: &mut dyn FnMut(&str) -> Result<Arc<Plugin>, String>,
+) -> Loaded {
     let mut loaded = Loaded::default();
     let files = match manifest_files(&sources.rules_dir) {
         Ok(files) => files,
@@ -134,13 +155,13 @@ pub fn load(runtime: &Runtime, sources: &Sources) -> Loaded {
                 continue;
             }
         };
-        if manifest.limits.memory_bytes > runtime.options().max_memory_bytes {
+        if manifest.limits.memory_bytes > *max_memory_bytes {
             loaded.diagnostics.push(Diagnostic::error(
                 &file,
                 None,
                 format!(
                     "`memory_mib` is above what this host allows ({} MiB)",
-                    runtime.options().max_memory_bytes >> 20
+                    *max_memory_bytes >> 20
                 ),
             ));
             continue;
@@ -151,7 +172,7 @@ pub fn load(runtime: &Runtime, sources: &Sources) -> Loaded {
             let line = manifest.plugin_lines.get(&capability).copied();
             let plugin = plugins
                 .entry(name.clone())
-                .or_insert_with(|| load_plugin(runtime, sources, name))
+                .or_insert_with(|| plugin(name))
                 .clone();
             match plugin {
                 Err(message) => {
@@ -169,6 +190,7 @@ pub fn load(runtime: &Runtime, sources: &Sources) -> Loaded {
                     ok = false;
                 }
                 Ok(plugin) => {
+                    loaded.registry.plugins.insert(name.clone(), plugin.clone());
                     bindings.insert(capability, Arc::new(Binding::new(plugin, manifest.limits)));
                 }
             }
@@ -176,7 +198,11 @@ pub fn load(runtime: &Runtime, sources: &Sources) -> Loaded {
         if ok {
             loaded.registry.services.insert(
                 manifest.id.clone(),
-                Arc::new(Service { manifest, bindings }),
+                Arc::new(Service {
+                    manifest,
+                    bindings,
+                    fallbacks: BTreeMap::new(),
+                }),
             );
         }
     }

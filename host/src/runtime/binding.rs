@@ -43,6 +43,8 @@ pub struct BindingStats {
     pub calls: AtomicU64,
     pub faults: AtomicU64,
     pub instantiations: AtomicU64,
+    /// Faulted calls answered by the previous good version instead.
+    pub fallbacks: AtomicU64,
 }
 
 /// A plugin version with a service's limits and a pool of warm instances.

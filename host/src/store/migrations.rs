@@ -140,6 +140,34 @@ const MIGRATIONS: &[&str] = &[
         at       INTEGER NOT NULL
     );
     "#,
+    // 3: plugin versions (the bytes of every version ever offered), what
+    // happened to each offer, and which version is live per plugin name
+    r#"
+    CREATE TABLE plugin_versions (
+        digest      TEXT PRIMARY KEY,
+        bytes       BLOB NOT NULL,
+        first_seen  INTEGER NOT NULL
+    );
+
+    CREATE TABLE plugin_events (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        plugin   TEXT NOT NULL,
+        digest   TEXT,
+        at       INTEGER NOT NULL,
+        source   TEXT NOT NULL,
+        path     TEXT,
+        result   TEXT NOT NULL CHECK (result IN ('activated', 'rejected')),
+        step     TEXT,
+        message  TEXT
+    );
+    CREATE INDEX plugin_events_plugin ON plugin_events (plugin, id);
+
+    CREATE TABLE plugin_active (
+        plugin        TEXT PRIMARY KEY,
+        digest        TEXT NOT NULL REFERENCES plugin_versions (digest),
+        activated_at  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

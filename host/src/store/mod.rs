@@ -15,6 +15,7 @@ pub mod entitlement;
 pub mod flows;
 mod migrations;
 pub mod outbox;
+pub mod plugins;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
