@@ -7,6 +7,7 @@
 mod browser;
 mod cli;
 mod entitlement;
+mod live;
 mod mail;
 mod runtime;
 mod serve;

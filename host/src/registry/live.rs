@@ -250,7 +250,8 @@ impl Live {
             .map_err(|m| reject(Step::Cases, m))?;
         record_activation(&self.store, name, &digest, bytes, source, path)
             .map_err(|e| reject(Step::Store, e.to_string()))?;
-        let services: Vec<String> = users.iter().map(|(s, _)| s.clone()).collect();
+        let mut services: Vec<String> = users.iter().map(|(s, _)| s.clone()).collect();
+        services.dedup();
         self.current.store(Arc::new(next));
         tracing::info!(plugin = name, %digest, source = source.as_str(), ?services, "activated");
         Ok(Offered::Activated { digest, services })
