@@ -4,6 +4,10 @@
 //! The plugins must be built first (`cargo xtask plugins`, which
 //! `cargo xtask test` does).
 
+// Test support code panics on purpose: a fixture that cannot be set up must
+// stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod browser;
 mod cli;
 mod entitlement;
