@@ -13,6 +13,7 @@ mod cli;
 mod entitlement;
 mod live;
 mod mail;
+mod reload;
 mod runtime;
 mod serve;
 mod server;

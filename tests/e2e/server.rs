@@ -7,6 +7,8 @@
 //! [`Host`] guard kills the process when dropped, also when the test panics
 //! (and then prints the tail of the server's log). Restarting on the same
 //! database is another `start` on the same `Setup`.
+//! [`Setup::use_own_plugins`] gives the server a writable plugins folder of
+//! its own (for hot reload) instead of the repository's `plugins/dist`.
 //!
 //! The helpers panic when they cannot do their job (clippy denies `panic`
 //! outside `#[test]` functions, hence the `allow`s): a broken setup must stop
@@ -78,6 +80,8 @@ pub struct Setup {
     rules: PathBuf,
     db: PathBuf,
     starts: Cell<u32>,
+    /// Whether `start` passes `<dir>/plugins` instead of `plugins/dist`.
+    own_plugins: Cell<bool>,
 }
 
 impl Setup {
@@ -93,6 +97,7 @@ impl Setup {
             db: dir.path().join("rulehost.db"),
             dir,
             starts: Cell::new(0),
+            own_plugins: Cell::new(false),
         };
         setup.write_rules_file("roles.toml", roles);
         setup
@@ -117,6 +122,45 @@ impl Setup {
         } else {
             Vec::new()
         }
+    }
+
+    /// From now on the server's `--plugins` is `<dir>/plugins`, a writable
+    /// folder holding a copy of `plugins/dist/<name>.wasm` for each of `names`.
+    #[allow(clippy::panic)] // a test's setup failing must stop the test
+    pub fn use_own_plugins(&self, names: &[&str]) {
+        let own = self.dir.path().join("plugins");
+        std::fs::create_dir_all(&own).unwrap_or_else(|e| panic!("create {}: {e}", own.display()));
+        for name in names {
+            let from = plugins_dir().join(format!("{name}.wasm"));
+            let to = own.join(format!("{name}.wasm"));
+            std::fs::copy(&from, &to).unwrap_or_else(|e| {
+                panic!(
+                    "copy {} to {} ({e}): build the plugins first with `cargo xtask plugins`",
+                    from.display(),
+                    to.display()
+                )
+            });
+        }
+        self.own_plugins.set(true);
+    }
+
+    /// The folder `start` passes as `--plugins`.
+    pub fn plugins_path(&self) -> PathBuf {
+        if self.own_plugins.get() {
+            self.dir.path().join("plugins")
+        } else {
+            plugins_dir()
+        }
+    }
+
+    /// The rules folder `start` passes as `--rules`.
+    pub fn rules_path(&self) -> &Path {
+        &self.rules
+    }
+
+    /// The database `start` passes as `--db`.
+    pub fn db_path(&self) -> &Path {
+        &self.db
     }
 
     /// Writes a file under the rules folder (e.g. a manifest).
@@ -157,7 +201,7 @@ impl Setup {
             .arg("--rules")
             .arg(&self.rules)
             .arg("--plugins")
-            .arg(plugins_dir())
+            .arg(self.plugins_path())
             .args(self.config_args())
             .env(
                 "RULEHOST_CACHE_DIR",
@@ -362,6 +406,17 @@ impl Host {
             .agent
             .post(&url)
             .header("content-type", "application/json")
+            .send(body);
+        self.reply("POST", path, result)
+    }
+
+    /// POSTs raw `body` bytes labelled `content_type` (e.g. a plugin upload).
+    pub fn post_bytes(&self, path: &str, content_type: &str, body: &[u8]) -> Reply {
+        let url = format!("{}{path}", self.base);
+        let result = self
+            .agent
+            .post(&url)
+            .header("content-type", content_type)
             .send(body);
         self.reply("POST", path, result)
     }

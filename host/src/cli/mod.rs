@@ -6,6 +6,8 @@ mod check;
 mod config;
 mod eval;
 mod format;
+mod plugins;
+mod replay;
 mod serve;
 mod test;
 
@@ -39,6 +41,10 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Serve the internal API: flows, tasks, the outbox, metrics.
     Serve(serve::ServeArgs),
+    /// The plugins of a running host: list, history, rollback.
+    Plugins(plugins::PluginsArgs),
+    /// Re-run a service's recorded decisions on a candidate plugin; exit 1 if any differ.
+    Replay(replay::ReplayArgs),
 }
 
 /// Where plugins come from and how they are compiled.
@@ -84,6 +90,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => eval::run(args),
         Command::Check(args) => check::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Plugins(args) => plugins::run(args),
+        Command::Replay(args) => replay::run(args),
     }
 }
 

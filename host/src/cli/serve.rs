@@ -16,7 +16,7 @@ use crate::entitlement::{self, Entitlement, Settings};
 use crate::flow::{Driver, FlowEngine, Roles, load_definitions};
 use crate::http::{self, AppState, Metrics};
 use crate::notify::{DeliveryWorker, Signal};
-use crate::registry::{Live, Sources};
+use crate::registry::{Live, Sources, Watcher};
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -126,6 +126,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut worker = DeliveryWorker::start(store, outbox_signal, config.mail.clone())
         .context("cannot start the outbox worker")?;
     let mut driver = Driver::start(engine.clone()).context("cannot start the flow driver")?;
+    // Plugins and rules changed on disk are validated and swapped while serving.
+    let watcher = Watcher::start(live.clone()).map_err(anyhow::Error::msg)?;
     tracing::info!(services, flows = engine.definitions().len(), db = %args.db.display(), "rulehost starting");
 
     let state = AppState {
@@ -153,6 +155,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         internal
     });
     // In-flight requests are done; let the workers finish what they hold.
+    drop(watcher);
     driver.stop();
     worker.stop();
     served?;

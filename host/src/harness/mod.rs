@@ -4,6 +4,7 @@
 
 mod case;
 mod expect;
+pub mod replay;
 
 use std::time::{Duration, Instant};
 

@@ -65,6 +65,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/plugins/{name}/history", get(plugins::history))
         .route("/v1/plugins/{name}/rollback", post(plugins::rollback))
+        .route(
+            "/v1/plugins/{name}/replay",
+            post(plugins::replay).layer(DefaultBodyLimit::max(plugins::MAX_PLUGIN)),
+        )
         .route("/v1/decisions", get(entitlement::decisions))
         .route("/v1/requests/{id}", get(entitlement::request))
         .route("/v1/flows", post(flows::start).get(flows::list))

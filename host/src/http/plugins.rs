@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::json::Json;
+use super::json::{Json, Query};
 use super::{ApiError, AppState, blocking};
 use crate::registry::{Offered, Rejection, RollbackError, Source, valid_plugin_name};
 use crate::runtime::Digest;
@@ -114,4 +114,43 @@ pub async fn rollback(
     })
     .await?;
     Ok(axum::Json(answer))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayQuery {
+    service: String,
+    last: Option<u32>,
+}
+
+/// Re-runs the service's last recorded decisions on the candidate in the body.
+pub async fn replay(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<ReplayQuery>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    known(&s, &name)?;
+    let report = blocking(move || {
+        let registry = s.live.registry().load_full();
+        let service = registry.service(&query.service).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-service",
+                format!("no service `{}`", query.service),
+            )
+        })?;
+        let runtime = s.live.runtime();
+        let candidate = runtime
+            .load(&name, &body)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let binding = crate::runtime::Binding::new(candidate, service.manifest.limits);
+        let last = query.last.unwrap_or(100).clamp(1, 10_000);
+        let decisions = s.live.store().read(|c| {
+            crate::store::entitlement::list_decisions(c, Some(&query.service), None, last)
+        })?;
+        Ok(crate::harness::replay::replay(&binding, &decisions))
+    })
+    .await?;
+    Ok(axum::Json(report))
 }

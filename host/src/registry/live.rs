@@ -175,6 +175,10 @@ impl Live {
         &self.store
     }
 
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     /// Offers a new version of plugin `name`.
     pub fn offer(
         &self,
@@ -444,11 +448,7 @@ impl Live {
             let activation = events.iter().find(|e| {
                 e.result == "activated" && e.digest.as_deref() == Some(&plugin.digest().to_string())
             });
-            let last_rejection = events
-                .iter()
-                .take_while(|e| e.result == "rejected")
-                .next()
-                .cloned();
+            let last_rejection = events.iter().find(|e| e.result == "rejected").cloned();
             let mut stats = Stats::default();
             let mut services = Vec::new();
             for (service, capability) in users_of(&registry, name) {

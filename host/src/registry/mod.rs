@@ -8,6 +8,7 @@
 mod diagnostic;
 mod live;
 mod manifest;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ pub use live::{
 pub use manifest::{
     MAX_MEMORY_MIB, MAX_TIMEOUT_MS, Manifest, OnPluginError, valid_id, valid_plugin_name,
 };
+pub use watch::Watcher;
 
 use crate::contract::Capability;
 use crate::runtime::{Binding, LoadErrorKind, Plugin, Runtime};

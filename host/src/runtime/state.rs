@@ -76,8 +76,9 @@ impl StoreState {
             "info" | "stdout" => {
                 tracing::info!(target: "plugin", plugin = %self.plugin, "{message}")
             }
+            // What a plugin prints is its own business: info, not a host warning.
             "stderr" => {
-                tracing::warn!(target: "plugin", plugin = %self.plugin, stream = "stderr", "{message}")
+                tracing::info!(target: "plugin", plugin = %self.plugin, stream = "stderr", "{message}")
             }
             "debug" => tracing::debug!(target: "plugin", plugin = %self.plugin, "{message}"),
             _ => tracing::trace!(target: "plugin", plugin = %self.plugin, "{message}"),
