@@ -685,35 +685,48 @@ fn upload_over_http_validates_like_the_watcher() {
     );
 }
 
+/// The `display_name` of service `id` in `GET /v1/services`.
+fn display_name(host: &Host, id: &str) -> Result<String, String> {
+    let reply = host.get("/v1/services");
+    reply.json["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["id"] == id))
+        .and_then(|s| s["display_name"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no display_name of {id} in {reply}"))
+}
+
+/// How many log lines report the broken `swappable.toml` as rejected.
+fn manifest_rejections(host: &Host) -> usize {
+    host.log_tail(1000)
+        .lines()
+        .filter(|l| l.contains("rejected") && l.contains("swappable.toml:2"))
+        .count()
+}
+
 #[test]
 fn a_broken_rules_change_keeps_the_old_registry_and_a_fix_goes_live() {
     let setup = swap_setup();
     let host = start(&setup);
     let da = digest(&plugin_bytes("swap-a"));
     let manifest = setup.rules_path().join("swappable.toml");
-    let display_name = |host: &Host| -> Result<String, String> {
-        let reply = host.get("/v1/services");
-        reply.json["services"]
-            .as_array()
-            .and_then(|s| s.iter().find(|s| s["id"] == "swappable"))
-            .and_then(|s| s["display_name"].as_str())
-            .map(str::to_owned)
-            .ok_or_else(|| format!("no swappable in {reply}"))
-    };
-    assert_eq!(display_name(&host), Ok("Swappable".to_owned()));
+    assert_eq!(display_name(&host, "swappable"), Ok("Swappable".to_owned()));
 
     write_atomic(
         &manifest,
         b"id = \"swappable\"\n[plugins\nverifier = \"swappable\"\n",
     );
-    // Give the watcher time to see it; serving goes on all the while.
-    let until = Instant::now() + Duration::from_millis(2000);
-    while Instant::now() < until {
+    // Serving goes on all the while the watcher looks at it and rejects it,
+    // naming the file (`error: <file>:<line>: <message>`) in the log.
+    wait_for(SWAP_TIMEOUT, "the manifest's rejection in the log", || {
         assert_eq!(check_pass(&host), ("a".to_owned(), da.clone()));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(display_name(&host), Ok("Swappable".to_owned()));
-    eprintln!("PROBE\n{}", host.log_tail(20));
+        match manifest_rejections(&host) {
+            0 => Err(host.log_tail(30)),
+            _ => Ok(()),
+        }
+    });
+    assert_eq!(check_pass(&host), ("a".to_owned(), da.clone()));
+    assert_eq!(display_name(&host, "swappable"), Ok("Swappable".to_owned()));
     let services = host.get("/v1/services");
     assert_eq!(
         services.json["services"].as_array().map(Vec::len),
@@ -721,21 +734,51 @@ fn a_broken_rules_change_keeps_the_old_registry_and_a_fix_goes_live() {
         "every service still served: {services}"
     );
 
+    // A valid change to another manifest while the broken one is there: the
+    // set is validated as one snapshot, so it does not go live either.
+    let seen = manifest_rejections(&host);
+    let support = setup.rules_path().join("support-contract.toml");
+    let original = std::fs::read_to_string(&support).unwrap();
+    let renamed = original.replace(
+        "display_name = \"Support contract\"",
+        "display_name = \"Support contract, renamed\"",
+    );
+    assert_ne!(renamed, original, "no display_name line to change");
+    write_atomic(&support, renamed.as_bytes());
+    wait_for(
+        SWAP_TIMEOUT,
+        "the set rejected again",
+        || match manifest_rejections(&host) {
+            n if n > seen => Ok(()),
+            _ => Err(host.log_tail(30)),
+        },
+    );
+    assert_eq!(
+        display_name(&host, "support-contract"),
+        Ok("Support contract".to_owned()),
+        "half a rules change went live"
+    );
+    assert_eq!(check_pass(&host), ("a".to_owned(), da.clone()));
+
+    // The fix: both changes go live together.
     write_atomic(
         &manifest,
         MANIFEST
             .replace("\"Swappable\"", "\"Swappable, renamed\"")
             .as_bytes(),
     );
-    wait_for(SWAP_TIMEOUT, "the new display_name", || {
-        display_name(&host).and_then(|n| {
-            if n == "Swappable, renamed" {
-                Ok(())
-            } else {
-                Err(n)
-            }
-        })
-    });
+    wait_for(
+        SWAP_TIMEOUT,
+        "the new display_name",
+        || match display_name(&host, "swappable") {
+            Ok(n) if n == "Swappable, renamed" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert_eq!(
+        display_name(&host, "support-contract"),
+        Ok("Support contract, renamed".to_owned())
+    );
     assert_eq!(check_pass(&host), ("a".to_owned(), da));
 }
 
