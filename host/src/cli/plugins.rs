@@ -464,7 +464,8 @@ mod tests {
         let row = text.lines().nth(1).unwrap();
         for part in [
             "support-contract",
-            "520a2f463ad2 ",
+            // In full: what `rollback --digest` takes.
+            "sha256:520a2f463ad2540cb25f769c7de6884644167245d471fc3238541aba5e737c31",
             "watcher",
             "support-contract (verifier)",
             "12",
