@@ -865,3 +865,68 @@ fn replay_compares_recorded_decisions_with_a_candidate() {
     let out = replay_cli("swap-a");
     assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
 }
+
+/// A service without cases takes a trapping build; what answers then depends
+/// on `on_plugin_error`.
+fn fallback_setup(policy: &str) -> Setup {
+    let setup = Setup::new("");
+    setup.use_own_plugins(&SAMPLE_PLUGINS);
+    let manifest = format!("{MANIFEST}\n[limits]\non_plugin_error = \"{policy}\"\n");
+    setup.write_rules("swappable.toml", &manifest);
+    write_atomic(&swappable(&setup), &plugin_bytes("swap-a"));
+    setup
+}
+
+#[test]
+fn last_good_answers_from_the_previous_version_when_the_live_one_faults() {
+    let setup = fallback_setup("last-good");
+    let host = start(&setup);
+    let a = digest(&plugin_bytes("swap-a"));
+    let broken = hostile(9);
+    let upload = host.post_bytes("/v1/plugins/swappable", "application/wasm", &broken);
+    assert_eq!(
+        upload.status, 200,
+        "no cases, so the trapping build goes live: {upload}"
+    );
+    assert_eq!(live_digest(&host), Ok(digest(&broken)));
+
+    // The live version traps; the previous good one answers, and says so.
+    let (level, answered_by) = check_pass(&host);
+    assert_eq!((level.as_str(), answered_by.as_str()), ("a", a.as_str()));
+    let stats = plugin_entry(&host)
+        .map(|p| p["stats"].clone())
+        .unwrap_or_default();
+    assert_eq!(stats["fallbacks"], 1, "{stats}");
+    assert_eq!(stats["faults"], 1, "{stats}");
+    let decisions = host.get("/v1/decisions?service=swappable&limit=1");
+    assert_eq!(
+        decisions.json["decisions"][0]["plugin_digest"],
+        a.as_str(),
+        "{decisions}"
+    );
+}
+
+#[test]
+fn deny_answers_a_fault_with_an_error_and_no_decision() {
+    let setup = fallback_setup("deny");
+    let host = start(&setup);
+    let broken = hostile(10);
+    assert_eq!(
+        host.post_bytes("/v1/plugins/swappable", "application/wasm", &broken)
+            .status,
+        200
+    );
+    let reply = check(&host, ACCOUNT);
+    assert_eq!(reply.status, 503, "{reply}");
+    assert_eq!(reply.json["error"]["code"], "plugin-error", "{reply}");
+    let message = reply.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("swappable") && message.contains("panicked"),
+        "{message}"
+    );
+    let decisions = host.get("/v1/decisions?service=swappable&limit=1");
+    assert_eq!(
+        decisions.json["decisions"][0]["verdict"], "error",
+        "the fault is recorded: {decisions}"
+    );
+}
