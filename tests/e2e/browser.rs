@@ -250,15 +250,21 @@ impl Browser {
         })
     }
 
-    /// The rendered text of the element matching `css` (none: empty).
+    /// The rendered text of the element matching `css` (none: empty). An
+    /// element that went stale because the page moved on reads as empty:
+    /// callers that wait simply look again.
     fn text(&self, css: &str) -> String {
         let Some(element) = self.find_all(css).into_iter().next() else {
             return String::new();
         };
-        self.command("GET", &format!("/element/{element}/text"), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.request(
+            "GET",
+            &format!("{}/element/{element}/text", self.session),
+            None,
+        )
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
     }
 
     fn click(&self, css: &str) {
