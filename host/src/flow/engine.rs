@@ -98,17 +98,7 @@ impl FlowEngine {
         if flow.state != "running" {
             return Ok(());
         }
-        for mut task in q::tasks_of(tx, flow_id)?
-            .into_iter()
-            .filter(|t| t.state == "pending" || t.state == "open")
-        {
-            task.state = "skipped".into();
-            task.completed_at = Some(now);
-            q::update_task(tx, &task)?;
-        }
-        q::set_flow_state(tx, flow_id, "completed", now)?;
-        q::add_history(tx, flow_id, now, actor, event, &json!({}))?;
-        Ok(())
+        close_flow(tx, flow_id, "completed", event, actor, now)
     }
 
     /// Makes the flow's current timer due now (someone gave up waiting), then moves the flow on.
@@ -381,17 +371,7 @@ impl FlowEngine {
                     flow.state
                 )));
             }
-            for mut task in q::tasks_of(tx, flow_id)?
-                .into_iter()
-                .filter(|t| t.state == "pending" || t.state == "open")
-            {
-                task.state = "skipped".into();
-                task.completed_at = Some(now);
-                q::update_task(tx, &task)?;
-            }
-            q::set_flow_state(tx, flow_id, "cancelled", now)?;
-            q::add_history(tx, flow_id, now, actor, "cancelled", &json!({}))?;
-            Ok::<_, FlowError>(())
+            close_flow(tx, flow_id, "cancelled", "cancelled", actor, now)
         })?;
         self.flow(flow_id)
     }
@@ -588,6 +568,29 @@ impl FlowEngine {
             }
         }
     }
+}
+
+/// Ends a flow early: its open and pending tasks are skipped, it takes
+/// `state`, and `event` goes in its history.
+fn close_flow(
+    tx: &Connection,
+    flow_id: &str,
+    state: &str,
+    event: &str,
+    actor: &str,
+    now: i64,
+) -> Result<(), FlowError> {
+    for mut task in q::tasks_of(tx, flow_id)?
+        .into_iter()
+        .filter(|t| t.state == "pending" || t.state == "open")
+    {
+        task.state = "skipped".into();
+        task.completed_at = Some(now);
+        q::update_task(tx, &task)?;
+    }
+    q::set_flow_state(tx, flow_id, state, now)?;
+    q::add_history(tx, flow_id, now, actor, event, &json!({}))?;
+    Ok(())
 }
 
 fn new_task(spec: &TaskSpec, seq: i64, by_demand: bool) -> NewTask {

@@ -3,14 +3,12 @@
 //! gets it mailed (see [`super::mail`]). Both retry with the same backoff.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::Signal;
 use super::mail::{self, MailConfig};
+use super::{Signal, Worker};
 use crate::store::outbox::Notification;
 use crate::store::{self, Store, StoreError, outbox};
 
@@ -27,11 +25,7 @@ pub fn backoff(attempts: i64) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << exponent)).min(MAX_BACKOFF)
 }
 
-pub struct DeliveryWorker {
-    stop: Arc<AtomicBool>,
-    signal: Arc<Signal>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct DeliveryWorker(Worker);
 
 impl DeliveryWorker {
     /// Starts the worker; `signal` is raised by whoever enqueues. `mail` is
@@ -52,52 +46,24 @@ impl DeliveryWorker {
             }
             None => tracing::info!("outbox: no SMTP server configured; mail cannot be sent"),
         }
-        let stop = Arc::new(AtomicBool::new(false));
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(ATTEMPT_TIMEOUT))
             .http_status_as_error(false)
             .user_agent(concat!("rulehost/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        let thread = {
-            let (stop, signal) = (stop.clone(), signal.clone());
-            std::thread::Builder::new()
-                .name("rulehost-outbox".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Acquire) {
-                        let wait = match deliver_due(&store, &agent, mail.as_ref()) {
-                            Ok(wait) => wait,
-                            Err(e) => {
-                                tracing::error!("outbox delivery: {e}");
-                                IDLE_POLL
-                            }
-                        };
-                        if !wait.is_zero() {
-                            signal.wait(wait);
-                        }
-                    }
-                })?
-        };
-        Ok(DeliveryWorker {
-            stop,
-            signal,
-            thread: Some(thread),
-        })
+        let worker = Worker::start("rulehost-outbox", signal, move || {
+            deliver_due(&store, &agent, mail.as_ref()).unwrap_or_else(|e| {
+                tracing::error!("outbox delivery: {e}");
+                IDLE_POLL
+            })
+        })?;
+        Ok(DeliveryWorker(worker))
     }
 
     /// Stops after the attempt in progress, if any.
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        self.signal.raise();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for DeliveryWorker {
-    fn drop(&mut self) {
-        self.stop();
+        self.0.stop();
     }
 }
 

@@ -8,7 +8,9 @@
 mod delivery;
 pub mod mail;
 mod signal;
+mod worker;
 
 pub use delivery::{DeliveryWorker, backoff};
 pub use mail::{MailConfig, MailError};
 pub use signal::Signal;
+pub use worker::Worker;

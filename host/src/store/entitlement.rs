@@ -4,17 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{StoreError, rfc3339};
-
-fn json(text: String) -> Result<Value, rusqlite::Error> {
-    serde_json::from_str(&text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-fn time<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&rfc3339(*ms))
-}
+use super::StoreError;
 
 /// An account as stored; `contact` and `attributes` are JSON.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,8 +42,11 @@ pub fn get_account(conn: &Connection, id: &str) -> Result<Option<AccountRow>, St
                 paid_up: row.get(2)?,
                 tier: row.get(3)?,
                 contract_end: row.get(4)?,
-                contact: row.get::<_, Option<String>>(5)?.map(json).transpose()?,
-                attributes: json(row.get(6)?)?,
+                contact: row
+                    .get::<_, Option<String>>(5)?
+                    .map(super::json_column)
+                    .transpose()?,
+                attributes: super::json_column(row.get(6)?)?,
                 updated_at: row.get(7)?,
             })
         })
@@ -72,9 +65,9 @@ pub struct RequestRow {
     pub level: Option<String>,
     pub failure: Option<Value>,
     pub reconciliation_id: Option<String>,
-    #[serde(serialize_with = "time")]
+    #[serde(serialize_with = "super::serde_ms::time")]
     pub created_at: i64,
-    #[serde(serialize_with = "time")]
+    #[serde(serialize_with = "super::serde_ms::time")]
     pub updated_at: i64,
 }
 
@@ -84,10 +77,13 @@ fn request_row(row: &Row<'_>) -> Result<RequestRow, rusqlite::Error> {
         service: row.get(1)?,
         account_id: row.get(2)?,
         description: row.get(3)?,
-        attributes: json(row.get(4)?)?,
+        attributes: super::json_column(row.get(4)?)?,
         state: row.get(5)?,
         level: row.get(6)?,
-        failure: row.get::<_, Option<String>>(7)?.map(json).transpose()?,
+        failure: row
+            .get::<_, Option<String>>(7)?
+            .map(super::json_column)
+            .transpose()?,
         reconciliation_id: row.get(8)?,
         created_at: row.get(9)?,
         updated_at: row.get(10)?,
@@ -129,7 +125,7 @@ pub fn put_request(conn: &Connection, r: &RequestRow) -> Result<(), StoreError> 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DecisionRow {
     pub id: i64,
-    #[serde(serialize_with = "time")]
+    #[serde(serialize_with = "super::serde_ms::time")]
     pub at: i64,
     pub service: String,
     pub account_id: String,
@@ -190,7 +186,7 @@ pub fn list_decisions(
             account_id: row.get(3)?,
             request_id: row.get(4)?,
             inputs_digest: row.get(5)?,
-            inputs: json(row.get(6)?)?,
+            inputs: super::json_column(row.get(6)?)?,
             verdict: row.get(7)?,
             level: row.get(8)?,
             failure_code: row.get(9)?,
@@ -272,7 +268,7 @@ pub fn get_reconciliation(
                     failure_code: row.get(4)?,
                     reason: row.get(5)?,
                     mode: row.get(6)?,
-                    procedure: json(row.get(7)?)?,
+                    procedure: super::json_column(row.get(7)?)?,
                     description: row.get(8)?,
                     key_hashes: serde_json::from_str(&hashes).unwrap_or_default(),
                     attempts: row.get(10)?,

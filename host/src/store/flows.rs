@@ -4,19 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{StoreError, rfc3339};
-
-/// Serializes stored milliseconds as RFC 3339 text.
-fn time<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&rfc3339(*ms))
-}
-
-fn opt_time<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
-    match ms {
-        Some(ms) => s.serialize_str(&rfc3339(*ms)),
-        None => s.serialize_none(),
-    }
-}
+use super::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlowRecord {
@@ -25,9 +13,9 @@ pub struct FlowRecord {
     pub subject: String,
     pub state: String,
     pub context: Value,
-    #[serde(serialize_with = "time")]
+    #[serde(serialize_with = "super::serde_ms::time")]
     pub created_at: i64,
-    #[serde(serialize_with = "time")]
+    #[serde(serialize_with = "super::serde_ms::time")]
     pub updated_at: i64,
 }
 
@@ -46,11 +34,11 @@ pub struct TaskRecord {
     pub params: Value,
     pub state: String,
     pub inserted_by_demand: bool,
-    #[serde(serialize_with = "opt_time")]
+    #[serde(serialize_with = "super::serde_ms::opt_time")]
     pub due_at: Option<i64>,
-    #[serde(serialize_with = "opt_time")]
+    #[serde(serialize_with = "super::serde_ms::opt_time")]
     pub opened_at: Option<i64>,
-    #[serde(serialize_with = "opt_time")]
+    #[serde(serialize_with = "super::serde_ms::opt_time")]
     pub completed_at: Option<i64>,
     pub outcome: Option<String>,
     pub data: Option<Value>,
@@ -58,7 +46,7 @@ pub struct TaskRecord {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryRecord {
-    #[serde(serialize_with = "time")]
+    #[serde(serialize_with = "super::serde_ms::time")]
     pub at: i64,
     pub actor: String,
     pub event: String,
@@ -78,19 +66,13 @@ pub struct NewTask {
     pub inserted_by_demand: bool,
 }
 
-fn json(text: String) -> Result<Value, rusqlite::Error> {
-    serde_json::from_str(&text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
 fn flow_row(row: &Row<'_>) -> Result<FlowRecord, rusqlite::Error> {
     Ok(FlowRecord {
         id: row.get(0)?,
         definition: row.get(1)?,
         subject: row.get(2)?,
         state: row.get(3)?,
-        context: json(row.get(4)?)?,
+        context: super::json_column(row.get(4)?)?,
         created_at: row.get(5)?,
         updated_at: row.get(6)?,
     })
@@ -108,14 +90,17 @@ fn task_row(row: &Row<'_>) -> Result<TaskRecord, rusqlite::Error> {
         kind: row.get(4)?,
         role: row.get(5)?,
         action: row.get(6)?,
-        params: json(row.get(7)?)?,
+        params: super::json_column(row.get(7)?)?,
         state: row.get(8)?,
         inserted_by_demand: row.get(9)?,
         due_at: row.get(10)?,
         opened_at: row.get(11)?,
         completed_at: row.get(12)?,
         outcome: row.get(13)?,
-        data: row.get::<_, Option<String>>(14)?.map(json).transpose()?,
+        data: row
+            .get::<_, Option<String>>(14)?
+            .map(super::json_column)
+            .transpose()?,
     })
 }
 
@@ -276,7 +261,7 @@ pub fn history_of(conn: &Connection, flow_id: &str) -> Result<Vec<HistoryRecord>
             at: row.get(0)?,
             actor: row.get(1)?,
             event: row.get(2)?,
-            detail: json(row.get(3)?)?,
+            detail: super::json_column(row.get(3)?)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -128,6 +128,27 @@ impl Store {
     }
 }
 
+/// Serde helpers for stored milliseconds, shown as RFC 3339 text.
+pub(crate) mod serde_ms {
+    pub fn time<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::rfc3339(*ms))
+    }
+
+    pub fn opt_time<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match ms {
+            Some(ms) => s.serialize_str(&super::rfc3339(*ms)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// A JSON column read back; bad JSON is a conversion error of that column.
+pub(crate) fn json_column(text: String) -> Result<serde_json::Value, rusqlite::Error> {
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 /// Milliseconds since the Unix epoch, as stored.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()

@@ -18,24 +18,13 @@ pub struct Notification {
     pub state: String,
     pub attempts: i64,
     pub last_error: Option<String>,
-    #[serde(serialize_with = "time")]
+    #[serde(serialize_with = "super::serde_ms::time")]
     pub created_at: i64,
-    #[serde(serialize_with = "opt_time")]
+    #[serde(serialize_with = "super::serde_ms::opt_time")]
     pub delivered_at: Option<i64>,
     #[serde(skip)]
     pub next_attempt_at: i64,
     pub payload: Value,
-}
-
-fn time<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&rfc3339(*ms))
-}
-
-fn opt_time<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
-    match ms {
-        Some(ms) => s.serialize_str(&rfc3339(*ms)),
-        None => s.serialize_none(),
-    }
 }
 
 const COLUMNS: &str = "id, event_id, kind, target, state, attempts, last_error, created_at, delivered_at, next_attempt_at, payload";

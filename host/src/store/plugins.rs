@@ -4,11 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::{StoreError, rfc3339};
-
-fn time<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&rfc3339(*ms))
-}
+use super::StoreError;
 
 /// One offer of a version and what became of it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -16,7 +12,7 @@ pub struct PluginEvent {
     pub id: i64,
     pub plugin: String,
     pub digest: Option<String>,
-    #[serde(serialize_with = "time")]
+    #[serde(serialize_with = "super::serde_ms::time")]
     pub at: i64,
     /// Who offered it: startup, watcher, api, cli, rollback.
     pub source: String,
