@@ -348,3 +348,34 @@ fn links_use_the_configured_public_url_and_a_bad_config_refuses_to_serve() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an http:// or https:// URL"));
 }
+
+#[test]
+fn too_many_wrong_keys_close_the_reconciliation_and_tell_the_service() {
+    let receiver = Receiver::start();
+    let setup = Setup::new("");
+    setup.write_rules(
+        "premium-support.toml",
+        &manifest("premium-support", &receiver, ""),
+    );
+    let host = setup.start();
+    account(&host, "acme-6", "expired", "basic");
+    let check = host.post(
+        "/v1/checks",
+        &json!({"service": "premium-support", "account_id": "acme-6", "request_id": "k-1"}),
+    );
+    let url = check.json["reconciliation"]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let wrong = url.replace(&key_of(&url), &"f".repeat(64));
+    let statuses: Vec<u16> = (0..10).map(|_| host.get_url(&wrong).status).collect();
+    assert_eq!(&statuses[..9], &[403; 9], "{statuses:?}");
+    assert_eq!(statuses[9], 410, "the tenth wrong key closes it");
+    assert_eq!(host.get_url(&url).status, 410, "the right key is dead too");
+    let failed = event(&receiver, "reconciliation.failed");
+    assert_eq!(failed["data"]["request_id"], "k-1");
+    assert_eq!(
+        host.get("/v1/requests/k-1").json["state"],
+        "reconciliation-failed"
+    );
+}
