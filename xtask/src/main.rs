@@ -7,12 +7,16 @@
 //! - `serve`: `plugins`, then `rulehost serve` on the sample rules (SQLite
 //!   file `rulehost.db` in the repository root; extra arguments pass through).
 //! - `demo`: `plugins`, then the sandbox harness on the sample rules.
+//! - `load`: the HTTP load test: `rulehost serve` (release) on the sample
+//!   rules, `wrk` against `POST /v1/checks` at 1, 10 and 100 clients.
 //! - `ci`: what `.ci/run` runs: fmt check, clippy, and `test`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
+
+mod load;
 
 fn main() -> anyhow::Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -32,6 +36,11 @@ fn main() -> anyhow::Result<()> {
             args.extend(extra.iter().map(String::as_str));
             cargo(&args)
         }
+        "load" => {
+            build_plugins(&root)?;
+            cargo(&["build", "--release", "-p", "rulehost"])?;
+            load::run(&root)
+        }
         "demo" => {
             build_plugins(&root)?;
             cargo(&["run", "--release", "-p", "rulehost", "--", "test", "rules"])
@@ -49,7 +58,7 @@ fn main() -> anyhow::Result<()> {
             build_plugins(&root)?;
             run_tests()
         }
-        other => bail!("unknown task `{other}`; tasks: plugins, serve, test, demo, ci"),
+        other => bail!("unknown task `{other}`; tasks: plugins, serve, test, demo, load, ci"),
     }
 }
 
