@@ -73,6 +73,32 @@ fn event(receiver: &Receiver, kind: &str) -> Value {
     })
 }
 
+/// premium-support with its webhook on `receiver`, an expired account, and
+/// one failed check: the host and the sync page's link.
+fn expired_premium(
+    receiver: &Receiver,
+    account_id: &str,
+    request_id: &str,
+) -> (Setup, Host, String) {
+    let setup = Setup::new("");
+    setup.write_rules(
+        "premium-support.toml",
+        &manifest("premium-support", receiver, ""),
+    );
+    let host = setup.start();
+    account(&host, account_id, "expired", "basic");
+    let check = host.post(
+        "/v1/checks",
+        &json!({"service": "premium-support", "account_id": account_id, "request_id": request_id, "description": "x"}),
+    );
+    let url = check.json["reconciliation"]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(url.contains("/reconcile/"), "{check}");
+    (setup, host, url)
+}
+
 #[test]
 fn support_contract_is_reconciled_by_the_contact_and_the_request_fulfilled() {
     let receiver = Receiver::start();
@@ -225,21 +251,7 @@ fn premium_support_lapses_after_the_user_leaves_and_everything_is_removed() {
 #[test]
 fn wrong_keys_unknown_services_and_bad_bodies_get_clear_errors() {
     let receiver = Receiver::start();
-    let setup = Setup::new("");
-    setup.write_rules(
-        "premium-support.toml",
-        &manifest("premium-support", &receiver, ""),
-    );
-    let host = setup.start();
-    account(&host, "acme-3", "expired", "basic");
-    let check = host.post(
-        "/v1/checks",
-        &json!({"service": "premium-support", "account_id": "acme-3", "description": "x"}),
-    );
-    let url = check.json["reconciliation"]["url"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (_setup, host, url) = expired_premium(&receiver, "acme-3", "w-1");
     let wrong = url.replace(&key_of(&url), &"0".repeat(64));
     assert_eq!(host.get_url(&wrong).status, 403);
     assert_eq!(
@@ -352,21 +364,7 @@ fn links_use_the_configured_public_url_and_a_bad_config_refuses_to_serve() {
 #[test]
 fn too_many_wrong_keys_close_the_reconciliation_and_tell_the_service() {
     let receiver = Receiver::start();
-    let setup = Setup::new("");
-    setup.write_rules(
-        "premium-support.toml",
-        &manifest("premium-support", &receiver, ""),
-    );
-    let host = setup.start();
-    account(&host, "acme-6", "expired", "basic");
-    let check = host.post(
-        "/v1/checks",
-        &json!({"service": "premium-support", "account_id": "acme-6", "request_id": "k-1"}),
-    );
-    let url = check.json["reconciliation"]["url"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (_setup, host, url) = expired_premium(&receiver, "acme-6", "k-1");
     let wrong = url.replace(&key_of(&url), &"f".repeat(64));
     let statuses: Vec<u16> = (0..10).map(|_| host.get_url(&wrong).status).collect();
     assert_eq!(&statuses[..9], &[403; 9], "{statuses:?}");
