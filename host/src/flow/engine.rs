@@ -431,18 +431,7 @@ impl FlowEngine {
         match (task.kind.as_str(), task.state.as_str()) {
             ("auto", "pending") => {
                 notified = self.run_action(tx, &flow, &task, now)?;
-                task.state = "done".into();
-                task.completed_at = Some(now);
-                task.outcome = Some("done".into());
-                q::update_task(tx, &task)?;
-                q::add_history(
-                    tx,
-                    flow_id,
-                    now,
-                    SYSTEM,
-                    "task-done",
-                    &json!({"task": task.name}),
-                )?;
+                mark_done(tx, &mut task, "task-done", now)?;
             }
             ("manual", "pending") => {
                 task.state = "open".into();
@@ -475,7 +464,6 @@ impl FlowEngine {
                             .unwrap_or(0),
                     ),
                 };
-                let after = due - now;
                 task.state = "open".into();
                 task.opened_at = Some(now);
                 task.due_at = Some(due);
@@ -486,22 +474,11 @@ impl FlowEngine {
                     now,
                     SYSTEM,
                     "timer-set",
-                    &json!({"task": task.name, "due_at": store::rfc3339(now + after)}),
+                    &json!({"task": task.name, "due_at": store::rfc3339(due)}),
                 )?;
             }
             ("timer", "open") if task.due_at.is_some_and(|due| due <= now) => {
-                task.state = "done".into();
-                task.completed_at = Some(now);
-                task.outcome = Some("done".into());
-                q::update_task(tx, &task)?;
-                q::add_history(
-                    tx,
-                    flow_id,
-                    now,
-                    SYSTEM,
-                    "timer-fired",
-                    &json!({"task": task.name}),
-                )?;
+                mark_done(tx, &mut task, "timer-fired", now)?;
             }
             _ => return Ok((false, false)),
         }
@@ -568,6 +545,28 @@ impl FlowEngine {
             }
         }
     }
+}
+
+/// Marks an automatic task or a timer done and records `event` for it.
+fn mark_done(
+    tx: &Connection,
+    task: &mut TaskRecord,
+    event: &str,
+    now: i64,
+) -> Result<(), FlowError> {
+    task.state = "done".into();
+    task.completed_at = Some(now);
+    task.outcome = Some("done".into());
+    q::update_task(tx, task)?;
+    q::add_history(
+        tx,
+        &task.flow_id,
+        now,
+        SYSTEM,
+        event,
+        &json!({"task": task.name}),
+    )?;
+    Ok(())
 }
 
 /// Ends a flow early: its open and pending tasks are skipped, it takes
