@@ -146,7 +146,7 @@ impl Live {
             .map_err(|e| e.to_string())?;
             Ok(plugin)
         };
-        let loaded = load_with(&sources, &max_memory, &mut provider);
+        let loaded = load_with(&sources, max_memory, &mut provider);
         let Loaded {
             mut registry,
             diagnostics,
@@ -320,7 +320,7 @@ impl Live {
         let Loaded {
             mut registry,
             diagnostics,
-        } = load_with(&self.sources, &max_memory, &mut provider);
+        } = load_with(&self.sources, max_memory, &mut provider);
         let rules = &self.sources.rules_dir;
         if diagnostics.iter().any(Diagnostic::is_error) {
             tracing::warn!("rules change rejected; the previous rules keep serving");

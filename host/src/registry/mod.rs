@@ -113,7 +113,7 @@ pub fn manifest_files(rules_dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
 
 /// Reads every manifest and loads every plugin they name.
 pub fn load(runtime: &Runtime, sources: &Sources) -> Loaded {
-    load_with(sources, &runtime.options().max_memory_bytes, &mut |name| {
+    load_with(sources, runtime.options().max_memory_bytes, &mut |name| {
         load_plugin(runtime, sources, name)
     })
 }
@@ -122,7 +122,7 @@ pub fn load(runtime: &Runtime, sources: &Sources) -> Loaded {
 /// (the files at first start; the live versions on a rules reload).
 pub fn load_with(
     sources: &Sources,
-    max_memory_bytes: &u64,
+    max_memory_bytes: u64,
     plugin: &mut dyn FnMut(&str) -> Result<Arc<Plugin>, String>,
 ) -> Loaded {
     let mut loaded = Loaded::default();
@@ -157,13 +157,13 @@ pub fn load_with(
                 continue;
             }
         };
-        if manifest.limits.memory_bytes > *max_memory_bytes {
+        if manifest.limits.memory_bytes > max_memory_bytes {
             loaded.diagnostics.push(Diagnostic::error(
                 &file,
                 None,
                 format!(
                     "`memory_mib` is above what this host allows ({} MiB)",
-                    *max_memory_bytes >> 20
+                    max_memory_bytes >> 20
                 ),
             ));
             continue;
