@@ -224,23 +224,28 @@ fn form_rejected(rejection: &FormRejection) -> Response {
     }
 }
 
+/// A posted link's id, its form, and the key the form carries; or the page
+/// that says which of them is wrong.
+fn link_form<F>(
+    path: Result<Path<String>, PathRejection>,
+    form: Result<Form<F>, FormRejection>,
+    key: impl FnOnce(&F) -> Option<String>,
+) -> Result<(String, F, String), Box<Response>> {
+    let id = link_id(path).map_err(|e| Box::new(error_page(&e)))?;
+    let Form(form) = form.map_err(|rejection| Box::new(form_rejected(&rejection)))?;
+    let key = link_key(key(&form)).map_err(|e| Box::new(error_page(&e)))?;
+    Ok((id, form, key))
+}
+
 /// `POST /reconcile/{id}`
 async fn submit<R: Reconciler>(
     State(reconciler): State<Arc<R>>,
     path: Result<Path<String>, PathRejection>,
     form: Result<Form<SubmitForm>, FormRejection>,
 ) -> Response {
-    let id = match link_id(path) {
-        Ok(id) => id,
-        Err(e) => return error_page(&e),
-    };
-    let form = match form {
-        Ok(Form(form)) => form,
-        Err(rejection) => return form_rejected(&rejection),
-    };
-    let key = match link_key(form.key.clone()) {
-        Ok(key) => key,
-        Err(e) => return error_page(&e),
+    let (id, form, key) = match link_form(path, form, |f: &SubmitForm| f.key.clone()) {
+        Ok(parts) => parts,
+        Err(page) => return *page,
     };
     let choice = match choice(&form) {
         Ok(Some(choice)) => choice,
@@ -286,17 +291,9 @@ async fn leave<R: Reconciler>(
     path: Result<Path<String>, PathRejection>,
     form: Result<Form<LeaveForm>, FormRejection>,
 ) -> Response {
-    let id = match link_id(path) {
-        Ok(id) => id,
-        Err(e) => return error_page(&e),
-    };
-    let form = match form {
-        Ok(Form(form)) => form,
-        Err(rejection) => return form_rejected(&rejection),
-    };
-    let key = match link_key(form.key) {
-        Ok(key) => key,
-        Err(e) => return error_page(&e),
+    let (id, _form, key) = match link_form(path, form, |f: &LeaveForm| f.key.clone()) {
+        Ok(parts) => parts,
+        Err(page) => return *page,
     };
     match call(reconciler, move |r| r.leave(&id, &key)).await {
         Ok(()) => html(StatusCode::OK, render_left()),
