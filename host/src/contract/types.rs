@@ -68,6 +68,20 @@ pub enum FailureCode {
     Other,
 }
 
+impl FailureCode {
+    /// The code as it is written in JSON and stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCode::NoAccount => "no-account",
+            FailureCode::Expired => "expired",
+            FailureCode::Unpaid => "unpaid",
+            FailureCode::PaymentPerIncident => "payment-per-incident",
+            FailureCode::NeedsAuthorization => "needs-authorization",
+            FailureCode::Other => "other",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Failure {

@@ -1,5 +1,7 @@
 //! `POST /v1/checks`: one entitlement decision, recorded.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -9,12 +11,12 @@ use super::accounts::to_account;
 use super::reconcile::{self, Started};
 use super::{Entitlement, EntitlementError, valid_id};
 use crate::contract::{
-    Account, Call, Capability, Context, Failure, Outcome, ProcedureInput, Properties,
+    Account, Call, Capability, Context, Failure, Outcome, Procedure, ProcedureInput, Properties,
     ServiceRequest, Verdict, VerifyInput,
 };
 use crate::registry::{OnPluginError, Service};
 use crate::runtime::CallReport;
-use crate::store::entitlement::{self as q, DecisionRow, RequestRow};
+use crate::store::entitlement::{self as q, RequestRow};
 use crate::store::{self, new_id, outbox};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,8 +61,57 @@ pub struct CheckResponse {
 /// Request states that end a request: a new check needs a new id.
 const FINAL: [&str; 3] = ["fulfilled", "lapsed", "reconciliation-failed"];
 
+/// A check decided and not yet recorded: everything its transaction
+/// writes. [`Entitlement::check`] decides and records in one transaction
+/// and then answers; the HTTP API does the first two in a group commit.
+pub(crate) struct Decision {
+    service: Arc<Service>,
+    request: ServiceRequest,
+    existing: Option<RequestRow>,
+    recorded: Recorded,
+    ruling: Ruling,
+    now: i64,
+}
+
+enum Ruling {
+    Pass(String),
+    /// The verifier faulted or declined: recorded, answered as an error.
+    Error(String),
+    Fail {
+        failure: Failure,
+        /// A reconciliation already under way for this request.
+        live: Option<String>,
+        procedure: Procedure,
+    },
+}
+
+impl Decision {
+    /// Whether answering needs the database (a failure moves flows and
+    /// reads reconciliations); a pass is answered from memory.
+    pub(crate) fn answer_blocks(&self) -> bool {
+        matches!(self.ruling, Ruling::Fail { .. })
+    }
+}
+
 impl Entitlement {
+    /// One check in its own transaction. Blocking.
     pub fn check(&self, req: CheckRequest) -> Result<CheckResponse, EntitlementError> {
+        let (decision, started) = self.shared.store.write(|tx| {
+            let decision = self.decide(tx, req)?;
+            let started = self.record(tx, &decision)?;
+            Ok::<_, EntitlementError>((decision, started))
+        })?;
+        self.answer(decision, started)
+    }
+
+    /// Validates the request, reads the account and the held request
+    /// through `conn` (the transaction the decision will be recorded in),
+    /// and runs the plugins: everything of a check but its writes.
+    pub(crate) fn decide(
+        &self,
+        conn: &rusqlite::Connection,
+        req: CheckRequest,
+    ) -> Result<Decision, EntitlementError> {
         if !valid_id(&req.account_id) {
             return Err(EntitlementError::Invalid(
                 "`account_id` must be 1-200 printable characters without spaces, `/`, `?` or `#`"
@@ -83,14 +134,9 @@ impl Entitlement {
                     name: req.service.clone(),
                     known: registry.services.keys().cloned().collect(),
                 })?;
-        let store = &self.shared.store;
-        let request_id = req.request_id.clone().unwrap_or_else(|| new_id("req", 8));
-        let (existing, account_row) = store.read(|c| {
-            Ok::<_, EntitlementError>((
-                q::get_request(c, &request_id)?,
-                q::get_account(c, &req.account_id)?,
-            ))
-        })?;
+        let request_id = req.request_id.unwrap_or_else(|| new_id("req", 8));
+        let existing = q::get_request(conn, &request_id)?;
+        let account_row = q::get_account(conn, &req.account_id)?;
         if let Some(r) = &existing {
             if r.service != req.service || r.account_id != req.account_id {
                 return Err(EntitlementError::Conflict(format!(
@@ -107,120 +153,187 @@ impl Entitlement {
         }
         let account = account_row.as_ref().map(to_account).transpose()?;
         let request = ServiceRequest {
-            id: request_id.clone(),
-            account_id: req.account_id.clone(),
-            description: req.description.clone(),
-            attributes: req.attributes.clone(),
+            id: request_id,
+            account_id: req.account_id,
+            description: req.description,
+            attributes: req.attributes,
         };
-        let (verdict, report) = self.verify(service, &request, account.clone())?;
-        let now = store::now_ms();
-        let created_at = existing.as_ref().map_or(now, |r| r.created_at);
-        let plugin = PluginRef {
-            name: report.0.clone(),
-            digest: report.1.clone(),
+        let (ruling, recorded) = match self.verify(service, &request, account.clone())? {
+            Verified::Fault(message, recorded) => (Ruling::Error(message), recorded),
+            Verified::Verdict(Verdict::Pass { level }, recorded) => (Ruling::Pass(level), recorded),
+            Verified::Verdict(Verdict::Fail(failure), recorded) => {
+                let live = existing
+                    .as_ref()
+                    .filter(|r| r.state == "awaiting-reconciliation")
+                    .and_then(|r| r.reconciliation_id.clone());
+                let procedure = match live {
+                    Some(_) => Procedure::None,
+                    None => self.procedure(service, &request, &failure, account),
+                };
+                let ruling = Ruling::Fail {
+                    failure,
+                    live,
+                    procedure,
+                };
+                (ruling, recorded)
+            }
         };
+        Ok(Decision {
+            service: service.clone(),
+            request,
+            existing,
+            recorded,
+            ruling,
+            now: store::now_ms(),
+        })
+    }
 
-        match verdict {
-            Verdict::Pass { level } => {
-                store.write(|tx| {
-                    insert_decision(tx, &report, &request, Decided::Pass(&level), now)?;
-                    q::put_request(
+    /// A decision's writes: the decision log, the held request, and on a
+    /// failure the reconciliation and the `check.failed` event.
+    pub(crate) fn record(
+        &self,
+        tx: &rusqlite::Connection,
+        d: &Decision,
+    ) -> Result<Option<Started>, EntitlementError> {
+        let Decision {
+            service,
+            request,
+            existing,
+            recorded,
+            ruling,
+            now,
+        } = d;
+        let row = |state: &str,
+                   level: Option<String>,
+                   failure: Option<Value>,
+                   reconciliation_id: Option<String>| RequestRow {
+            id: request.id.clone(),
+            service: service.id().into(),
+            account_id: request.account_id.clone(),
+            description: request.description.clone(),
+            attributes: serde_json::to_value(&request.attributes).unwrap_or(Value::Null),
+            state: state.into(),
+            level,
+            failure,
+            reconciliation_id,
+            created_at: existing.as_ref().map_or(*now, |r| r.created_at),
+            updated_at: *now,
+        };
+        match ruling {
+            Ruling::Error(message) => {
+                insert_decision(tx, recorded, request, Decided::Error(message), *now)?;
+                Ok(None)
+            }
+            Ruling::Pass(level) => {
+                insert_decision(tx, recorded, request, Decided::Pass(level), *now)?;
+                let held = existing.as_ref().and_then(|r| r.reconciliation_id.clone());
+                q::put_request(tx, &row("passed", Some(level.clone()), None, held))?;
+                Ok(None)
+            }
+            Ruling::Fail {
+                failure,
+                live,
+                procedure,
+            } => {
+                insert_decision(tx, recorded, request, Decided::Fail(failure), *now)?;
+                let started = match live {
+                    Some(id) => Some(Started {
+                        id: id.clone(),
+                        mode: "existing".into(),
+                        url: None,
+                        flow_id: None,
+                    }),
+                    None => reconcile::start(
+                        &self.shared,
+                        &self.engine,
                         tx,
-                        &RequestRow {
-                            id: request_id.clone(),
-                            service: req.service.clone(),
-                            account_id: req.account_id.clone(),
-                            description: req.description.clone(),
-                            attributes: serde_json::to_value(&req.attributes)
-                                .unwrap_or(Value::Null),
-                            state: "passed".into(),
-                            level: Some(level.clone()),
-                            failure: None,
-                            reconciliation_id: existing
-                                .as_ref()
-                                .and_then(|r| r.reconciliation_id.clone()),
-                            created_at,
-                            updated_at: now,
-                        },
+                        service,
+                        request,
+                        failure,
+                        procedure,
+                        *now,
+                    )?,
+                };
+                let state = if started.is_some() {
+                    "awaiting-reconciliation"
+                } else {
+                    "denied"
+                };
+                let reconciliation_id = started.as_ref().map(|s| s.id.clone());
+                let failure_json = serde_json::to_value(failure).ok();
+                q::put_request(tx, &row(state, None, failure_json, reconciliation_id))?;
+                if live.is_none() {
+                    let data = json!({
+                        "request": request_json(request, service.id()),
+                        "failure": failure,
+                        "reconciliation": started.as_ref().map(|s| json!({"id": s.id, "mode": s.mode})),
+                    });
+                    outbox::enqueue(
+                        tx,
+                        "check.failed",
+                        service.manifest.webhook.as_deref(),
+                        &data,
+                        *now,
                     )?;
-                    Ok::<_, EntitlementError>(())
-                })?;
-                Ok(CheckResponse {
+                }
+                Ok(started)
+            }
+        }
+    }
+
+    /// The answer to a recorded decision; moves a reconciliation's flow
+    /// along (blocking, see [`Decision::answer_blocks`]).
+    pub(crate) fn answer(
+        &self,
+        d: Decision,
+        started: Option<Started>,
+    ) -> Result<CheckResponse, EntitlementError> {
+        let plugin = PluginRef {
+            name: d.recorded.plugin,
+            digest: d.recorded.digest,
+        };
+        let request_id = d.request.id;
+        let (failure, live) = match d.ruling {
+            Ruling::Pass(level) => {
+                return Ok(CheckResponse {
                     request_id,
                     decision: "pass",
                     level: Some(level),
                     failure: None,
                     reconciliation: None,
                     plugin,
-                })
+                });
             }
-            Verdict::Fail(failure) => {
-                // A reconciliation already under way for this request answers again.
-                let live = existing
-                    .as_ref()
-                    .filter(|r| r.state == "awaiting-reconciliation")
-                    .and_then(|r| r.reconciliation_id.clone());
-                let procedure = match live {
-                    Some(_) => crate::contract::Procedure::None,
-                    None => self.procedure(service, &request, &failure, account.clone()),
-                };
-                let started = store.write(|tx| {
-                    insert_decision(tx, &report, &request, Decided::Fail(&failure), now)?;
-                    let started = match &live {
-                        Some(id) => Some(Started { id: id.clone(), mode: "existing".into(), url: None, flow_id: None }),
-                        None => reconcile::start(&self.shared, &self.engine, tx, service, &request, &failure, &procedure, now)?,
-                    };
-                    let state = if started.is_some() { "awaiting-reconciliation" } else { "denied" };
-                    q::put_request(tx, &RequestRow {
-                        id: request_id.clone(),
-                        service: req.service.clone(),
-                        account_id: req.account_id.clone(),
-                        description: req.description.clone(),
-                        attributes: serde_json::to_value(&req.attributes).unwrap_or(Value::Null),
-                        state: state.into(),
-                        level: None,
-                        failure: serde_json::to_value(&failure).ok(),
-                        reconciliation_id: started.as_ref().map(|s| s.id.clone()),
-                        created_at,
-                        updated_at: now,
-                    })?;
-                    if live.is_none() {
-                        let data = json!({
-                            "request": request_json(&request, &req.service),
-                            "failure": failure,
-                            "reconciliation": started.as_ref().map(|s| json!({"id": s.id, "mode": s.mode})),
-                        });
-                        outbox::enqueue(tx, "check.failed", service.manifest.webhook.as_deref(), &data, now)?;
-                    }
-                    Ok::<_, EntitlementError>(started)
-                })?;
-                self.outbox_signal.raise();
-                // The decision is committed: a failure to move the flow now is
-                // the driver's to retry, not the caller's problem.
-                if let Some(flow) = started.as_ref().and_then(|s| s.flow_id.as_deref())
-                    && let Err(e) = self.engine.advance(flow)
-                {
-                    tracing::error!(flow, "reconciliation flow did not start moving: {e}");
-                }
-                let reconciliation = match (&live, started) {
-                    (Some(id), _) => self.existing_ref(id)?,
-                    (None, Some(s)) => Some(ReconciliationRef {
-                        id: s.id,
-                        mode: s.mode,
-                        url: s.url,
-                    }),
-                    (None, None) => None,
-                };
-                Ok(CheckResponse {
-                    request_id,
-                    decision: "fail",
-                    level: None,
-                    failure: Some(failure),
-                    reconciliation,
-                    plugin,
-                })
-            }
+            Ruling::Fail { failure, live, .. } => (failure, live),
+            Ruling::Error(message) => return Err(EntitlementError::Plugin(message)),
+        };
+        if live.is_none() {
+            self.outbox_signal.raise();
         }
+        // The decision is committed: a failure to move the flow now is the
+        // driver's to retry, not the caller's problem.
+        if let Some(flow) = started.as_ref().and_then(|s| s.flow_id.as_deref())
+            && let Err(e) = self.engine.advance(flow)
+        {
+            tracing::error!(flow, "reconciliation flow did not start moving: {e}");
+        }
+        let reconciliation = match (&live, started) {
+            (Some(id), _) => self.existing_ref(id)?,
+            (None, Some(s)) => Some(ReconciliationRef {
+                id: s.id,
+                mode: s.mode,
+                url: s.url,
+            }),
+            (None, None) => None,
+        };
+        Ok(CheckResponse {
+            request_id,
+            decision: "fail",
+            level: None,
+            failure: Some(failure),
+            reconciliation,
+            plugin,
+        })
     }
 
     fn existing_ref(&self, id: &str) -> Result<Option<ReconciliationRef>, EntitlementError> {
@@ -232,13 +345,14 @@ impl Entitlement {
         }))
     }
 
-    /// Runs the verifier; a fault or a plugin error is recorded and returned as an error.
+    /// Runs the verifier. A fault or a plugin's own error comes back as
+    /// [`Verified::Fault`], for the caller to record as an `error` decision.
     pub(crate) fn verify(
         &self,
         service: &Service,
         request: &ServiceRequest,
         account: Option<Account>,
-    ) -> Result<(Verdict, Recorded), EntitlementError> {
+    ) -> Result<Verified, EntitlementError> {
         let binding = service.binding(Capability::Verifier).ok_or_else(|| {
             EntitlementError::Invalid(format!("service `{}` has no verifier plugin", service.id()))
         })?;
@@ -251,29 +365,15 @@ impl Entitlement {
             request: request.clone(),
             account,
         });
-        let inputs = json!({"context": ctx, "call": call});
         let plugin = binding.plugin();
-        let recorded = |report: Option<&CallReport>| {
-            Recorded(
-                plugin.name().into(),
-                plugin.digest().to_string(),
-                inputs.clone(),
-                report.map_or(0, |r| r.elapsed.as_micros() as i64),
+        let fault = |message: String| {
+            Verified::Fault(
+                message,
+                Recorded::new(plugin.name(), plugin.digest().to_string(), &ctx, &call, 0),
             )
         };
-        let failure = |message: String| {
-            let now = store::now_ms();
-            let recorded = recorded(None);
-            let written = self
-                .shared
-                .store
-                .write(|tx| insert_decision(tx, &recorded, request, Decided::Error(&message), now));
-            if let Err(e) = written {
-                tracing::error!("cannot record a faulted decision: {e}");
-            }
-            EntitlementError::Plugin(message)
-        };
-        match binding.call(&ctx, &call) {
+        let report = match binding.call(&ctx, &call) {
+            Ok(report) => report,
             Err(e) => {
                 // A fault of the live version: the previous good one answers
                 // when the service asks for that, and the decision says so.
@@ -282,7 +382,7 @@ impl Entitlement {
                     .flatten();
                 if let Some(fallback) = fallback
                     && let Ok(report) = fallback.call(&ctx, &call)
-                    && let Outcome::Verdict(v) = &report.outcome
+                    && let Outcome::Verdict(v) = report.outcome
                 {
                     binding
                         .stats
@@ -294,30 +394,34 @@ impl Entitlement {
                     );
                     let old = fallback.plugin();
                     let micros = report.elapsed.as_micros() as i64;
-                    return Ok((
-                        v.clone(),
-                        Recorded(
-                            old.name().into(),
-                            old.digest().to_string(),
-                            inputs.clone(),
-                            micros,
-                        ),
-                    ));
+                    let recorded =
+                        Recorded::new(old.name(), old.digest().to_string(), &ctx, &call, micros);
+                    return Ok(Verified::Verdict(v, recorded));
                 }
-                Err(failure(e.to_string()))
+                return Ok(fault(e.to_string()));
             }
-            Ok(report) => match &report.outcome {
-                Outcome::Verdict(v) => Ok((v.clone(), recorded(Some(&report)))),
-                Outcome::Error { error } => Err(failure(format!(
-                    "plugin `{}` declined to decide: {error}",
-                    plugin.name()
-                ))),
-                other => Err(failure(format!(
-                    "plugin `{}` answered a verify call with {other:?}",
-                    plugin.name()
-                ))),
-            },
-        }
+        };
+        let micros = report.elapsed.as_micros() as i64;
+        Ok(match report.outcome {
+            Outcome::Verdict(v) => Verified::Verdict(
+                v,
+                Recorded::new(
+                    plugin.name(),
+                    plugin.digest().to_string(),
+                    &ctx,
+                    &call,
+                    micros,
+                ),
+            ),
+            Outcome::Error { error } => fault(format!(
+                "plugin `{}` declined to decide: {error}",
+                plugin.name()
+            )),
+            other => fault(format!(
+                "plugin `{}` answered a verify call with {other:?}",
+                plugin.name()
+            )),
+        })
     }
 
     /// Asks the reconciler what to do; without one, or when it faults, the answer is `none`.
@@ -365,9 +469,45 @@ impl Entitlement {
     }
 }
 
-/// A decision's provenance: plugin name, digest, inputs, and time in µs.
+/// What a verifier call came to.
+pub(crate) enum Verified {
+    Verdict(Verdict, Recorded),
+    /// The plugin faulted or declined to decide: the message says how.
+    Fault(String, Recorded),
+}
+
+/// A decision's provenance: the plugin, the inputs it got (JSON, ready to
+/// store, with their digest), and its time in µs. Serialized where the
+/// plugin ran, so the writer thread only writes.
 #[derive(Debug, Clone)]
-pub(crate) struct Recorded(pub String, pub String, pub Value, pub i64);
+pub(crate) struct Recorded {
+    pub plugin: String,
+    pub digest: String,
+    pub service: String,
+    inputs: String,
+    inputs_digest: String,
+    micros: i64,
+}
+
+impl Recorded {
+    pub fn new(plugin: &str, digest: String, ctx: &Context, call: &Call, micros: i64) -> Self {
+        #[derive(Serialize)]
+        struct Inputs<'a> {
+            context: &'a Context,
+            call: &'a Call,
+        }
+        let inputs = serde_json::to_string(&Inputs { context: ctx, call })
+            .unwrap_or_else(|e| json!({"unserializable": e.to_string()}).to_string());
+        Recorded {
+            plugin: plugin.into(),
+            digest,
+            service: ctx.service.clone(),
+            inputs_digest: hex::encode(Sha256::digest(inputs.as_bytes())),
+            inputs,
+            micros,
+        }
+    }
+}
 
 /// What a decision came to.
 pub(crate) enum Decided<'a> {
@@ -384,38 +524,25 @@ pub(crate) fn insert_decision(
     decided: Decided<'_>,
     now: i64,
 ) -> Result<i64, EntitlementError> {
-    let Recorded(plugin, digest, inputs, micros) = recorded;
-    let text = inputs.to_string();
     let (verdict, level, failure_code, reason) = match decided {
-        Decided::Pass(level) => ("pass", Some(level.to_owned()), None, None),
-        Decided::Fail(f) => (
-            "fail",
-            None,
-            serde_json::to_value(f.code)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from)),
-            Some(f.reason.clone()),
-        ),
-        Decided::Error(message) => ("error", None, None, Some(message.to_owned())),
+        Decided::Pass(level) => ("pass", Some(level), None, None),
+        Decided::Fail(f) => ("fail", None, Some(f.code.as_str()), Some(f.reason.as_str())),
+        Decided::Error(message) => ("error", None, None, Some(message)),
     };
-    let row = DecisionRow {
-        id: 0,
+    let row = q::NewDecision {
         at: now,
-        service: inputs["context"]["service"]
-            .as_str()
-            .unwrap_or_default()
-            .into(),
-        account_id: request.account_id.clone(),
-        request_id: request.id.clone(),
-        inputs_digest: hex::encode(Sha256::digest(text.as_bytes())),
-        inputs: inputs.clone(),
-        verdict: verdict.into(),
+        service: &recorded.service,
+        account_id: &request.account_id,
+        request_id: &request.id,
+        inputs_digest: &recorded.inputs_digest,
+        inputs: &recorded.inputs,
+        verdict,
         level,
         failure_code,
         reason,
-        plugin: plugin.clone(),
-        plugin_digest: digest.clone(),
-        duration_us: *micros,
+        plugin: &recorded.plugin,
+        plugin_digest: &recorded.digest,
+        duration_us: recorded.micros,
     };
     Ok(q::insert_decision(tx, &row)?)
 }

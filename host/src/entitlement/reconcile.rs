@@ -15,11 +15,11 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use super::accounts::{account_row, to_account};
-use super::check::{Decided, insert_decision, request_json};
+use super::check::{Decided, Verified, insert_decision, request_json};
 use super::site::{Choice, LinkError, ReconcileOption, ReconcilePage, SubmitOutcome};
 use super::{Entitlement, EntitlementError, Settings, Shared, valid_id};
 use crate::contract::{
-    Account, AccountStatus, Failure, FailureCode, Procedure, Properties, ServiceRequest, Verdict,
+    Account, AccountStatus, Failure, Procedure, Properties, ServiceRequest, Verdict,
 };
 use crate::flow::{
     ActionHandler, ActionOutcome, Definition, FlowEngine, FlowError, TaskKind, TaskSpec,
@@ -235,7 +235,7 @@ pub(crate) fn start(
         request_id: request.id.clone(),
         service: service.id().into(),
         account_id: request.account_id.clone(),
-        failure_code: code_str(failure.code).into(),
+        failure_code: failure.code.as_str().into(),
         reason: failure.reason.clone(),
         mode: mode.into(),
         procedure: serde_json::to_value(procedure).unwrap_or(Value::Null),
@@ -261,17 +261,6 @@ pub(crate) fn start(
         url,
         flow_id: Some(flow_id),
     }))
-}
-
-fn code_str(code: FailureCode) -> &'static str {
-    match code {
-        FailureCode::NoAccount => "no-account",
-        FailureCode::Expired => "expired",
-        FailureCode::Unpaid => "unpaid",
-        FailureCode::PaymentPerIncident => "payment-per-incident",
-        FailureCode::NeedsAuthorization => "needs-authorization",
-        FailureCode::Other => "other",
-    }
 }
 
 /// What the page offers for a failure.
@@ -624,12 +613,18 @@ impl Entitlement {
                 }
             }
         }
-        let verdict = self.verify(service, &request, account.clone());
+        let verified = self.verify(service, &request, account.clone());
         let now = store::now_ms();
-        let (verdict, recorded) = match verdict {
-            Ok(v) => v,
-            Err(EntitlementError::Plugin(message)) => {
+        let (verdict, recorded) = match verified {
+            Ok(Verified::Verdict(verdict, recorded)) => (verdict, recorded),
+            Ok(Verified::Fault(message, recorded)) => {
                 tracing::warn!("reconciliation `{id}`: re-verification failed: {message}");
+                let error = Decided::Error(&message);
+                if let Err(e) =
+                    store.write(|tx| insert_decision(tx, &recorded, &request, error, now))
+                {
+                    tracing::error!("cannot record a faulted decision: {e}");
+                }
                 return Err(LinkError::Internal);
             }
             Err(e) => return Err(internal(e)),

@@ -101,8 +101,17 @@ impl Metrics {
 
 /// Writes one gauge with its help line.
 pub fn gauge(out: &mut String, name: &str, help: &str, samples: &[(String, i64)]) {
+    family(out, name, help, "gauge", samples);
+}
+
+/// Writes one counter with its help line.
+pub fn counter(out: &mut String, name: &str, help: &str, samples: &[(String, i64)]) {
+    family(out, name, help, "counter", samples);
+}
+
+fn family(out: &mut String, name: &str, help: &str, kind: &str, samples: &[(String, i64)]) {
     let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
     for (labels, value) in samples {
         if labels.is_empty() {
             let _ = writeln!(out, "{name} {value}");

@@ -2,8 +2,10 @@
 //! operators: JSON in and out, errors as `{"error": {"code", "message"}}`.
 //!
 //! Architecture invariant: handlers translate HTTP to calls of the domain
-//! parts and back; blocking work (SQLite, plugins) runs on the blocking pool,
-//! never on the executor's threads.
+//! parts and back; blocking work (SQLite, plugins) runs on the blocking pool
+//! or, for checks, on the store's group-commit thread, never on the
+//! executor's threads. (wasmtime-wasi's synchronous bindings even refuse to
+//! run there: a plugin's print would panic the worker.)
 
 mod entitlement;
 mod error;

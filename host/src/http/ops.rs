@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::json::Query;
-use super::metrics::gauge;
+use super::metrics::{counter, gauge};
 use super::{ApiError, AppState, blocking};
 use crate::store::{flows, outbox};
 
@@ -43,6 +43,25 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
         "rulehost_outbox_backlog",
         "Notifications not yet delivered.",
         &[(String::new(), backlog)],
+    );
+    let group = s.engine.store().group_stats();
+    let load = |n: &std::sync::atomic::AtomicU64| {
+        [(
+            String::new(),
+            n.load(std::sync::atomic::Ordering::Relaxed) as i64,
+        )]
+    };
+    counter(
+        &mut out,
+        "rulehost_store_group_commits_total",
+        "Group commits (each one SQLite transaction carrying queued checks).",
+        &load(&group.commits),
+    );
+    counter(
+        &mut out,
+        "rulehost_store_group_writes_total",
+        "Writes carried by group commits; divided by the commits, the mean group size.",
+        &load(&group.writes),
     );
     s.metrics.render(&mut out);
     Ok(([("content-type", "text/plain; version=0.0.4")], out))

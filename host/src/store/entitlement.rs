@@ -144,7 +144,26 @@ pub struct DecisionRow {
     pub duration_us: i64,
 }
 
-pub fn insert_decision(conn: &Connection, d: &DecisionRow) -> Result<i64, StoreError> {
+/// A decision to record, borrowed from the check that made it.
+#[derive(Debug)]
+pub struct NewDecision<'a> {
+    pub at: i64,
+    pub service: &'a str,
+    pub account_id: &'a str,
+    pub request_id: &'a str,
+    pub inputs_digest: &'a str,
+    /// The context and call as JSON text.
+    pub inputs: &'a str,
+    pub verdict: &'a str,
+    pub level: Option<&'a str>,
+    pub failure_code: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub plugin: &'a str,
+    pub plugin_digest: &'a str,
+    pub duration_us: i64,
+}
+
+pub fn insert_decision(conn: &Connection, d: &NewDecision<'_>) -> Result<i64, StoreError> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO decisions (at, service, account_id, request_id, inputs_digest, inputs, verdict, level, failure_code, reason, plugin, plugin_digest, duration_us)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -155,7 +174,7 @@ pub fn insert_decision(conn: &Connection, d: &DecisionRow) -> Result<i64, StoreE
         d.account_id,
         d.request_id,
         d.inputs_digest,
-        d.inputs.to_string(),
+        d.inputs,
         d.verdict,
         d.level,
         d.failure_code,

@@ -168,6 +168,28 @@ const MIGRATIONS: &[&str] = &[
         activated_at  INTEGER NOT NULL
     );
     "#,
+    // 4: requests keyed by their id alone (WITHOUT ROWID): one B-tree where
+    // there were two (the rows and the id's index), so a check's commit
+    // writes one page fewer to the WAL
+    r#"
+    CREATE TABLE requests_v4 (
+        id                 TEXT PRIMARY KEY,
+        service            TEXT NOT NULL,
+        account_id         TEXT NOT NULL,
+        description        TEXT NOT NULL DEFAULT '',
+        attributes         TEXT NOT NULL DEFAULT '{}',
+        state              TEXT NOT NULL,
+        level              TEXT,
+        failure            TEXT,
+        reconciliation_id  TEXT,
+        created_at         INTEGER NOT NULL,
+        updated_at         INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO requests_v4 SELECT id, service, account_id, description, attributes, state, level,
+        failure, reconciliation_id, created_at, updated_at FROM requests;
+    DROP TABLE requests;
+    ALTER TABLE requests_v4 RENAME TO requests;
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -199,6 +221,38 @@ pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_survive_the_move_to_without_rowid() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute(
+            "INSERT INTO requests (id, service, account_id, state, created_at, updated_at)
+             VALUES ('req_1', 'support', 'acme', 'passed', 1, 2)",
+            [],
+        )
+        .unwrap();
+        apply(&mut conn, Path::new(":memory:")).unwrap();
+        let (state, updated): (String, i64) = conn
+            .query_row(
+                "SELECT state, updated_at FROM requests WHERE id = 'req_1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((state.as_str(), updated), ("passed", 2));
+        let ddl: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'requests'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(ddl.contains("WITHOUT ROWID"), "{ddl}");
+    }
 
     #[test]
     fn migrations_apply_once_and_a_newer_schema_is_refused() {

@@ -3,26 +3,37 @@
 //!
 //! SQLite is the embedded default: one file, WAL, one transaction around
 //! every state change. It is blocking: callers on the async executor use
-//! `spawn_blocking`. Queries live here, in one module per table group, so a
-//! server database can later replace this module without touching the
-//! domain code.
+//! `spawn_blocking`, or [`Store::write_grouped`], which waits without a
+//! thread. Queries live here, in one module per table group, so a server
+//! database can later replace this module without touching the domain code.
+//!
+//! Connections: one writer (every write serializes on it, as SQLite's do
+//! anyway), a pool of readers that WAL lets run beside the writer, and a
+//! checkpointer thread that moves the WAL into the database off the commit
+//! path (see `checkpoint.rs`). Group commit (`group.rs`) shares one commit
+//! among the writes that queue while the previous one runs.
 //!
 //! Durability: WAL with `synchronous = NORMAL`. A committed transaction
 //! survives the process being killed (`kill -9`) at any moment; a power
 //! loss or kernel crash may lose the last transactions before a checkpoint.
+//! A grouped write is answered only after its group has committed, so it
+//! has exactly the same guarantee.
 
+mod checkpoint;
 pub mod entitlement;
 pub mod flows;
+mod group;
 mod migrations;
 pub mod outbox;
 pub mod plugins;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+pub use group::GroupStats;
 pub use migrations::SCHEMA_VERSION;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +54,9 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A group commit failed: nothing of the group was stored.
+    #[error("database error, nothing was stored: {0}")]
+    Commit(Arc<str>),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
 }
@@ -50,15 +64,31 @@ pub enum StoreError {
 /// The database, shared by every part of the host.
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Arc<Mutex<Connection>>,
+    /// Idle read connections; `None` for an in-memory database, which only
+    /// its one connection can see.
+    readers: Option<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    group: OnceLock<group::GroupCommit>,
+    group_stats: Arc<GroupStats>,
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
+
+/// How long a connection waits for a lock held elsewhere (another process,
+/// or the checkpointer restarting the WAL) before it reports busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Store {
     /// Opens (creating if needed) and migrates the database.
@@ -68,19 +98,23 @@ impl Store {
             source,
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
+        // The checkpointer thread does this, so no commit waits for it.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(open_err)?;
+        // Waits in short steps: SQLite's own handler sleeps 1, 2, 5, 10 ms
+        // between tries, which turns a 1 ms wait into 3 ms or 8.
+        conn.busy_handler(Some(busy_wait)).map_err(open_err)?;
         migrations::apply(&mut conn, path)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-            path: path.to_owned(),
-        })
+        let writer = Arc::new(Mutex::new(conn));
+        let checkpointer =
+            checkpoint::Checkpointer::start(path, writer.clone()).map_err(open_err)?;
+        Ok(Store::with(writer, Some(checkpointer), path))
     }
 
     /// An in-memory database, for tests.
@@ -88,20 +122,32 @@ impl Store {
         let mut conn = Connection::open_in_memory()?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrations::apply(&mut conn, Path::new(":memory:"))?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-            path: PathBuf::from(":memory:"),
-        })
+        Ok(Store::with(
+            Arc::new(Mutex::new(conn)),
+            None,
+            Path::new(":memory:"),
+        ))
+    }
+
+    fn with(
+        writer: Arc<Mutex<Connection>>,
+        checkpointer: Option<checkpoint::Checkpointer>,
+        path: &Path,
+    ) -> Store {
+        Store {
+            inner: Arc::new(Inner {
+                writer,
+                readers: checkpointer.is_some().then(|| Mutex::new(Vec::new())),
+                path: path.to_owned(),
+                group: OnceLock::new(),
+                group_stats: Arc::default(),
+                checkpointer,
+            }),
+        }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a transaction open
-        // (rusqlite rolls back on drop), so the connection is still sound.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        &self.inner.path
     }
 
     /// Runs `f` in one immediate transaction: committed when it returns
@@ -110,22 +156,101 @@ impl Store {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.lock();
+        let mut conn = lock(&self.inner.writer);
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
         let value = f(&tx)?;
         tx.commit().map_err(StoreError::from)?;
+        drop(conn);
+        self.committed();
         Ok(value)
     }
 
-    /// Runs read-only queries.
+    /// Runs `f` in the next group commit and waits, without holding a
+    /// thread, until that group is durable. `f` runs on the store's writer
+    /// thread inside a savepoint: when it returns `Err`, its own changes are
+    /// rolled back and the rest of the group still commits.
+    ///
+    /// For short writes on the hot path (a check): `f` delays its whole
+    /// group, so it must be short and bounded.
+    pub async fn write_grouped<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let group = self.inner.group.get_or_init(|| {
+            group::GroupCommit::start(
+                self.inner.writer.clone(),
+                self.inner.group_stats.clone(),
+                self.inner.checkpointer.as_ref().map(|c| c.nudge()),
+            )
+        });
+        group.submit(f).await
+    }
+
+    /// Counters of group commit, for metrics.
+    pub fn group_stats(&self) -> &GroupStats {
+        &self.inner.group_stats
+    }
+
+    /// Runs read-only queries, on a reader connection when the database is
+    /// a file (it sees every commit made before the call, and never waits
+    /// for the writer).
     pub fn read<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
-        f(&self.lock())
+        let Some(readers) = &self.inner.readers else {
+            return f(&lock(&self.inner.writer));
+        };
+        let idle = lock(readers).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open_reader(&self.inner.path)?,
+        };
+        let result = f(&conn);
+        lock(readers).push(conn);
+        result
     }
+
+    fn committed(&self) {
+        if let Some(checkpointer) = &self.inner.checkpointer {
+            checkpointer.nudge().committed();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave a transaction open
+    // (rusqlite rolls back on drop), so the connection is still sound.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Retries a busy database every 100 µs, for up to [`BUSY_TIMEOUT`].
+fn busy_wait(tries: i32) -> bool {
+    const STEP: Duration = Duration::from_micros(100);
+    if STEP * tries.unsigned_abs() >= BUSY_TIMEOUT {
+        return false;
+    }
+    std::thread::sleep(STEP);
+    true
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    conn.busy_handler(Some(busy_wait))?;
+    Ok(conn)
 }
 
 /// Serde helpers for stored milliseconds, shown as RFC 3339 text.
@@ -161,19 +286,39 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// A random id with a prefix: `flw_3f9a…` (64 random bits, 16 hex digits;
-/// 128 bits for event ids).
+/// A unique id with a prefix: `flw_0193c5a1f2e43f9a…`, the creation time
+/// (milliseconds, 12 hex digits) then `bytes` random bytes (64 random bits,
+/// 128 for event ids).
+///
+/// Time first, as in UUIDv7, so that ids sort by creation and inserts land
+/// at the end of their index: random keys scatter every insert to another
+/// page, and each such page is one more WAL write per commit.
 pub fn new_id(prefix: &str, bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     if getrandom::fill(&mut buf).is_err() {
-        // The OS RNG is unavailable: fall back to time and a counter, still unique.
+        // The OS RNG is unavailable: fall back to a counter, still unique.
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let seed = (now_ms() as u64).rotate_left(17) ^ n;
         for (i, b) in buf.iter_mut().enumerate() {
-            *b = (seed >> ((i % 8) * 8)) as u8 ^ (i as u8);
+            *b = (n >> ((i % 8) * 8)) as u8;
         }
     }
-    format!("{prefix}_{}", hex::encode(buf))
+    let ms = now_ms().clamp(0, (1 << 48) - 1);
+    format!("{prefix}_{ms:012x}{}", hex::encode(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_sort_by_creation() {
+        let first = new_id("req", 8);
+        std::thread::sleep(Duration::from_millis(2));
+        let ids: Vec<String> = (0..1000).map(|_| new_id("req", 8)).collect();
+        assert!(ids.iter().all(|id| id.len() == 4 + 12 + 16 && *id > first));
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+    }
 }
