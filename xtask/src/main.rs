@@ -7,6 +7,8 @@
 //! - `serve`: `plugins`, then `rulehost serve` on the sample rules (SQLite
 //!   file `rulehost.db` in the repository root; extra arguments pass through).
 //! - `demo`: `plugins`, then the sandbox harness on the sample rules.
+//! - `bench`: the whole benchmark suite: `core` (plugin calls, checks,
+//!   reconciliation start, flow step), `reload`, then `load`.
 //! - `load`: the HTTP load test: `rulehost serve` (release) on the sample
 //!   rules, `wrk` against `POST /v1/checks` at 1, 10 and 100 clients.
 //! - `ci`: what `.ci/run` runs: fmt check, clippy, and `test`.
@@ -41,6 +43,13 @@ fn main() -> anyhow::Result<()> {
             cargo(&["build", "--release", "-p", "rulehost"])?;
             load::run(&root)
         }
+        "bench" => {
+            build_plugins(&root)?;
+            cargo(&["bench", "-p", "rulehost", "--bench", "core"])?;
+            cargo(&["bench", "-p", "rulehost", "--bench", "reload"])?;
+            cargo(&["build", "--release", "-p", "rulehost"])?;
+            load::run(&root)
+        }
         "demo" => {
             build_plugins(&root)?;
             cargo(&["run", "--release", "-p", "rulehost", "--", "test", "rules"])
@@ -58,7 +67,9 @@ fn main() -> anyhow::Result<()> {
             build_plugins(&root)?;
             run_tests()
         }
-        other => bail!("unknown task `{other}`; tasks: plugins, serve, test, demo, load, ci"),
+        other => {
+            bail!("unknown task `{other}`; tasks: plugins, serve, test, demo, load, bench, ci")
+        }
     }
 }
 

@@ -104,6 +104,51 @@ impl Entitlement {
         self.answer(decision, started)
     }
 
+    /// [`Entitlement::check`] through the store's group commit: decided and
+    /// recorded on the writer thread with the checks queued beside it,
+    /// answered once their shared commit is durable. Holds no thread while
+    /// it waits; what `POST /v1/checks` runs.
+    pub async fn check_grouped(
+        self: Arc<Self>,
+        req: CheckRequest,
+    ) -> Result<CheckResponse, EntitlementError> {
+        let this = self.clone();
+        let (decision, started) = self
+            .shared
+            .store
+            .write_grouped(move |tx| {
+                let decision = this.decide(tx, req)?;
+                let started = this.record(tx, &decision)?;
+                Ok::<_, EntitlementError>((decision, started))
+            })
+            .await?;
+        if !decision.answer_blocks() {
+            return self.answer(decision, started);
+        }
+        tokio::task::spawn_blocking(move || self.answer(decision, started))
+            .await
+            .map_err(|e| EntitlementError::Internal(format!("answering the check failed: {e}")))?
+    }
+
+    /// [`Entitlement::check`] with the verdict from a rule compiled into
+    /// the host instead of the service's verifier plugin. Everything else is
+    /// the same: the reads, the decision log (the rule's name as plugin,
+    /// digest `native`), the held request, the reconciler plugin on a
+    /// failure. For embedders of the library, and the baseline that prices
+    /// the sandbox in `benches/core`.
+    pub fn check_native(
+        &self,
+        req: CheckRequest,
+        rule: &dyn NativeVerifier,
+    ) -> Result<CheckResponse, EntitlementError> {
+        let (decision, started) = self.shared.store.write(|tx| {
+            let decision = self.decide_with(tx, req, Some(rule))?;
+            let started = self.record(tx, &decision)?;
+            Ok::<_, EntitlementError>((decision, started))
+        })?;
+        self.answer(decision, started)
+    }
+
     /// Validates the request, reads the account and the held request
     /// through `conn` (the transaction the decision will be recorded in),
     /// and runs the plugins: everything of a check but its writes.
@@ -111,6 +156,15 @@ impl Entitlement {
         &self,
         conn: &rusqlite::Connection,
         req: CheckRequest,
+    ) -> Result<Decision, EntitlementError> {
+        self.decide_with(conn, req, None)
+    }
+
+    fn decide_with(
+        &self,
+        conn: &rusqlite::Connection,
+        req: CheckRequest,
+        native: Option<&dyn NativeVerifier>,
     ) -> Result<Decision, EntitlementError> {
         if !valid_id(&req.account_id) {
             return Err(EntitlementError::Invalid(
@@ -158,7 +212,11 @@ impl Entitlement {
             description: req.description,
             attributes: req.attributes,
         };
-        let (ruling, recorded) = match self.verify(service, &request, account.clone())? {
+        let verified = match native {
+            None => self.verify(service, &request, account.clone())?,
+            Some(rule) => verify_native(rule, service, &request, account.clone()),
+        };
+        let (ruling, recorded) = match verified {
             Verified::Fault(message, recorded) => (Ruling::Error(message), recorded),
             Verified::Verdict(Verdict::Pass { level }, recorded) => (Ruling::Pass(level), recorded),
             Verified::Verdict(Verdict::Fail(failure), recorded) => {
@@ -466,6 +524,49 @@ impl Entitlement {
                 crate::contract::Procedure::None
             }
         }
+    }
+}
+
+/// A verifier written in Rust and compiled into the host: no sandbox, no
+/// limits, no hot swap. See [`Entitlement::check_native`].
+pub trait NativeVerifier: Send + Sync {
+    /// Recorded as the decision's plugin.
+    fn name(&self) -> &str;
+    /// The verdict, or why the rule cannot decide (recorded as an `error`).
+    fn verify(&self, ctx: &Context, input: &VerifyInput) -> Result<Verdict, String>;
+}
+
+fn verify_native(
+    rule: &dyn NativeVerifier,
+    service: &Service,
+    request: &ServiceRequest,
+    account: Option<Account>,
+) -> Verified {
+    let ctx = Context {
+        service: service.id().into(),
+        config: service.manifest.config.clone(),
+        now: Timestamp::now(),
+    };
+    let input = VerifyInput {
+        request: request.clone(),
+        account,
+    };
+    let started = std::time::Instant::now();
+    let verdict = rule.verify(&ctx, &input);
+    let micros = started.elapsed().as_micros() as i64;
+    let recorded = Recorded::new(
+        rule.name(),
+        "native".into(),
+        &ctx,
+        &Call::Verify(input),
+        micros,
+    );
+    match verdict {
+        Ok(verdict) => Verified::Verdict(verdict, recorded),
+        Err(message) => Verified::Fault(
+            format!("rule `{}` declined to decide: {message}", rule.name()),
+            recorded,
+        ),
     }
 }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 pub use accounts::{AccountInput, AccountView, valid_id, view as account_view};
-pub use check::{CheckRequest, CheckResponse};
+pub use check::{CheckRequest, CheckResponse, NativeVerifier};
 pub use reconcile::{Installed, install};
 pub use site::{Choice, LinkError, ReconcileOption, ReconcilePage, SubmitOutcome};
 
@@ -105,4 +105,7 @@ pub enum EntitlementError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Flow(#[from] FlowError),
+    /// A bug of the host's (a panicked task), not the client's.
+    #[error("{0}")]
+    Internal(String),
 }

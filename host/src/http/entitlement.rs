@@ -29,6 +29,7 @@ impl From<EntitlementError> for ApiError {
             EntitlementError::Store(e) => ApiError::internal(e),
             // Entitlement drives flows it built itself: a flow error here is ours.
             EntitlementError::Flow(e) => ApiError::internal(e),
+            EntitlementError::Internal(m) => ApiError::internal(m),
         }
     }
 }
@@ -110,25 +111,10 @@ pub async fn check(
     State(s): State<AppState>,
     Json(body): Json<CheckRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    // Decided and recorded in a group commit on the store's writer thread,
-    // answered once that is durable: no executor thread runs a plugin, and
-    // no handler holds a thread while it waits. Measured against deciding on
-    // the blocking pool first: 19,000 → 24,000 checks/s (BENCHMARKS.md).
-    let entitlement = s.entitlement.clone();
-    let (decision, started) = s
-        .entitlement
-        .store()
-        .write_grouped(move |tx| {
-            let decision = entitlement.decide(tx, body)?;
-            let started = entitlement.record(tx, &decision)?;
-            Ok::<_, EntitlementError>((decision, started))
-        })
-        .await?;
-    let response = if decision.answer_blocks() {
-        blocking(move || Ok(s.entitlement.answer(decision, started)?)).await?
-    } else {
-        s.entitlement.answer(decision, started)?
-    };
+    // Decided and recorded in a group commit on the store's writer thread:
+    // no executor thread runs a plugin, no handler holds a thread while it
+    // waits. Deciding on the blocking pool first was slower (BENCHMARKS.md).
+    let response = s.entitlement.clone().check_grouped(body).await?;
     Ok(axum::Json(response))
 }
 

@@ -1,16 +1,11 @@
 //! Plugin call costs: a warm instance, a fresh instance per call, and the
 //! same rule compiled natively (the `support-contract` crate itself), so the
-//! ratio is the cost of the sandbox. Needs `cargo xtask plugins` first.
-//!
-//! `cargo bench -p rulehost --bench runtime`
-
-// A benchmark that cannot set up has nothing to measure: failing loudly is right.
-#![allow(clippy::panic)]
+//! ratio is the cost of the sandbox.
 
 use std::hint::black_box;
 use std::path::Path;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::Criterion;
 use jiff::Timestamp;
 use rulehost::contract::{
     Account, AccountStatus, Call, Context, Properties, ServiceRequest, VerifyInput,
@@ -18,7 +13,7 @@ use rulehost::contract::{
 use rulehost::runtime::{Binding, InstanceMode, Limits, Runtime, RuntimeOptions};
 use rulehost_sdk::Verifier as _;
 
-fn plugin_bytes(name: &str) -> Vec<u8> {
+pub fn plugin_bytes(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../plugins/dist")
         .join(format!("{name}.wasm"));
@@ -77,7 +72,7 @@ fn native_inputs() -> (
     (ctx, request, account)
 }
 
-fn plugin_calls(c: &mut Criterion) {
+pub fn plugin_calls(c: &mut Criterion) {
     let runtime = Runtime::new(RuntimeOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     let plugin = runtime
         .load("support-contract", &plugin_bytes("support-contract"))
@@ -140,6 +135,3 @@ fn plugin_calls(c: &mut Criterion) {
         })
     });
 }
-
-criterion_group!(benches, plugin_calls);
-criterion_main!(benches);
