@@ -62,9 +62,9 @@ pub struct CheckResponse {
 const FINAL: [&str; 3] = ["fulfilled", "lapsed", "reconciliation-failed"];
 
 /// A check decided and not yet recorded: everything its transaction
-/// writes. [`Entitlement::check`] decides and records in one transaction
-/// and then answers; the HTTP API does the first two in a group commit.
-pub(crate) struct Decision {
+/// writes. Every check decides and records in one transaction, then
+/// answers after the commit.
+struct Decision {
     service: Arc<Service>,
     request: ServiceRequest,
     existing: Option<RequestRow>,
@@ -88,7 +88,7 @@ enum Ruling {
 impl Decision {
     /// Whether answering needs the database (a failure moves flows and
     /// reads reconciliations); a pass is answered from memory.
-    pub(crate) fn answer_blocks(&self) -> bool {
+    fn answer_blocks(&self) -> bool {
         matches!(self.ruling, Ruling::Fail { .. })
     }
 }
@@ -96,11 +96,10 @@ impl Decision {
 impl Entitlement {
     /// One check in its own transaction. Blocking.
     pub fn check(&self, req: CheckRequest) -> Result<CheckResponse, EntitlementError> {
-        let (decision, started) = self.shared.store.write(|tx| {
-            let decision = self.decide(tx, req)?;
-            let started = self.record(tx, &decision)?;
-            Ok::<_, EntitlementError>((decision, started))
-        })?;
+        let (decision, started) = self
+            .shared
+            .store
+            .write(|tx| self.decide_and_record(tx, req, None))?;
         self.answer(decision, started)
     }
 
@@ -116,11 +115,7 @@ impl Entitlement {
         let (decision, started) = self
             .shared
             .store
-            .write_grouped(move |tx| {
-                let decision = this.decide(tx, req)?;
-                let started = this.record(tx, &decision)?;
-                Ok::<_, EntitlementError>((decision, started))
-            })
+            .write_grouped(move |tx| this.decide_and_record(tx, req, None))
             .await?;
         if !decision.answer_blocks() {
             return self.answer(decision, started);
@@ -141,26 +136,30 @@ impl Entitlement {
         req: CheckRequest,
         rule: &dyn NativeVerifier,
     ) -> Result<CheckResponse, EntitlementError> {
-        let (decision, started) = self.shared.store.write(|tx| {
-            let decision = self.decide_with(tx, req, Some(rule))?;
-            let started = self.record(tx, &decision)?;
-            Ok::<_, EntitlementError>((decision, started))
-        })?;
+        let (decision, started) = self
+            .shared
+            .store
+            .write(|tx| self.decide_and_record(tx, req, Some(rule)))?;
         self.answer(decision, started)
     }
 
-    /// Validates the request, reads the account and the held request
-    /// through `conn` (the transaction the decision will be recorded in),
-    /// and runs the plugins: everything of a check but its writes.
-    pub(crate) fn decide(
+    /// A check's work inside its transaction `tx`: decided (its reads see
+    /// every earlier write, so checks are serializable), then recorded.
+    fn decide_and_record(
         &self,
-        conn: &rusqlite::Connection,
+        tx: &rusqlite::Connection,
         req: CheckRequest,
-    ) -> Result<Decision, EntitlementError> {
-        self.decide_with(conn, req, None)
+        native: Option<&dyn NativeVerifier>,
+    ) -> Result<(Decision, Option<Started>), EntitlementError> {
+        let decision = self.decide(tx, req, native)?;
+        let started = self.record(tx, &decision)?;
+        Ok((decision, started))
     }
 
-    fn decide_with(
+    /// Validates the request, reads the account and the held request, and
+    /// runs the verifier (the service's plugin, or `native`) and on a
+    /// failure the reconciler: everything of a check but its writes.
+    fn decide(
         &self,
         conn: &rusqlite::Connection,
         req: CheckRequest,
@@ -248,7 +247,7 @@ impl Entitlement {
 
     /// A decision's writes: the decision log, the held request, and on a
     /// failure the reconciliation and the `check.failed` event.
-    pub(crate) fn record(
+    fn record(
         &self,
         tx: &rusqlite::Connection,
         d: &Decision,
@@ -341,7 +340,7 @@ impl Entitlement {
 
     /// The answer to a recorded decision; moves a reconciliation's flow
     /// along (blocking, see [`Decision::answer_blocks`]).
-    pub(crate) fn answer(
+    fn answer(
         &self,
         d: Decision,
         started: Option<Started>,
@@ -414,11 +413,7 @@ impl Entitlement {
         let binding = service.binding(Capability::Verifier).ok_or_else(|| {
             EntitlementError::Invalid(format!("service `{}` has no verifier plugin", service.id()))
         })?;
-        let ctx = Context {
-            service: service.id().into(),
-            config: service.manifest.config.clone(),
-            now: Timestamp::now(),
-        };
+        let ctx = service.context(Timestamp::now());
         let call = Call::Verify(VerifyInput {
             request: request.clone(),
             account,
@@ -493,11 +488,7 @@ impl Entitlement {
         let Some(binding) = service.binding(Capability::Reconciler) else {
             return crate::contract::Procedure::None;
         };
-        let ctx = Context {
-            service: service.id().into(),
-            config: service.manifest.config.clone(),
-            now: Timestamp::now(),
-        };
+        let ctx = service.context(Timestamp::now());
         let call = Call::Procedure(ProcedureInput {
             request: request.clone(),
             failure: failure.clone(),
@@ -542,11 +533,7 @@ fn verify_native(
     request: &ServiceRequest,
     account: Option<Account>,
 ) -> Verified {
-    let ctx = Context {
-        service: service.id().into(),
-        config: service.manifest.config.clone(),
-        now: Timestamp::now(),
-    };
+    let ctx = service.context(Timestamp::now());
     let input = VerifyInput {
         request: request.clone(),
         account,

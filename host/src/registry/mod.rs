@@ -23,7 +23,7 @@ pub use manifest::{
 };
 pub use watch::Watcher;
 
-use crate::contract::Capability;
+use crate::contract::{Capability, Context};
 use crate::runtime::{Binding, LoadErrorKind, Plugin, Runtime};
 
 /// A registered service with a binding per capability its manifest names.
@@ -43,6 +43,15 @@ impl Service {
 
     pub fn binding(&self, capability: Capability) -> Option<&Arc<Binding>> {
         self.bindings.get(&capability)
+    }
+
+    /// What a plugin of this service is called with: its id and config.
+    pub fn context(&self, now: jiff::Timestamp) -> Context {
+        Context {
+            service: self.manifest.id.clone(),
+            config: self.manifest.config.clone(),
+            now,
+        }
     }
 }
 

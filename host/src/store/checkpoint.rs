@@ -73,8 +73,13 @@ impl Checkpointer {
         })
     }
 
+    /// Shared with the group writer thread, which reports its commits too.
     pub fn nudge(&self) -> Arc<Nudge> {
         self.nudge.clone()
+    }
+
+    pub fn committed(&self) {
+        self.nudge.committed();
     }
 }
 

@@ -219,7 +219,7 @@ impl Store {
 
     fn committed(&self) {
         if let Some(checkpointer) = &self.inner.checkpointer {
-            checkpointer.nudge().committed();
+            checkpointer.committed();
         }
     }
 }
