@@ -10,6 +10,7 @@
 
 mod browser;
 mod cli;
+mod embedded;
 mod entitlement;
 mod live;
 mod mail;

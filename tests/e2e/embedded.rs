@@ -1,0 +1,209 @@
+//! Entitlement embedded as a library, in-process on the sample rules: a
+//! rule compiled into the host (`check_native`) is recorded like a plugin,
+//! and group-committed checks (`check_grouped`, what `POST /v1/checks` runs)
+//! each land whole while sharing commits.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use rulehost::contract::{AccountStatus, Context, Properties, Verdict, VerifyInput};
+use rulehost::entitlement::{
+    self, AccountInput, CheckRequest, Entitlement, EntitlementError, NativeVerifier, Settings,
+};
+use rulehost::flow::{FlowEngine, Roles};
+use rulehost::notify::Signal;
+use rulehost::registry::{Live, Sources};
+use rulehost::store::{self, Store, StoreError};
+
+use crate::support::{plugins_dir, rules_dir, runtime};
+
+struct Embedded {
+    _dir: tempfile::TempDir,
+    _live: Live,
+    store: Store,
+    entitlement: Arc<Entitlement>,
+}
+
+/// The sample rules on a SQLite file, with one active account `acme`.
+fn embedded() -> Embedded {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let sources = Sources {
+        rules_dir: rules_dir(),
+        plugins_dir: plugins_dir(),
+    };
+    let (live, problems) = Live::start(runtime(), sources, store.clone()).unwrap();
+    assert!(problems.iter().all(|d| !d.is_error()), "{problems:?}");
+    let signal = Arc::new(Signal::default());
+    let mut engine = FlowEngine::new(
+        store.clone(),
+        BTreeMap::new(),
+        Roles::default(),
+        signal.clone(),
+    );
+    let installed = entitlement::install(
+        &mut engine,
+        store.clone(),
+        live.registry(),
+        Settings::default(),
+    );
+    let entitlement = Arc::new(Entitlement::new(installed, Arc::new(engine), signal));
+    let row = AccountInput {
+        status: AccountStatus::Active,
+        paid_up: true,
+        tier: "standard".into(),
+        contract_end: None,
+        contact: None,
+        attributes: Properties::default(),
+    }
+    .into_row("acme", store::now_ms());
+    store
+        .write(|tx| store::entitlement::put_account(tx, &row))
+        .unwrap();
+    Embedded {
+        _dir: dir,
+        _live: live,
+        store,
+        entitlement,
+    }
+}
+
+fn request(id: Option<&str>) -> CheckRequest {
+    CheckRequest {
+        service: "support-contract".into(),
+        account_id: "acme".into(),
+        request_id: id.map(String::from),
+        attributes: Properties::default(),
+        description: "printer on fire".into(),
+    }
+}
+
+/// The newest decision of `request`: (plugin, digest, verdict, level).
+fn decision(store: &Store, request: &str) -> (String, String, String, Option<String>) {
+    store
+        .read(|c| {
+            c.query_row(
+                "SELECT plugin, plugin_digest, verdict, level FROM decisions
+                 WHERE request_id = ?1 ORDER BY id DESC LIMIT 1",
+                [request],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .map_err(StoreError::from)
+        })
+        .unwrap()
+}
+
+/// Passes at a level named after the account's tier, or declines.
+struct TierRule {
+    decline: bool,
+}
+
+impl NativeVerifier for TierRule {
+    fn name(&self) -> &str {
+        "tier-rule"
+    }
+
+    fn verify(&self, ctx: &Context, input: &VerifyInput) -> Result<Verdict, String> {
+        if self.decline {
+            return Err(format!("no tiers known for `{}`", ctx.service));
+        }
+        let tier = input.account.as_ref().map_or("none", |a| a.tier.as_str());
+        Ok(Verdict::Pass {
+            level: format!("native-{tier}"),
+        })
+    }
+}
+
+#[test]
+fn a_native_rule_decides_through_the_same_records_as_a_plugin() {
+    let host = embedded();
+    let answer = host
+        .entitlement
+        .check_native(request(Some("req-native")), &TierRule { decline: false })
+        .unwrap();
+    assert_eq!(answer.decision, "pass");
+    assert_eq!(answer.level.as_deref(), Some("native-standard"));
+    assert_eq!(
+        (answer.plugin.name.as_str(), answer.plugin.digest.as_str()),
+        ("tier-rule", "native")
+    );
+    assert_eq!(
+        decision(&host.store, "req-native"),
+        (
+            "tier-rule".into(),
+            "native".into(),
+            "pass".into(),
+            Some("native-standard".into())
+        )
+    );
+
+    // A rule that declines is an error, recorded as one, like a plugin's.
+    let declined = host
+        .entitlement
+        .check_native(request(Some("req-declined")), &TierRule { decline: true });
+    let Err(EntitlementError::Plugin(message)) = declined else {
+        panic!("expected a plugin error, got {declined:?}");
+    };
+    assert!(
+        message.contains("tier-rule") && message.contains("no tiers known"),
+        "{message}"
+    );
+    let (_, _, verdict, level) = decision(&host.store, "req-declined");
+    assert_eq!((verdict.as_str(), level), ("error", None));
+}
+
+#[test]
+fn grouped_checks_share_commits_and_each_is_recorded() {
+    let host = embedded();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answers = runtime.block_on(async {
+        let checks: Vec<_> = (0..64)
+            .map(|i| {
+                let entitlement = host.entitlement.clone();
+                let id = format!("req-grouped-{i}");
+                tokio::spawn(async move { entitlement.check_grouped(request(Some(&id))).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for check in checks {
+            answers.push(check.await.unwrap().unwrap());
+        }
+        answers
+    });
+    assert!(answers.iter().all(|a| a.decision == "pass"));
+    for i in [0, 31, 63] {
+        let (plugin, _, verdict, _) = decision(&host.store, &format!("req-grouped-{i}"));
+        assert_eq!(
+            (plugin.as_str(), verdict.as_str()),
+            ("support-contract", "pass")
+        );
+    }
+    let stats = host.store.group_stats();
+    let (commits, writes) = (
+        stats.commits.load(Ordering::Relaxed),
+        stats.writes.load(Ordering::Relaxed),
+    );
+    assert_eq!(writes, 64);
+    assert!(commits < 64, "no check shared a commit ({commits} commits)");
+
+    // A bad check is refused with a clear error and stores nothing.
+    let count = |table: &str| -> i64 {
+        host.store
+            .read(|c| {
+                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                    .map_err(StoreError::from)
+            })
+            .unwrap()
+    };
+    let before = (count("decisions"), count("requests"));
+    let refused = runtime.block_on(host.entitlement.clone().check_grouped(CheckRequest {
+        account_id: "no spaces allowed".into(),
+        ..request(None)
+    }));
+    let Err(EntitlementError::Invalid(message)) = refused else {
+        panic!("expected a refusal, got {refused:?}");
+    };
+    assert!(message.contains("account_id"), "{message}");
+    assert_eq!((count("decisions"), count("requests")), before);
+}
