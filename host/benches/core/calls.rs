@@ -109,6 +109,24 @@ pub fn plugin_calls(c: &mut Criterion) {
         })
     });
 
+    // And with 16 more strings (8 request attributes): the slope is what
+    // each string argument costs.
+    let Call::Verify(mut more) = call.clone() else {
+        return;
+    };
+    for i in 0..8 {
+        more.request
+            .attributes
+            .insert(format!("k{i}"), format!("v{i}"));
+    }
+    let more_strings = Call::Verify(more);
+    c.bench_function("verify/warm-instance-16-more-strings", |b| {
+        b.iter(|| {
+            warm.call(black_box(&ctx), black_box(&more_strings))
+                .map(|r| r.outcome)
+        })
+    });
+
     let fresh = Binding::new(
         plugin,
         Limits {

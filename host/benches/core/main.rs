@@ -1,7 +1,8 @@
 //! In-process costs of the core, in one benchmark binary (each binary links
 //! wasmtime, so there are few): plugin calls (`verify/…`), full checks with
 //! the rule as a plugin and natively (`check/…`), a check that starts a
-//! reconciliation (`reconcile/…`) and a flow step (`flow/…`). Needs
+//! reconciliation (`reconcile/…`), a flow step (`flow/…`) and the cheapest
+//! commit the store can make (`store/…`). Needs
 //! `cargo xtask plugins` first.
 //!
 //! `cargo bench -p rulehost --bench core` (all), or with a filter:
@@ -17,6 +18,7 @@ criterion::criterion_group!(
     benches,
     calls::plugin_calls,
     check::checks,
+    check::commit_floor,
     check::flow_step
 );
 criterion::criterion_main!(benches);

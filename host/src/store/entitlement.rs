@@ -163,10 +163,14 @@ pub struct NewDecision<'a> {
     pub duration_us: i64,
 }
 
+/// Appends a decision and returns its id: the time in µs, or the last id
+/// plus one when that is larger, so ids increase and one deleted with its
+/// request (`delete_decisions_of`) is never reused.
 pub fn insert_decision(conn: &Connection, d: &NewDecision<'_>) -> Result<i64, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO decisions (at, service, account_id, request_id, inputs_digest, inputs, verdict, level, failure_code, reason, plugin, plugin_digest, duration_us)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        "INSERT INTO decisions (id, at, service, account_id, request_id, inputs_digest, inputs, verdict, level, failure_code, reason, plugin, plugin_digest, duration_us)
+         VALUES (max(?14, coalesce((SELECT max(id) FROM decisions), 0) + 1),
+                 ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     stmt.execute(params![
         d.at,
@@ -181,7 +185,8 @@ pub fn insert_decision(conn: &Connection, d: &NewDecision<'_>) -> Result<i64, St
         d.reason,
         d.plugin,
         d.plugin_digest,
-        d.duration_us
+        d.duration_us,
+        super::now_us()
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -323,4 +328,49 @@ pub fn tombstone(conn: &Connection, id: &str) -> Result<Option<String>, StoreErr
             |row| row.get(0),
         )
         .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn decision(request_id: &str) -> NewDecision<'_> {
+        NewDecision {
+            at: 1,
+            service: "support",
+            account_id: "acme",
+            request_id,
+            inputs_digest: "d",
+            inputs: "{}",
+            verdict: "pass",
+            level: Some("standard"),
+            failure_code: None,
+            reason: None,
+            plugin: "p",
+            plugin_digest: "x",
+            duration_us: 1,
+        }
+    }
+
+    #[test]
+    fn decision_ids_increase_and_a_deleted_one_is_not_reused() {
+        let store = Store::in_memory().unwrap();
+        let ids: Vec<i64> = store
+            .write(|tx| {
+                (0..50)
+                    .map(|i| insert_decision(tx, &decision(&format!("req_{i}"))))
+                    .collect::<Result<_, StoreError>>()
+            })
+            .unwrap();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        let newest = ids[49];
+        let again = store
+            .write(|tx| {
+                delete_decisions_of(tx, "req_49")?;
+                insert_decision(tx, &decision("req_50"))
+            })
+            .unwrap();
+        assert!(again > newest, "{again} reuses or precedes {newest}");
+    }
 }

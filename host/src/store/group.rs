@@ -103,16 +103,20 @@ fn in_savepoint<T, E: From<StoreError>>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, E>,
 ) -> Result<T, E> {
-    conn.execute_batch("SAVEPOINT grouped_write")
-        .map_err(StoreError::from)?;
+    // Prepared once per connection, not parsed for every write.
+    let run = |sql: &str| {
+        conn.prepare_cached(sql)
+            .and_then(|mut stmt| stmt.execute([]))
+            .map_err(StoreError::from)
+    };
+    run("SAVEPOINT grouped_write")?;
     let result = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| {
         Err(StoreError::Commit("the write panicked; it was rolled back".into()).into())
     });
-    let end = match result {
-        Ok(_) => "RELEASE grouped_write",
-        Err(_) => "ROLLBACK TO grouped_write; RELEASE grouped_write",
-    };
-    conn.execute_batch(end).map_err(StoreError::from)?;
+    if result.is_err() {
+        run("ROLLBACK TO grouped_write")?;
+    }
+    run("RELEASE grouped_write")?;
     result
 }
 

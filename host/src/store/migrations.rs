@@ -190,6 +190,37 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE requests;
     ALTER TABLE requests_v4 RENAME TO requests;
     "#,
+    // 5: the decision log without AUTOINCREMENT, whose `sqlite_sequence`
+    // update was one more page in every check's commit (8 µs of a lone
+    // check). Ids stay unique and increasing without it: each insert takes
+    // the larger of the time in µs and the last id plus one
+    // (`store::entitlement::insert_decision`), so an id deleted with its
+    // request is never handed out again.
+    r#"
+    CREATE TABLE decisions_v5 (
+        id             INTEGER PRIMARY KEY,
+        at             INTEGER NOT NULL,
+        service        TEXT NOT NULL,
+        account_id     TEXT NOT NULL,
+        request_id     TEXT NOT NULL,
+        inputs_digest  TEXT NOT NULL,
+        inputs         TEXT NOT NULL,
+        verdict        TEXT NOT NULL,
+        level          TEXT,
+        failure_code   TEXT,
+        reason         TEXT,
+        plugin         TEXT NOT NULL,
+        plugin_digest  TEXT NOT NULL,
+        duration_us    INTEGER NOT NULL
+    );
+    INSERT INTO decisions_v5 SELECT id, at, service, account_id, request_id, inputs_digest, inputs,
+        verdict, level, failure_code, reason, plugin, plugin_digest, duration_us FROM decisions;
+    DROP TABLE decisions;
+    ALTER TABLE decisions_v5 RENAME TO decisions;
+    CREATE INDEX decisions_service ON decisions (service, id);
+    CREATE INDEX decisions_account ON decisions (account_id, id);
+    CREATE INDEX decisions_request ON decisions (request_id);
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -252,6 +283,47 @@ mod tests {
             )
             .unwrap();
         assert!(ddl.contains("WITHOUT ROWID"), "{ddl}");
+    }
+
+    #[test]
+    fn decisions_keep_their_ids_without_autoincrement() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute(
+            "INSERT INTO decisions (id, at, service, account_id, request_id, inputs_digest, inputs,
+                 verdict, plugin, plugin_digest, duration_us)
+             VALUES (7, 1, 'support', 'acme', 'req_1', 'd', '{}', 'pass', 'p', 'x', 3)",
+            [],
+        )
+        .unwrap();
+        apply(&mut conn, Path::new(":memory:")).unwrap();
+        let (request, duration): (String, i64) = conn
+            .query_row(
+                "SELECT request_id, duration_us FROM decisions WHERE id = 7",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((request.as_str(), duration), ("req_1", 3));
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'decisions'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 3);
+        let ddl: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'decisions'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!ddl.contains("AUTOINCREMENT"), "{ddl}");
     }
 
     #[test]

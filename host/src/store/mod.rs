@@ -279,6 +279,10 @@ pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
+fn now_us() -> i64 {
+    jiff::Timestamp::now().as_microsecond()
+}
+
 /// A stored time as RFC 3339 text.
 pub fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
@@ -294,18 +298,45 @@ pub fn rfc3339(ms: i64) -> String {
 /// at the end of their index: random keys scatter every insert to another
 /// page, and each such page is one more WAL write per commit.
 pub fn new_id(prefix: &str, bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    if getrandom::fill(&mut buf).is_err() {
-        // The OS RNG is unavailable: fall back to a counter, still unique.
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (n >> ((i % 8) * 8)) as u8;
-        }
-    }
     let ms = now_ms().clamp(0, (1 << 48) - 1);
-    format!("{prefix}_{ms:012x}{}", hex::encode(buf))
+    let mut id = format!("{prefix}_{ms:012x}");
+    random_bytes(bytes, |b| {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 15)]));
+    });
+    id
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Hands `n` bytes from the OS RNG to `each`. They are fetched 256 at a
+/// time per thread: one `getrandom` call per id was a microsecond of a
+/// check. These bytes make ids unique, not secret (link keys read the OS
+/// RNG directly).
+fn random_bytes(n: usize, mut each: impl FnMut(u8)) {
+    use std::cell::RefCell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const BATCH: usize = 256;
+    thread_local! {
+        static POOL: RefCell<([u8; BATCH], usize)> = const { RefCell::new(([0; BATCH], BATCH)) };
+    }
+    POOL.with_borrow_mut(|(pool, used)| {
+        for _ in 0..n {
+            if *used == BATCH {
+                if getrandom::fill(pool).is_err() {
+                    // The OS RNG is unavailable: a counter keeps ids unique.
+                    static COUNTER: AtomicU64 = AtomicU64::new(0);
+                    let start = COUNTER.fetch_add(BATCH as u64, Ordering::Relaxed);
+                    for (i, b) in pool.iter_mut().enumerate() {
+                        *b = ((start + i as u64 / 8) >> ((i % 8) * 8)) as u8;
+                    }
+                }
+                *used = 0;
+            }
+            each(pool[*used]);
+            *used += 1;
+        }
+    });
 }
 
 #[cfg(test)]
