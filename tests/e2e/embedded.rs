@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use rulehost::contract::{AccountStatus, Context, Properties, Verdict, VerifyInput};
+use rulehost::contract::{AccountStatus, Capability, Context, Properties, Verdict, VerifyInput};
 use rulehost::entitlement::{
     self, AccountInput, CheckRequest, Entitlement, EntitlementError, NativeVerifier, Settings,
 };
@@ -16,21 +16,31 @@ use rulehost::notify::Signal;
 use rulehost::registry::{Live, Sources};
 use rulehost::store::{self, Store, StoreError};
 
-use crate::support::{plugins_dir, rules_dir, runtime};
+use crate::support::{copy_dir, plugins_dir, rules_dir, runtime};
 
 struct Embedded {
     _dir: tempfile::TempDir,
-    _live: Live,
+    live: Live,
     store: Store,
     entitlement: Arc<Entitlement>,
 }
 
 /// The sample rules on a SQLite file, with one active account `acme`.
 fn embedded() -> Embedded {
+    embedded_with(&[])
+}
+
+/// [`embedded`] with more manifests: (file name, text).
+fn embedded_with(manifests: &[(&str, &str)]) -> Embedded {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
+    let rules = dir.path().join("rules");
+    copy_dir(&rules_dir(), &rules);
+    for (name, text) in manifests {
+        std::fs::write(rules.join(name), text).unwrap();
+    }
     let sources = Sources {
-        rules_dir: rules_dir(),
+        rules_dir: rules,
         plugins_dir: plugins_dir(),
     };
     let (live, problems) = Live::start(runtime(), sources, store.clone()).unwrap();
@@ -49,10 +59,21 @@ fn embedded() -> Embedded {
         Settings::default(),
     );
     let entitlement = Arc::new(Entitlement::new(installed, Arc::new(engine), signal));
+    put_account(&store, "standard");
+    Embedded {
+        _dir: dir,
+        live,
+        store,
+        entitlement,
+    }
+}
+
+/// Stores the active account `acme` at `tier`.
+fn put_account(store: &Store, tier: &str) {
     let row = AccountInput {
         status: AccountStatus::Active,
         paid_up: true,
-        tier: "standard".into(),
+        tier: tier.into(),
         contract_end: None,
         contact: None,
         attributes: Properties::default(),
@@ -61,12 +82,6 @@ fn embedded() -> Embedded {
     store
         .write(|tx| store::entitlement::put_account(tx, &row))
         .unwrap();
-    Embedded {
-        _dir: dir,
-        _live: live,
-        store,
-        entitlement,
-    }
 }
 
 fn request(id: Option<&str>) -> CheckRequest {
@@ -206,4 +221,128 @@ fn grouped_checks_share_commits_and_each_is_recorded() {
     };
     assert!(message.contains("account_id"), "{message}");
     assert_eq!((count("decisions"), count("requests")), before);
+}
+
+/// A service whose verifier spins until its time limit.
+const SLOW: (&str, &str) = (
+    "slow.toml",
+    "id = \"slow\"\n[plugins]\nverifier = \"hostile-loop\"\n[limits]\ntimeout_ms = 500\n",
+);
+
+impl Embedded {
+    fn slow_calls_begun(&self) -> u64 {
+        let registry = self.live.registry().load_full();
+        let service = registry.service("slow").unwrap();
+        let binding = service.binding(Capability::Verifier).unwrap();
+        binding.stats.calls.load(Ordering::Relaxed)
+    }
+
+    /// Checks `slow` once on the writer thread: the call times out and
+    /// marks the service slow.
+    fn make_slow(&self, runtime: &tokio::runtime::Runtime) {
+        let first = runtime.block_on(self.entitlement.clone().check_grouped(CheckRequest {
+            service: "slow".into(),
+            ..request(Some("req-slow-first"))
+        }));
+        assert!(
+            matches!(first, Err(EntitlementError::Plugin(_))),
+            "{first:?}"
+        );
+        assert!(
+            self.live
+                .registry()
+                .load()
+                .service("slow")
+                .unwrap()
+                .is_slow()
+        );
+        assert_eq!(
+            self.entitlement.stats.decided_apart.load(Ordering::Relaxed),
+            0
+        );
+    }
+
+    /// Starts a check of `slow` and returns once its plugin is running.
+    fn start_slow_check(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        id: &str,
+    ) -> tokio::task::JoinHandle<Result<entitlement::CheckResponse, EntitlementError>> {
+        let begun = self.slow_calls_begun();
+        let check = runtime.spawn(self.entitlement.clone().check_grouped(CheckRequest {
+            service: "slow".into(),
+            ..request(Some(id))
+        }));
+        while self.slow_calls_begun() == begun {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        check
+    }
+}
+
+#[test]
+fn a_slow_plugin_is_decided_apart_and_holds_up_no_other_check() {
+    let host = embedded_with(&[SLOW]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    host.make_slow(&runtime);
+
+    let slow = host.start_slow_check(&runtime, "req-slow-second");
+    // Were the slow check on the writer thread, these would wait for it.
+    for i in 0..20 {
+        let answer = runtime
+            .block_on(
+                host.entitlement
+                    .clone()
+                    .check_grouped(request(Some(&format!("req-beside-{i}")))),
+            )
+            .unwrap();
+        assert_eq!(answer.decision, "pass");
+    }
+    assert!(
+        !slow.is_finished(),
+        "the checks beside the slow one waited for it"
+    );
+    let answer = runtime.block_on(slow).unwrap();
+    let Err(EntitlementError::Plugin(message)) = answer else {
+        panic!("expected the time-out, got {answer:?}");
+    };
+    assert!(message.contains("timed out after 500 ms"), "{message}");
+    assert_eq!(
+        host.entitlement.stats.decided_apart.load(Ordering::Relaxed),
+        1
+    );
+    let (plugin, _, verdict, _) = decision(&host.store, "req-slow-second");
+    assert_eq!(
+        (plugin.as_str(), verdict.as_str()),
+        ("hostile-loop", "error")
+    );
+}
+
+#[test]
+fn a_check_decided_apart_is_decided_again_when_its_account_changes_meanwhile() {
+    let host = embedded_with(&[SLOW]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    host.make_slow(&runtime);
+
+    let slow = host.start_slow_check(&runtime, "req-moved");
+    // The check has read the account; it changes before it is recorded.
+    put_account(&host.store, "gold");
+    let answer = runtime.block_on(slow).unwrap();
+    assert!(
+        matches!(answer, Err(EntitlementError::Plugin(_))),
+        "{answer:?}"
+    );
+    assert_eq!(host.entitlement.stats.redecided.load(Ordering::Relaxed), 1);
+    let inputs: Vec<String> = host
+        .store
+        .read(|c| {
+            let mut stmt =
+                c.prepare("SELECT inputs FROM decisions WHERE request_id = 'req-moved'")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<Result<Vec<String>, _>>()
+                .map_err(StoreError::from)
+        })
+        .unwrap();
+    assert_eq!(inputs.len(), 1, "only the second decision is recorded");
+    assert!(inputs[0].contains("\"tier\":\"gold\""), "{}", inputs[0]);
 }

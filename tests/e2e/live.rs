@@ -2,13 +2,11 @@
 //! rejects what it should, activation swaps atomically, rollback and a
 //! restart bring back stored versions.
 
-use std::path::Path;
-
 use rulehost::registry::{Live, Offered, RollbackError, Source, Sources, Step};
 use rulehost::runtime::Digest;
 use rulehost::store::Store;
 
-use crate::support::{plugin_bytes, plugins_dir, rules_dir, runtime};
+use crate::support::{copy_dir, plugin_bytes, plugins_dir, rules_dir, runtime};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -37,14 +35,6 @@ fn fixture() -> Fixture {
         db: dir.path().join("db"),
         _dir: dir,
         sources,
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
 

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{plugins_dir, rules_dir};
+use crate::support::{copy_dir, plugins_dir, rules_dir};
 
 /// How long a first start may take (plugins compiled on a cold cache).
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -277,25 +277,6 @@ impl Setup {
                     );
                 }
             }
-        }
-    }
-}
-
-/// Copies the folder `from` into `to`, recursively.
-#[allow(clippy::panic)] // a test's setup failing must stop the test
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
-    let entries =
-        std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
-    for entry in entries {
-        let entry = entry.unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
-        let path = entry.path();
-        let target = to.join(entry.file_name());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target)
-                .unwrap_or_else(|e| panic!("copy {} to {}: {e}", path.display(), target.display()));
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `POST /v1/checks`: one entitlement decision, recorded.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use crate::contract::{
 };
 use crate::registry::{OnPluginError, Service};
 use crate::runtime::CallReport;
-use crate::store::entitlement::{self as q, RequestRow};
+use crate::store::entitlement::{self as q, AccountRow, RequestRow};
 use crate::store::{self, new_id, outbox};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,7 +68,9 @@ const FINAL: [&str; 3] = ["fulfilled", "lapsed", "reconciliation-failed"];
 struct Decision {
     service: Arc<Service>,
     request: ServiceRequest,
+    /// The rows the decision read: the held request and the account.
     existing: Option<RequestRow>,
+    account: Option<AccountRow>,
     recorded: Recorded,
     ruling: Ruling,
     now: i64,
@@ -91,7 +94,39 @@ impl Decision {
     fn answer_blocks(&self) -> bool {
         matches!(self.ruling, Ruling::Fail { .. })
     }
+
+    /// Whether the rows the decision read are still as it read them, in
+    /// the transaction `tx` about to record it.
+    fn still_current(&self, tx: &rusqlite::Connection) -> Result<bool, EntitlementError> {
+        Ok(q::get_request(tx, &self.request.id)? == self.existing
+            && q::get_account(tx, &self.request.account_id)? == self.account)
+    }
+
+    /// The check to make again (under the same request id) when it is not.
+    fn into_request(self) -> CheckRequest {
+        CheckRequest {
+            service: self.service.id().to_owned(),
+            account_id: self.request.account_id,
+            request_id: Some(self.request.id),
+            attributes: self.request.attributes,
+            description: self.request.description,
+        }
+    }
 }
+
+/// What the writer thread did with a check.
+// Moved once, through the commit's answer: boxing would cost an allocation
+// per check for nothing.
+#[allow(clippy::large_enum_variant)]
+enum InWriter {
+    Recorded(Decision, Option<Started>),
+    /// The service's plugins are slow: not decided, handed back.
+    Slow(CheckRequest),
+}
+
+/// How often a check decided apart is decided again because what it read
+/// changed, before it is decided on the writer thread after all.
+const APART_TRIES: usize = 3;
 
 impl Entitlement {
     /// One check in its own transaction. Blocking.
@@ -107,16 +142,99 @@ impl Entitlement {
     /// recorded on the writer thread with the checks queued beside it,
     /// answered once their shared commit is durable. Holds no thread while
     /// it waits; what `POST /v1/checks` runs.
+    ///
+    /// A service whose plugin made a slow call lately
+    /// ([`crate::runtime::SLOW_CALL`]) is decided apart instead: see
+    /// [`Entitlement::check_apart`].
     pub async fn check_grouped(
         self: Arc<Self>,
         req: CheckRequest,
     ) -> Result<CheckResponse, EntitlementError> {
+        if self.is_slow(&req.service) {
+            return self.check_apart(req).await;
+        }
+        let this = self.clone();
+        let done = self
+            .shared
+            .store
+            .write_grouped(move |tx| {
+                // It may have turned slow while this check was queued, on
+                // a check of this very group.
+                if this.is_slow(&req.service) {
+                    return Ok(InWriter::Slow(req));
+                }
+                let (decision, started) = this.decide_and_record(tx, req, None)?;
+                Ok::<_, EntitlementError>(InWriter::Recorded(decision, started))
+            })
+            .await?;
+        match done {
+            InWriter::Recorded(decision, started) => self.answer_async(decision, started).await,
+            InWriter::Slow(req) => self.check_apart(req).await,
+        }
+    }
+
+    /// A check of a service with a slow plugin: decided on the blocking
+    /// pool against the last commit, so its plugins hold up no other write,
+    /// then recorded in a group commit if the account and the held request
+    /// are still as it read them. If they changed it is decided again;
+    /// after [`APART_TRIES`] it is decided on the writer thread, where
+    /// nothing can change in between. Either way checks stay serializable.
+    async fn check_apart(
+        self: Arc<Self>,
+        mut req: CheckRequest,
+    ) -> Result<CheckResponse, EntitlementError> {
+        self.stats.decided_apart.fetch_add(1, Ordering::Relaxed);
+        for _ in 0..APART_TRIES {
+            let this = self.clone();
+            let decision = tokio::task::spawn_blocking(move || {
+                this.shared.store.read(|c| this.decide(c, req, None))
+            })
+            .await
+            .map_err(|e| EntitlementError::Internal(format!("deciding the check failed: {e}")))??;
+            let this = self.clone();
+            let recorded = self
+                .shared
+                .store
+                .write_grouped(move |tx| {
+                    if !decision.still_current(tx)? {
+                        return Ok(Err(decision));
+                    }
+                    let started = this.record(tx, &decision)?;
+                    Ok::<_, EntitlementError>(Ok((decision, started)))
+                })
+                .await?;
+            match recorded {
+                Ok((decision, started)) => return self.answer_async(decision, started).await,
+                Err(stale) => {
+                    self.stats.redecided.fetch_add(1, Ordering::Relaxed);
+                    req = stale.into_request();
+                }
+            }
+        }
         let this = self.clone();
         let (decision, started) = self
             .shared
             .store
             .write_grouped(move |tx| this.decide_and_record(tx, req, None))
             .await?;
+        self.answer_async(decision, started).await
+    }
+
+    fn is_slow(&self, service: &str) -> bool {
+        self.shared
+            .registry
+            .load()
+            .service(service)
+            .is_some_and(|s| s.is_slow())
+    }
+
+    /// [`Entitlement::answer`] from async code: on the blocking pool when
+    /// it needs the database.
+    async fn answer_async(
+        self: Arc<Self>,
+        decision: Decision,
+        started: Option<Started>,
+    ) -> Result<CheckResponse, EntitlementError> {
         if !decision.answer_blocks() {
             return self.answer(decision, started);
         }
@@ -239,6 +357,7 @@ impl Entitlement {
             service: service.clone(),
             request,
             existing,
+            account: account_row,
             recorded,
             ruling,
             now: store::now_ms(),
@@ -259,6 +378,7 @@ impl Entitlement {
             recorded,
             ruling,
             now,
+            ..
         } = d;
         let row = |state: &str,
                    level: Option<String>,

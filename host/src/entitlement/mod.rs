@@ -15,6 +15,7 @@ mod reconcile;
 mod site;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -66,6 +67,17 @@ pub struct Entitlement {
     shared: Arc<Shared>,
     engine: Arc<FlowEngine>,
     outbox_signal: Arc<Signal>,
+    pub stats: CheckStats,
+}
+
+/// Counters of how grouped checks were decided, for metrics.
+#[derive(Debug, Default)]
+pub struct CheckStats {
+    /// Checks of services with a slow plugin, decided off the writer thread.
+    pub decided_apart: AtomicU64,
+    /// Checks decided apart whose account or held request changed before
+    /// they were recorded, so were decided again.
+    pub redecided: AtomicU64,
 }
 
 impl Entitlement {
@@ -75,6 +87,7 @@ impl Entitlement {
             shared: installed.0,
             engine,
             outbox_signal,
+            stats: CheckStats::default(),
         }
     }
 

@@ -63,6 +63,19 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
         "Writes carried by group commits; divided by the commits, the mean group size.",
         &load(&group.writes),
     );
+    let checks = &s.entitlement.stats;
+    counter(
+        &mut out,
+        "rulehost_checks_decided_apart_total",
+        "Checks of services with a slow plugin, decided off the store's writer thread.",
+        &load(&checks.decided_apart),
+    );
+    counter(
+        &mut out,
+        "rulehost_checks_redecided_total",
+        "Checks decided apart whose account or held request changed before they were recorded, so were decided again.",
+        &load(&checks.redecided),
+    );
     s.metrics.render(&mut out);
     Ok(([("content-type", "text/plain; version=0.0.4")], out))
 }

@@ -604,6 +604,7 @@ pub struct Stats {
     pub faults: u64,
     pub fallbacks: u64,
     pub instantiations: u64,
+    pub slow_calls: u64,
 }
 
 impl Stats {
@@ -613,6 +614,7 @@ impl Stats {
         self.faults += binding.stats.faults.load(Relaxed);
         self.fallbacks += binding.stats.fallbacks.load(Relaxed);
         self.instantiations += binding.stats.instantiations.load(Relaxed);
+        self.slow_calls += binding.stats.slow_calls.load(Relaxed);
     }
 }
 

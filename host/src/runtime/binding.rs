@@ -11,6 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A call longer than this (a time-out, say) marks the binding slow for
+/// [`SLOW_FOR`]: callers that would hold up other work while it runs (the
+/// store's writer thread) run it elsewhere meanwhile.
+pub const SLOW_CALL: Duration = Duration::from_millis(1);
+/// How long one slow call keeps its binding marked slow.
+pub const SLOW_FOR: Duration = Duration::from_secs(10);
+
 use wasmtime::{Store, Trap};
 
 use super::bindings::v0_1::{self, Guests, InvokeError};
@@ -45,6 +52,8 @@ pub struct BindingStats {
     pub instantiations: AtomicU64,
     /// Faulted calls answered by the previous good version instead.
     pub fallbacks: AtomicU64,
+    /// Calls longer than [`SLOW_CALL`].
+    pub slow_calls: AtomicU64,
 }
 
 /// A plugin version with a service's limits and a pool of warm instances.
@@ -54,6 +63,10 @@ pub struct Binding {
     idle: Mutex<Vec<Instance>>,
     max_idle: usize,
     pub stats: BindingStats,
+    created: Instant,
+    /// When the last slow call ended, in ms since `created`, plus one; 0
+    /// when there was none.
+    last_slow: AtomicU64,
 }
 
 impl std::fmt::Debug for Binding {
@@ -74,6 +87,28 @@ impl Binding {
             idle: Mutex::new(Vec::new()),
             max_idle: cores + 1,
             stats: BindingStats::default(),
+            created: Instant::now(),
+            last_slow: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a call took longer than [`SLOW_CALL`] in the last
+    /// [`SLOW_FOR`].
+    pub fn is_slow(&self) -> bool {
+        match self.last_slow.load(Ordering::Relaxed) {
+            0 => false,
+            at => self.millis() < at - 1 + SLOW_FOR.as_millis() as u64,
+        }
+    }
+
+    fn millis(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn note_duration(&self, elapsed: Duration) {
+        if elapsed > SLOW_CALL {
+            self.stats.slow_calls.fetch_add(1, Ordering::Relaxed);
+            self.last_slow.store(self.millis() + 1, Ordering::Relaxed);
         }
     }
 
@@ -111,6 +146,7 @@ impl Binding {
         let started = Instant::now();
         let result = v0_1::invoke(&instance.guests, &mut instance.store, ctx, call);
         let elapsed = started.elapsed();
+        self.note_duration(elapsed);
         let fuel = self.plugin.runtime.options().fuel.then(|| {
             instance
                 .store
