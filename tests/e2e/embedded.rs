@@ -237,25 +237,25 @@ impl Embedded {
         binding.stats.calls.load(Ordering::Relaxed)
     }
 
-    /// Checks `slow` once on the writer thread: the call times out and
-    /// marks the service slow.
+    /// Checks `slow` twice on the writer thread: both calls time out, and
+    /// two in a row mark the service slow.
     fn make_slow(&self, runtime: &tokio::runtime::Runtime) {
-        let first = runtime.block_on(self.entitlement.clone().check_grouped(CheckRequest {
-            service: "slow".into(),
-            ..request(Some("req-slow-first"))
-        }));
-        assert!(
-            matches!(first, Err(EntitlementError::Plugin(_))),
-            "{first:?}"
-        );
-        assert!(
-            self.live
-                .registry()
-                .load()
-                .service("slow")
-                .unwrap()
-                .is_slow()
-        );
+        for (i, marked) in [(1, false), (2, true)] {
+            let answer = runtime.block_on(self.entitlement.clone().check_grouped(CheckRequest {
+                service: "slow".into(),
+                ..request(Some(&format!("req-slow-{i}")))
+            }));
+            assert!(
+                matches!(answer, Err(EntitlementError::Plugin(_))),
+                "{answer:?}"
+            );
+            let registry = self.live.registry().load_full();
+            assert_eq!(
+                registry.service("slow").unwrap().is_slow(),
+                marked,
+                "after {i}"
+            );
+        }
         assert_eq!(
             self.entitlement.stats.decided_apart.load(Ordering::Relaxed),
             0

@@ -21,7 +21,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use binding::{Binding, BindingStats, CallReport, SLOW_CALL, SLOW_FOR};
+pub use binding::{Binding, BindingStats, CallReport, SLOW_CALL, SLOW_FOR, SLOW_STREAK};
 pub use digest::Digest;
 pub use engine::{Runtime, RuntimeOptions};
 pub use limits::{InstanceMode, Limits};
