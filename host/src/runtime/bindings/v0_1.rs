@@ -8,6 +8,9 @@ use crate::contract::{self as c, Call, Capability, Outcome, Properties};
 wasmtime::component::bindgen!({
     path: "../plugin-sdk/wit",
     world: "plugin",
+    // Arguments borrow the host's values: no string is copied on the host
+    // side before wasmtime copies it into the guest.
+    ownership: Borrowing { duplicate_if_necessary: true },
 });
 
 pub use self::rulehost::plugin::host::{Host, LogLevel};
@@ -108,17 +111,25 @@ pub fn invoke<S: wasmtime::AsContextMut>(
     ctx: &c::Context,
     call: &Call,
 ) -> Result<Outcome, InvokeError> {
-    let wctx = context(ctx);
+    // The arguments borrow from `ctx` and `call`; only the property lists
+    // are gathered into vectors of borrowed pairs first.
+    let config = props(&ctx.config);
+    let wctx = w::Context {
+        service: &ctx.service,
+        config: &config,
+        now: seconds(ctx.now),
+    };
     let unsupported = || InvokeError::Unsupported(call.capability());
     let answer = match call {
         Call::Verify(c::VerifyInput { request, account }) => {
             let g = guests.verifier.as_ref().ok_or_else(unsupported)?;
-            let account = account.as_ref().map(self::account);
+            let request_props = props(&request.attributes);
+            let account_props = account.as_ref().map(|a| props(&a.attributes));
             g.call_verify(
                 &mut store,
-                &wctx,
-                &service_request(request),
-                account.as_ref(),
+                wctx,
+                service_request(request, &request_props),
+                self::account(account.as_ref(), account_props.as_deref()),
             )?
             .map(|v| verdict(v).map(Outcome::Verdict))
         }
@@ -128,13 +139,17 @@ pub fn invoke<S: wasmtime::AsContextMut>(
             account,
         }) => {
             let g = guests.reconciler.as_ref().ok_or_else(unsupported)?;
-            let account = account.as_ref().map(self::account);
+            let request_props = props(&request.attributes);
+            let account_props = account.as_ref().map(|a| props(&a.attributes));
             g.call_procedure_for(
                 &mut store,
-                &wctx,
-                &service_request(request),
-                &self::failure(failure),
-                account.as_ref(),
+                wctx,
+                service_request(request, &request_props),
+                w::FailureParam {
+                    code: failure_code(failure.code),
+                    reason: &failure.reason,
+                },
+                self::account(account.as_ref(), account_props.as_deref()),
             )?
             .map(|p| Ok(Outcome::Procedure(procedure(p))))
         }
@@ -144,12 +159,14 @@ pub fn invoke<S: wasmtime::AsContextMut>(
             communication,
         }) => {
             let g = guests.plan_policy.as_ref().ok_or_else(unsupported)?;
+            let plan_props = props(&plan.config);
+            let recent = recent_uses(usage);
             g.call_restriction(
                 &mut store,
-                &wctx,
-                &self::plan(plan),
-                &self::usage(usage),
-                &self::communication(communication),
+                wctx,
+                self::plan(plan, &plan_props),
+                self::usage(usage, &recent),
+                self::communication(communication),
             )?
             .map(|reason| {
                 Ok(Outcome::Restriction {
@@ -164,22 +181,30 @@ pub fn invoke<S: wasmtime::AsContextMut>(
             usage,
         }) => {
             let g = guests.plan_policy.as_ref().ok_or_else(unsupported)?;
+            let plan_props = props(&plan.config);
+            let recent = recent_uses(usage);
             g.call_reset_due(
                 &mut store,
-                &wctx,
-                &self::plan(plan),
-                &self::association(association),
-                &self::usage(usage),
+                wctx,
+                self::plan(plan, &plan_props),
+                self::association(association),
+                self::usage(usage, &recent),
             )?
             .map(|reset| Ok(Outcome::Reset { reset }))
         }
         Call::OnEvent(c::OnEventInput { session, event }) => {
             let g = guests.session_charging.as_ref().ok_or_else(unsupported)?;
+            let participants: Vec<_> = session.participants.iter().map(participant).collect();
             g.call_on_event(
                 &mut store,
-                &wctx,
-                &self::session(session),
-                &session_event(event),
+                wctx,
+                w::Session {
+                    id: &session.id,
+                    started_at: seconds(session.started_at),
+                    last_event_at: seconds(session.last_event_at),
+                    participants: &participants,
+                },
+                session_event(event),
             )?
             .map(|charges| {
                 Ok(Outcome::Charges {
@@ -199,47 +224,42 @@ fn seconds(t: Timestamp) -> i64 {
     t.as_second()
 }
 
-fn props(p: &Properties) -> Vec<(String, String)> {
-    p.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+fn props(p: &Properties) -> Vec<(&str, &str)> {
+    p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-fn context(ctx: &c::Context) -> w::Context {
-    w::Context {
-        service: ctx.service.clone(),
-        config: props(&ctx.config),
-        now: seconds(ctx.now),
-    }
-}
-
-fn contact(x: &c::Contact) -> w::Contact {
-    w::Contact {
-        name: x.name.clone(),
-        email: x.email.clone(),
-    }
-}
-
-fn account(a: &c::Account) -> w::Account {
-    w::Account {
-        id: a.id.clone(),
+fn account<'a>(
+    a: Option<&'a c::Account>,
+    attributes: Option<&'a [(&'a str, &'a str)]>,
+) -> Option<w::Account<'a>> {
+    let (a, attributes) = (a?, attributes?);
+    Some(w::Account {
+        id: &a.id,
         status: match a.status {
             c::AccountStatus::Active => w::AccountStatus::Active,
             c::AccountStatus::Expired => w::AccountStatus::Expired,
             c::AccountStatus::Suspended => w::AccountStatus::Suspended,
         },
         paid_up: a.paid_up,
-        tier: a.tier.clone(),
+        tier: &a.tier,
         contract_end: a.contract_end.map(seconds),
-        contact: a.contact.as_ref().map(contact),
-        attributes: props(&a.attributes),
-    }
+        contact: a.contact.as_ref().map(|x| w::ContactParam {
+            name: &x.name,
+            email: &x.email,
+        }),
+        attributes,
+    })
 }
 
-fn service_request(r: &c::ServiceRequest) -> w::ServiceRequest {
+fn service_request<'a>(
+    r: &'a c::ServiceRequest,
+    attributes: &'a [(&'a str, &'a str)],
+) -> w::ServiceRequest<'a> {
     w::ServiceRequest {
-        id: r.id.clone(),
-        account_id: r.account_id.clone(),
-        description: r.description.clone(),
-        attributes: props(&r.attributes),
+        id: &r.id,
+        account_id: &r.account_id,
+        description: &r.description,
+        attributes,
     }
 }
 
@@ -254,71 +274,59 @@ fn failure_code(code: c::FailureCode) -> w::FailureCode {
     }
 }
 
-fn failure(f: &c::Failure) -> w::Failure {
-    w::Failure {
-        code: failure_code(f.code),
-        reason: f.reason.clone(),
-    }
-}
-
-fn plan(p: &c::Plan) -> w::Plan {
+fn plan<'a>(p: &'a c::Plan, config: &'a [(&'a str, &'a str)]) -> w::Plan<'a> {
     w::Plan {
-        id: p.id.clone(),
-        config: props(&p.config),
+        id: &p.id,
+        config,
         max_destinations: p.max_destinations,
     }
 }
 
-fn usage(u: &c::Usage) -> w::Usage {
+fn recent_uses(u: &c::Usage) -> Vec<i64> {
+    u.recent_uses.iter().copied().map(seconds).collect()
+}
+
+fn usage<'a>(u: &c::Usage, recent_uses: &'a [i64]) -> w::Usage<'a> {
     w::Usage {
         total_uses: u.total_uses,
-        recent_uses: u.recent_uses.iter().copied().map(seconds).collect(),
+        recent_uses,
         associated_destinations: u.associated_destinations,
     }
 }
 
-fn communication(x: &c::Communication) -> w::Communication {
+fn communication(x: &c::Communication) -> w::Communication<'_> {
     w::Communication {
-        id: x.id.clone(),
-        account_id: x.account_id.clone(),
-        access_group: x.access_group.clone(),
-        carrier: x.carrier.clone(),
-        destination: x.destination.clone(),
+        id: &x.id,
+        account_id: &x.account_id,
+        access_group: &x.access_group,
+        carrier: &x.carrier,
+        destination: &x.destination,
         start: seconds(x.start),
     }
 }
 
-fn association(a: &c::Association) -> w::Association {
+fn association(a: &c::Association) -> w::Association<'_> {
     w::Association {
-        destination: a.destination.clone(),
+        destination: &a.destination,
         associated_at: seconds(a.associated_at),
         uses: a.uses,
         last_used: seconds(a.last_used),
     }
 }
 
-fn participant(p: &c::Participant) -> w::Participant {
+fn participant(p: &c::Participant) -> w::Participant<'_> {
     w::Participant {
-        id: p.id.clone(),
-        account_id: p.account_id.clone(),
+        id: &p.id,
+        account_id: &p.account_id,
         joined_at: seconds(p.joined_at),
     }
 }
 
-fn session(s: &c::Session) -> w::Session {
-    w::Session {
-        id: s.id.clone(),
-        started_at: seconds(s.started_at),
-        last_event_at: seconds(s.last_event_at),
-        participants: s.participants.iter().map(participant).collect(),
-    }
-}
-
-fn session_event(e: &c::SessionEventAt) -> w::SessionEventAt {
+fn session_event(e: &c::SessionEventAt) -> w::SessionEventAt<'_> {
     w::SessionEventAt {
         event: match &e.event {
             c::SessionEvent::Join(p) => w::SessionEvent::Join(participant(p)),
-            c::SessionEvent::Leave(id) => w::SessionEvent::Leave(id.clone()),
+            c::SessionEvent::Leave(id) => w::SessionEvent::Leave(id),
         },
         at: seconds(e.at),
     }
