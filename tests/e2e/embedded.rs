@@ -262,6 +262,17 @@ impl Embedded {
         );
     }
 
+    fn spawn_slow_check(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        id: &str,
+    ) -> tokio::task::JoinHandle<Result<entitlement::CheckResponse, EntitlementError>> {
+        runtime.spawn(self.entitlement.clone().check_grouped(CheckRequest {
+            service: "slow".into(),
+            ..request(Some(id))
+        }))
+    }
+
     /// Starts a check of `slow` and returns once its plugin is running.
     fn start_slow_check(
         &self,
@@ -269,10 +280,7 @@ impl Embedded {
         id: &str,
     ) -> tokio::task::JoinHandle<Result<entitlement::CheckResponse, EntitlementError>> {
         let begun = self.slow_calls_begun();
-        let check = runtime.spawn(self.entitlement.clone().check_grouped(CheckRequest {
-            service: "slow".into(),
-            ..request(Some(id))
-        }));
+        let check = self.spawn_slow_check(runtime, id);
         while self.slow_calls_begun() == begun {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
@@ -345,4 +353,31 @@ fn a_check_decided_apart_is_decided_again_when_its_account_changes_meanwhile() {
         .unwrap();
     assert_eq!(inputs.len(), 1, "only the second decision is recorded");
     assert!(inputs[0].contains("\"tier\":\"gold\""), "{}", inputs[0]);
+}
+
+#[test]
+fn slow_checks_spin_on_at_most_half_the_cores_at_once() {
+    let host = embedded_with(&[SLOW]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    host.make_slow(&runtime);
+
+    let limit = Entitlement::apart_limit();
+    let begun = host.slow_calls_begun();
+    let crowd: Vec<_> = (0..limit + 2)
+        .map(|i| host.spawn_slow_check(&runtime, &format!("req-crowd-{i}")))
+        .collect();
+    while host.slow_calls_begun() < begun + limit as u64 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // The first ones spin for 500 ms; the others wait for them.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(host.slow_calls_begun(), begun + limit as u64);
+    for check in crowd {
+        let answer = runtime.block_on(check).unwrap();
+        assert!(
+            matches!(answer, Err(EntitlementError::Plugin(_))),
+            "{answer:?}"
+        );
+    }
+    assert_eq!(host.slow_calls_begun(), begun + limit as u64 + 2);
 }

@@ -179,6 +179,7 @@ impl Entitlement {
     /// are still as it read them. If they changed it is decided again;
     /// after [`APART_TRIES`] it is decided on the writer thread, where
     /// nothing can change in between. Either way checks stay serializable.
+    /// At most [`Entitlement::apart_limit`] are decided at once.
     async fn check_apart(
         self: Arc<Self>,
         mut req: CheckRequest,
@@ -186,11 +187,17 @@ impl Entitlement {
         self.stats.decided_apart.fetch_add(1, Ordering::Relaxed);
         for _ in 0..APART_TRIES {
             let this = self.clone();
+            // A plugin spinning to its time limit burns a core: at most
+            // half of them decide apart at once, the rest keep serving.
+            let permit = self.apart.acquire().await.map_err(|e| {
+                EntitlementError::Internal(format!("deciding the check failed: {e}"))
+            })?;
             let decision = tokio::task::spawn_blocking(move || {
                 this.shared.store.read(|c| this.decide(c, req, None))
             })
             .await
             .map_err(|e| EntitlementError::Internal(format!("deciding the check failed: {e}")))??;
+            drop(permit);
             let this = self.clone();
             let recorded = self
                 .shared

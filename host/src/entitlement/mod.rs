@@ -68,6 +68,8 @@ pub struct Entitlement {
     engine: Arc<FlowEngine>,
     outbox_signal: Arc<Signal>,
     pub stats: CheckStats,
+    /// Checks decided apart at once: [`Entitlement::apart_limit`].
+    apart: tokio::sync::Semaphore,
 }
 
 /// Counters of how grouped checks were decided, for metrics.
@@ -88,7 +90,14 @@ impl Entitlement {
             engine,
             outbox_signal,
             stats: CheckStats::default(),
+            apart: tokio::sync::Semaphore::new(Self::apart_limit()),
         }
+    }
+
+    /// How many checks of services with a slow plugin are decided at once:
+    /// half the cores, at least one.
+    pub fn apart_limit() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
     }
 
     pub fn store(&self) -> &Store {
