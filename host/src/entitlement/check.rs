@@ -114,6 +114,14 @@ impl Decision {
     }
 }
 
+/// What a check read before deciding.
+struct Inputs {
+    service: Arc<Service>,
+    request: ServiceRequest,
+    existing: Option<RequestRow>,
+    account_row: Option<AccountRow>,
+}
+
 /// What the writer thread did with a check.
 // Moved once, through the commit's answer: boxing would cost an allocation
 // per check for nothing.
@@ -192,8 +200,10 @@ impl Entitlement {
             let permit = self.apart.acquire().await.map_err(|e| {
                 EntitlementError::Internal(format!("deciding the check failed: {e}"))
             })?;
+            // The plugins run after the reads, holding no connection.
             let decision = tokio::task::spawn_blocking(move || {
-                this.shared.store.read(|c| this.decide(c, req, None))
+                let inputs = this.shared.store.read(|c| this.read_inputs(c, req))?;
+                this.decide(inputs, None)
             })
             .await
             .map_err(|e| EntitlementError::Internal(format!("deciding the check failed: {e}")))??;
@@ -276,20 +286,18 @@ impl Entitlement {
         req: CheckRequest,
         native: Option<&dyn NativeVerifier>,
     ) -> Result<(Decision, Option<Started>), EntitlementError> {
-        let decision = self.decide(tx, req, native)?;
+        let decision = self.decide(self.read_inputs(tx, req)?, native)?;
         let started = self.record(tx, &decision)?;
         Ok((decision, started))
     }
 
-    /// Validates the request, reads the account and the held request, and
-    /// runs the verifier (the service's plugin, or `native`) and on a
-    /// failure the reconciler: everything of a check but its writes.
-    fn decide(
+    /// Validates the request and reads the held request and the account:
+    /// the first half of deciding, the only one that touches the database.
+    fn read_inputs(
         &self,
         conn: &rusqlite::Connection,
         req: CheckRequest,
-        native: Option<&dyn NativeVerifier>,
-    ) -> Result<Decision, EntitlementError> {
+    ) -> Result<Inputs, EntitlementError> {
         if !valid_id(&req.account_id) {
             return Err(EntitlementError::Invalid(
                 "`account_id` must be 1-200 printable characters without spaces, `/`, `?` or `#`"
@@ -329,16 +337,37 @@ impl Entitlement {
                 )));
             }
         }
+        Ok(Inputs {
+            service: service.clone(),
+            request: ServiceRequest {
+                id: request_id,
+                account_id: req.account_id,
+                description: req.description,
+                attributes: req.attributes,
+            },
+            existing,
+            account_row,
+        })
+    }
+
+    /// Runs the verifier (the service's plugin, or `native`) and on a
+    /// failure the reconciler on what [`Entitlement::read_inputs`] read:
+    /// the second half of deciding, without the database.
+    fn decide(
+        &self,
+        inputs: Inputs,
+        native: Option<&dyn NativeVerifier>,
+    ) -> Result<Decision, EntitlementError> {
+        let Inputs {
+            service,
+            request,
+            existing,
+            account_row,
+        } = inputs;
         let account = account_row.as_ref().map(to_account).transpose()?;
-        let request = ServiceRequest {
-            id: request_id,
-            account_id: req.account_id,
-            description: req.description,
-            attributes: req.attributes,
-        };
         let verified = match native {
-            None => self.verify(service, &request, account.clone())?,
-            Some(rule) => verify_native(rule, service, &request, account.clone()),
+            None => self.verify(&service, &request, account.clone())?,
+            Some(rule) => verify_native(rule, &service, &request, account.clone()),
         };
         let (ruling, recorded) = match verified {
             Verified::Fault(message, recorded) => (Ruling::Error(message), recorded),
@@ -350,7 +379,7 @@ impl Entitlement {
                     .and_then(|r| r.reconciliation_id.clone());
                 let procedure = match live {
                     Some(_) => Procedure::None,
-                    None => self.procedure(service, &request, &failure, account),
+                    None => self.procedure(&service, &request, &failure, account),
                 };
                 let ruling = Ruling::Fail {
                     failure,
@@ -361,7 +390,7 @@ impl Entitlement {
             }
         };
         Ok(Decision {
-            service: service.clone(),
+            service,
             request,
             existing,
             account: account_row,
