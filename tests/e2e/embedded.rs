@@ -288,11 +288,17 @@ impl Embedded {
     }
 }
 
-#[test]
-fn a_slow_plugin_is_decided_apart_and_holds_up_no_other_check() {
+/// The sample rules and `slow`, already marked slow.
+fn slow_host() -> (Embedded, tokio::runtime::Runtime) {
     let host = embedded_with(&[SLOW]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     host.make_slow(&runtime);
+    (host, runtime)
+}
+
+#[test]
+fn a_slow_plugin_is_decided_apart_and_holds_up_no_other_check() {
+    let (host, runtime) = slow_host();
 
     let slow = host.start_slow_check(&runtime, "req-slow-second");
     // Were the slow check on the writer thread, these would wait for it.
@@ -328,9 +334,7 @@ fn a_slow_plugin_is_decided_apart_and_holds_up_no_other_check() {
 
 #[test]
 fn a_check_decided_apart_is_decided_again_when_its_account_changes_meanwhile() {
-    let host = embedded_with(&[SLOW]);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    host.make_slow(&runtime);
+    let (host, runtime) = slow_host();
 
     let slow = host.start_slow_check(&runtime, "req-moved");
     // The check has read the account; it changes before it is recorded.
@@ -357,9 +361,7 @@ fn a_check_decided_apart_is_decided_again_when_its_account_changes_meanwhile() {
 
 #[test]
 fn slow_checks_spin_on_at_most_half_the_cores_at_once() {
-    let host = embedded_with(&[SLOW]);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    host.make_slow(&runtime);
+    let (host, runtime) = slow_host();
 
     let limit = Entitlement::apart_limit();
     let begun = host.slow_calls_begun();

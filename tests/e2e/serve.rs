@@ -1117,6 +1117,19 @@ fn healthz_and_metrics_report_the_documented_figures() {
         metric(text, "rulehost_http_requests_total", &[]).is_some_and(|n| n >= 3.0),
         "{text}"
     );
+    for name in [
+        "rulehost_store_group_commits_total",
+        "rulehost_store_group_writes_total",
+    ] {
+        assert!(metric(text, name, &[]).is_some(), "{name}: {text}");
+    }
+    // No plugin was slow: no check was decided apart.
+    for name in [
+        "rulehost_checks_decided_apart_total",
+        "rulehost_checks_redecided_total",
+    ] {
+        assert_eq!(metric(text, name, &[]), Some(0.0), "{name}: {text}");
+    }
 
     complete_open(&host, &flow_id, LINE);
     wait_state(&host, &flow_id, "completed");

@@ -45,37 +45,33 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
         &[(String::new(), backlog)],
     );
     let group = s.engine.store().group_stats();
-    let load = |n: &std::sync::atomic::AtomicU64| {
-        [(
-            String::new(),
-            n.load(std::sync::atomic::Ordering::Relaxed) as i64,
-        )]
-    };
-    counter(
-        &mut out,
-        "rulehost_store_group_commits_total",
-        "Group commits (each one SQLite transaction carrying queued checks).",
-        &load(&group.commits),
-    );
-    counter(
-        &mut out,
-        "rulehost_store_group_writes_total",
-        "Writes carried by group commits; divided by the commits, the mean group size.",
-        &load(&group.writes),
-    );
     let checks = &s.entitlement.stats;
-    counter(
-        &mut out,
-        "rulehost_checks_decided_apart_total",
-        "Checks of services with a slow plugin, decided off the store's writer thread.",
-        &load(&checks.decided_apart),
-    );
-    counter(
-        &mut out,
-        "rulehost_checks_redecided_total",
-        "Checks decided apart whose account or held request changed before they were recorded, so were decided again.",
-        &load(&checks.redecided),
-    );
+    let counters = [
+        (
+            "rulehost_store_group_commits_total",
+            "Group commits (each one SQLite transaction carrying queued checks).",
+            &group.commits,
+        ),
+        (
+            "rulehost_store_group_writes_total",
+            "Writes carried by group commits; divided by the commits, the mean group size.",
+            &group.writes,
+        ),
+        (
+            "rulehost_checks_decided_apart_total",
+            "Checks of services with a slow plugin, decided off the store's writer thread.",
+            &checks.decided_apart,
+        ),
+        (
+            "rulehost_checks_redecided_total",
+            "Checks decided apart whose account or held request changed before they were recorded, so were decided again.",
+            &checks.redecided,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let value = value.load(std::sync::atomic::Ordering::Relaxed) as i64;
+        counter(&mut out, name, help, &[(String::new(), value)]);
+    }
     s.metrics.render(&mut out);
     Ok(([("content-type", "text/plain; version=0.0.4")], out))
 }

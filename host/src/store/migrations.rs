@@ -253,13 +253,30 @@ pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError
 mod tests {
     use super::*;
 
-    #[test]
-    fn requests_survive_the_move_to_without_rowid() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        for sql in &MIGRATIONS[..3] {
+    /// A database as the first `version` migrations left it.
+    fn at_version(version: usize) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..version] {
             conn.execute_batch(sql).unwrap();
         }
-        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        conn
+    }
+
+    /// The `CREATE` statement of table `name`.
+    fn ddl(conn: &Connection, name: &str) -> String {
+        conn.query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn requests_survive_the_move_to_without_rowid() {
+        let mut conn = at_version(3);
         conn.execute(
             "INSERT INTO requests (id, service, account_id, state, created_at, updated_at)
              VALUES ('req_1', 'support', 'acme', 'passed', 1, 2)",
@@ -275,23 +292,13 @@ mod tests {
             )
             .unwrap();
         assert_eq!((state.as_str(), updated), ("passed", 2));
-        let ddl: String = conn
-            .query_row(
-                "SELECT sql FROM sqlite_schema WHERE name = 'requests'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let ddl = ddl(&conn, "requests");
         assert!(ddl.contains("WITHOUT ROWID"), "{ddl}");
     }
 
     #[test]
     fn decisions_keep_their_ids_without_autoincrement() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        for sql in &MIGRATIONS[..4] {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 4).unwrap();
+        let mut conn = at_version(4);
         conn.execute(
             "INSERT INTO decisions (id, at, service, account_id, request_id, inputs_digest, inputs,
                  verdict, plugin, plugin_digest, duration_us)
@@ -316,13 +323,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(indexes, 3);
-        let ddl: String = conn
-            .query_row(
-                "SELECT sql FROM sqlite_schema WHERE name = 'decisions'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let ddl = ddl(&conn, "decisions");
         assert!(!ddl.contains("AUTOINCREMENT"), "{ddl}");
     }
 
