@@ -66,11 +66,7 @@ const FINAL: [&str; 3] = ["fulfilled", "lapsed", "reconciliation-failed"];
 /// writes. Every check decides and records in one transaction, then
 /// answers after the commit.
 struct Decision {
-    service: Arc<Service>,
-    request: ServiceRequest,
-    /// The rows the decision read: the held request and the account.
-    existing: Option<RequestRow>,
-    account: Option<AccountRow>,
+    inputs: Inputs,
     recorded: Recorded,
     ruling: Ruling,
     now: i64,
@@ -98,23 +94,28 @@ impl Decision {
     /// Whether the rows the decision read are still as it read them, in
     /// the transaction `tx` about to record it.
     fn still_current(&self, tx: &rusqlite::Connection) -> Result<bool, EntitlementError> {
-        Ok(q::get_request(tx, &self.request.id)? == self.existing
-            && q::get_account(tx, &self.request.account_id)? == self.account)
+        let read = &self.inputs;
+        Ok(q::get_request(tx, &read.request.id)? == read.existing
+            && q::get_account(tx, &read.request.account_id)? == read.account_row)
     }
 
     /// The check to make again (under the same request id) when it is not.
     fn into_request(self) -> CheckRequest {
+        let Inputs {
+            service, request, ..
+        } = self.inputs;
         CheckRequest {
-            service: self.service.id().to_owned(),
-            account_id: self.request.account_id,
-            request_id: Some(self.request.id),
-            attributes: self.request.attributes,
-            description: self.request.description,
+            service: service.id().to_owned(),
+            account_id: request.account_id,
+            request_id: Some(request.id),
+            attributes: request.attributes,
+            description: request.description,
         }
     }
 }
 
-/// What a check read before deciding.
+/// What a check read before deciding: the service, the request, and the
+/// rows a decision depends on (the held request and the account).
 struct Inputs {
     service: Arc<Service>,
     request: ServiceRequest,
@@ -363,11 +364,11 @@ impl Entitlement {
             request,
             existing,
             account_row,
-        } = inputs;
+        } = &inputs;
         let account = account_row.as_ref().map(to_account).transpose()?;
         let verified = match native {
-            None => self.verify(&service, &request, account.clone())?,
-            Some(rule) => verify_native(rule, &service, &request, account.clone()),
+            None => self.verify(service, request, account.clone())?,
+            Some(rule) => verify_native(rule, service, request, account.clone()),
         };
         let (ruling, recorded) = match verified {
             Verified::Fault(message, recorded) => (Ruling::Error(message), recorded),
@@ -379,7 +380,7 @@ impl Entitlement {
                     .and_then(|r| r.reconciliation_id.clone());
                 let procedure = match live {
                     Some(_) => Procedure::None,
-                    None => self.procedure(&service, &request, &failure, account),
+                    None => self.procedure(service, request, &failure, account),
                 };
                 let ruling = Ruling::Fail {
                     failure,
@@ -390,10 +391,7 @@ impl Entitlement {
             }
         };
         Ok(Decision {
-            service,
-            request,
-            existing,
-            account: account_row,
+            inputs,
             recorded,
             ruling,
             now: store::now_ms(),
@@ -408,13 +406,16 @@ impl Entitlement {
         d: &Decision,
     ) -> Result<Option<Started>, EntitlementError> {
         let Decision {
-            service,
-            request,
-            existing,
+            inputs:
+                Inputs {
+                    service,
+                    request,
+                    existing,
+                    ..
+                },
             recorded,
             ruling,
             now,
-            ..
         } = d;
         let row = |state: &str,
                    level: Option<String>,
@@ -505,7 +506,7 @@ impl Entitlement {
             name: d.recorded.plugin,
             digest: d.recorded.digest,
         };
-        let request_id = d.request.id;
+        let request_id = d.inputs.request.id;
         let (failure, live) = match d.ruling {
             Ruling::Pass(level) => {
                 return Ok(CheckResponse {
