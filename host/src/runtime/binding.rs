@@ -6,10 +6,21 @@
 //! and with the binding itself when a swap replaces it. Memory a plugin
 //! keeps between calls on one instance is therefore not guaranteed to be
 //! there on the next call, and never leaks across a fault.
+//!
+//! A binding also notes when its calls turn slow ([`Binding::is_slow`]), so
+//! that callers can keep a slow plugin off threads that others wait on.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use wasmtime::{Store, Trap};
+
+use super::bindings::v0_1::{self, Guests, InvokeError};
+use super::engine::EPOCH_TICK;
+use super::state::{LogLine, StoreState};
+use super::{CallError, CallErrorKind, InstanceMode, Limits, Plugin};
+use crate::contract::{Call, Context, Outcome};
 
 /// [`SLOW_STREAK`] calls in a row longer than this (time-outs, say) mark
 /// the binding slow for [`SLOW_FOR`]: callers that would hold up other work
@@ -19,16 +30,8 @@ pub const SLOW_CALL: Duration = Duration::from_millis(1);
 /// plugin: 5 in 220,000 calls of the sample plugin under load took over
 /// 1 ms, never two in a row.
 pub const SLOW_STREAK: u32 = 2;
-/// How long one slow call keeps its binding marked slow.
+/// How long a binding stays marked slow after its last slow call.
 pub const SLOW_FOR: Duration = Duration::from_secs(10);
-
-use wasmtime::{Store, Trap};
-
-use super::bindings::v0_1::{self, Guests, InvokeError};
-use super::engine::EPOCH_TICK;
-use super::state::{LogLine, StoreState};
-use super::{CallError, CallErrorKind, InstanceMode, Limits, Plugin};
-use crate::contract::{Call, Context, Outcome};
 
 /// A live instance and its typed exports.
 struct Instance {

@@ -298,8 +298,10 @@ pub fn rfc3339(ms: i64) -> String {
 /// at the end of their index: random keys scatter every insert to another
 /// page, and each such page is one more WAL write per commit.
 pub fn new_id(prefix: &str, bytes: usize) -> String {
+    use std::fmt::Write as _;
     let ms = now_ms().clamp(0, (1 << 48) - 1);
-    let mut id = format!("{prefix}_{ms:012x}");
+    let mut id = String::with_capacity(prefix.len() + 1 + 12 + 2 * bytes);
+    let _ = write!(id, "{prefix}_{ms:012x}");
     random_bytes(bytes, |b| {
         id.push(char::from(HEX[usize::from(b >> 4)]));
         id.push(char::from(HEX[usize::from(b & 15)]));
