@@ -190,6 +190,29 @@ fn wasi_is_deny_all_and_output_goes_to_the_log() {
 }
 
 #[test]
+fn two_slow_calls_in_a_row_mark_a_binding_slow_and_one_alone_does_not() {
+    let rt = runtime();
+    let b = binding(&rt, "hostile-loop");
+    let Call::Verify(mut input) = verify_call(AccountStatus::Active) else {
+        unreachable!()
+    };
+    input.request.description = "answer".into();
+    let fast = Call::Verify(input);
+
+    let _ = fault(&b);
+    assert!(!b.is_slow(), "one slow call may be the thread preempted");
+    b.call(&ctx(), &fast).unwrap();
+    let _ = fault(&b);
+    assert!(
+        !b.is_slow(),
+        "a fast call in between starts the count again"
+    );
+    let _ = fault(&b);
+    assert!(b.is_slow());
+    assert_eq!(b.stats.slow_calls.load(Ordering::Relaxed), 3);
+}
+
+#[test]
 fn a_fault_recycles_the_instance_and_the_next_call_still_works() {
     let rt = runtime();
     let looping = binding(&rt, "hostile-loop");
