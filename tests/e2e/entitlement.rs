@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::serve::metric;
 use crate::server::{Host, Setup, wait_for};
 use crate::support::rules_dir;
 use crate::webhook::Receiver;
@@ -376,4 +377,53 @@ fn too_many_wrong_keys_close_the_reconciliation_and_tell_the_service() {
         host.get("/v1/requests/k-1").json["state"],
         "reconciliation-failed"
     );
+}
+
+#[test]
+fn a_slow_plugin_is_shown_and_its_checks_are_decided_apart() {
+    let setup = Setup::new("");
+    setup.write_rules(
+        "slow.toml",
+        "id = \"slow\"\n[plugins]\nverifier = \"hostile-loop\"\n[limits]\ntimeout_ms = 20\n",
+    );
+    let host = setup.start();
+    account(&host, "acme-1", "active", "standard");
+    let slow_check = |id: &str| {
+        let reply = host.post(
+            "/v1/checks",
+            &json!({"service": "slow", "account_id": "acme-1", "request_id": id}),
+        );
+        assert_eq!(reply.status, 503, "{reply}");
+        assert_eq!(reply.json["error"]["code"], "plugin-error", "{reply}");
+    };
+    let slow_flags = || {
+        let services = host.get("/v1/services").json["services"].clone();
+        let flag = |id: &str| {
+            services
+                .as_array()
+                .and_then(|all| all.iter().find(|s| s["id"] == id))
+                .map(|s| s["slow"].clone())
+        };
+        (flag("slow"), flag("support-contract"))
+    };
+    let decided_apart = || {
+        metric(
+            &host.get("/metrics").text,
+            "rulehost_checks_decided_apart_total",
+            &[],
+        )
+    };
+
+    slow_check("s-1");
+    slow_check("s-2");
+    assert_eq!(slow_flags(), (Some(json!(true)), Some(json!(false))));
+    assert_eq!(decided_apart(), Some(0.0));
+
+    slow_check("s-3");
+    assert_eq!(decided_apart(), Some(1.0));
+    let fine = host.post(
+        "/v1/checks",
+        &json!({"service": "support-contract", "account_id": "acme-1"}),
+    );
+    assert_eq!(fine.json["decision"], "pass", "{fine}");
 }

@@ -286,7 +286,7 @@ fn listed_tasks(host: &Host, query: &str) -> Vec<Value> {
 /// The sum of the samples of metric `name` (any labels) whose labels
 /// contain every one of `labels` (e.g. `state="running"`); `None` when
 /// there is no such sample.
-fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+pub(crate) fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     let mut sum = None;
     for line in text.lines() {
         if line.starts_with('#') {

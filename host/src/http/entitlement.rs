@@ -54,6 +54,8 @@ pub async fn services(State(s): State<AppState>) -> impl IntoResponse {
                 "limits": {"memory_mib": m.limits.memory_bytes >> 20, "timeout_ms": m.limits.timeout.as_millis() as u64,
                            "output_kib": m.limits.output_bytes >> 10, "instances": m.limits.instances},
                 "on_plugin_error": m.on_plugin_error,
+                // Checks decided off the store's writer thread for now.
+                "slow": service.is_slow(),
             })
         })
         .collect();
