@@ -190,6 +190,36 @@ fn wasi_is_deny_all_and_output_goes_to_the_log() {
 }
 
 #[test]
+fn a_call_over_the_callers_budget_stops_there_and_is_no_fault() {
+    let rt = runtime();
+    let b = binding(&rt, "hostile-loop");
+    let call = verify_call(AccountStatus::Active);
+    let budget = Duration::from_millis(2);
+    let stopped = b.call_within(&ctx(), &call, Some(budget)).unwrap_err();
+    assert_eq!(stopped.kind, CallErrorKind::OverBudget { budget });
+    assert!(
+        stopped
+            .to_string()
+            .contains("stopped after the caller's budget of 2 ms"),
+        "{stopped}"
+    );
+    assert_eq!(b.stats.faults.load(Ordering::Relaxed), 0);
+    assert_eq!(b.stats.slow_calls.load(Ordering::Relaxed), 1);
+
+    // A budget no shorter than the service's limit is the limit.
+    let timed_out = b
+        .call_within(&ctx(), &call, Some(Duration::from_secs(1)))
+        .unwrap_err();
+    assert_eq!(
+        timed_out.kind,
+        CallErrorKind::Timeout {
+            limit: Duration::from_millis(50)
+        }
+    );
+    assert_eq!(b.stats.faults.load(Ordering::Relaxed), 1);
+}
+
+#[test]
 fn two_slow_calls_in_a_row_mark_a_binding_slow_and_one_alone_does_not() {
     let rt = runtime();
     let b = binding(&rt, "hostile-loop");

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use crate::contract::{
     ServiceRequest, Verdict, VerifyInput,
 };
 use crate::registry::{OnPluginError, Service};
-use crate::runtime::CallReport;
+use crate::runtime::{CallErrorKind, CallReport};
 use crate::store::entitlement::{self as q, AccountRow, RequestRow};
 use crate::store::{self, new_id, outbox};
 
@@ -101,9 +102,16 @@ impl Decision {
 
     /// The check to make again (under the same request id) when it is not.
     fn into_request(self) -> CheckRequest {
+        self.inputs.into_request()
+    }
+}
+
+impl Inputs {
+    /// The check these inputs were read for, under the request id it got.
+    fn into_request(self) -> CheckRequest {
         let Inputs {
             service, request, ..
-        } = self.inputs;
+        } = self;
         CheckRequest {
             service: service.id().to_owned(),
             account_id: request.account_id,
@@ -122,6 +130,20 @@ struct Inputs {
     existing: Option<RequestRow>,
     account_row: Option<AccountRow>,
 }
+
+/// How deciding ended.
+// Moved once, to its caller: boxing would cost an allocation per check.
+#[allow(clippy::large_enum_variant)]
+enum Deciding {
+    Decided(Decision),
+    /// A plugin call ran over the caller's budget: the inputs, undecided.
+    OverBudget(Inputs),
+}
+
+/// A plugin call on the writer thread stops after this, however long the
+/// service allows: the check is then decided apart, where it may take its
+/// full time limit, and what waits on the writer waits no longer than this.
+const WRITER_BUDGET: Duration = Duration::from_millis(2);
 
 /// What the writer thread did with a check.
 // Moved once, through the commit's answer: boxing would cost an allocation
@@ -152,9 +174,10 @@ impl Entitlement {
     /// answered once their shared commit is durable. Holds no thread while
     /// it waits; what `POST /v1/checks` runs.
     ///
-    /// A service whose plugin made a slow call lately
-    /// ([`crate::runtime::SLOW_CALL`]) is decided apart instead: see
-    /// [`Entitlement::check_apart`].
+    /// A check whose plugin call runs over [`WRITER_BUDGET`] there, and
+    /// every check of a service whose plugin was slow lately
+    /// ([`crate::runtime::Binding::is_slow`]), is decided apart instead:
+    /// see [`Entitlement::check_apart`].
     pub async fn check_grouped(
         self: Arc<Self>,
         req: CheckRequest,
@@ -172,8 +195,14 @@ impl Entitlement {
                 if this.is_slow(&req.service) {
                     return Ok(InWriter::Slow(req));
                 }
-                let (decision, started) = this.decide_and_record(tx, req, None)?;
-                Ok::<_, EntitlementError>(InWriter::Recorded(decision, started))
+                let inputs = this.read_inputs(tx, req)?;
+                match this.decide_within(inputs, None, Some(WRITER_BUDGET))? {
+                    Deciding::Decided(decision) => {
+                        let started = this.record(tx, &decision)?;
+                        Ok::<_, EntitlementError>(InWriter::Recorded(decision, started))
+                    }
+                    Deciding::OverBudget(inputs) => Ok(InWriter::Slow(inputs.into_request())),
+                }
             })
             .await?;
         match done {
@@ -351,14 +380,31 @@ impl Entitlement {
         })
     }
 
-    /// Runs the verifier (the service's plugin, or `native`) and on a
-    /// failure the reconciler on what [`Entitlement::read_inputs`] read:
-    /// the second half of deciding, without the database.
+    /// [`Entitlement::decide_within`] without a budget: it always decides.
     fn decide(
         &self,
         inputs: Inputs,
         native: Option<&dyn NativeVerifier>,
     ) -> Result<Decision, EntitlementError> {
+        match self.decide_within(inputs, native, None)? {
+            Deciding::Decided(decision) => Ok(decision),
+            // Only a call given a budget stops at one.
+            Deciding::OverBudget(_) => Err(EntitlementError::Internal(
+                "a check without a time budget was stopped at one".into(),
+            )),
+        }
+    }
+
+    /// Runs the verifier (the service's plugin, or `native`) and on a
+    /// failure the reconciler on what [`Entitlement::read_inputs`] read:
+    /// the second half of deciding, without the database. A plugin call
+    /// that runs over `budget` hands the inputs back undecided.
+    fn decide_within(
+        &self,
+        inputs: Inputs,
+        native: Option<&dyn NativeVerifier>,
+        budget: Option<Duration>,
+    ) -> Result<Deciding, EntitlementError> {
         let Inputs {
             service,
             request,
@@ -367,10 +413,11 @@ impl Entitlement {
         } = &inputs;
         let account = account_row.as_ref().map(to_account).transpose()?;
         let verified = match native {
-            None => self.verify(service, request, account.clone())?,
+            None => self.verify_within(service, request, account.clone(), budget)?,
             Some(rule) => verify_native(rule, service, request, account.clone()),
         };
         let (ruling, recorded) = match verified {
+            Verified::OverBudget => return Ok(Deciding::OverBudget(inputs)),
             Verified::Fault(message, recorded) => (Ruling::Error(message), recorded),
             Verified::Verdict(Verdict::Pass { level }, recorded) => (Ruling::Pass(level), recorded),
             Verified::Verdict(Verdict::Fail(failure), recorded) => {
@@ -380,7 +427,10 @@ impl Entitlement {
                     .and_then(|r| r.reconciliation_id.clone());
                 let procedure = match live {
                     Some(_) => Procedure::None,
-                    None => self.procedure(service, request, &failure, account),
+                    None => match self.procedure(service, request, &failure, account, budget) {
+                        Some(procedure) => procedure,
+                        None => return Ok(Deciding::OverBudget(inputs)),
+                    },
                 };
                 let ruling = Ruling::Fail {
                     failure,
@@ -390,12 +440,12 @@ impl Entitlement {
                 (ruling, recorded)
             }
         };
-        Ok(Decision {
+        Ok(Deciding::Decided(Decision {
             inputs,
             recorded,
             ruling,
             now: store::now_ms(),
-        })
+        }))
     }
 
     /// A decision's writes: the decision log, the held request, and on a
@@ -567,6 +617,18 @@ impl Entitlement {
         request: &ServiceRequest,
         account: Option<Account>,
     ) -> Result<Verified, EntitlementError> {
+        self.verify_within(service, request, account, None)
+    }
+
+    /// [`Entitlement::verify`], stopped after `budget`
+    /// ([`crate::runtime::Binding::call_within`]).
+    fn verify_within(
+        &self,
+        service: &Service,
+        request: &ServiceRequest,
+        account: Option<Account>,
+        budget: Option<Duration>,
+    ) -> Result<Verified, EntitlementError> {
         let binding = service.binding(Capability::Verifier).ok_or_else(|| {
             EntitlementError::Invalid(format!("service `{}` has no verifier plugin", service.id()))
         })?;
@@ -582,8 +644,11 @@ impl Entitlement {
                 Recorded::new(plugin.name(), plugin.digest().to_string(), &ctx, &call, 0),
             )
         };
-        let report = match binding.call(&ctx, &call) {
+        let report = match binding.call_within(&ctx, &call, budget) {
             Ok(report) => report,
+            Err(e) if matches!(e.kind, CallErrorKind::OverBudget { .. }) => {
+                return Ok(Verified::OverBudget);
+            }
             Err(e) => {
                 // A fault of the live version: the previous good one answers
                 // when the service asks for that, and the decision says so.
@@ -634,16 +699,18 @@ impl Entitlement {
         })
     }
 
-    /// Asks the reconciler what to do; without one, or when it faults, the answer is `none`.
+    /// Asks the reconciler what to do; without one, or when it faults, the
+    /// answer is `none`. `None` when the call ran over `budget`.
     fn procedure(
         &self,
         service: &Service,
         request: &ServiceRequest,
         failure: &Failure,
         account: Option<Account>,
-    ) -> crate::contract::Procedure {
+        budget: Option<Duration>,
+    ) -> Option<Procedure> {
         let Some(binding) = service.binding(Capability::Reconciler) else {
-            return crate::contract::Procedure::None;
+            return Some(Procedure::None);
         };
         let ctx = service.context(Timestamp::now());
         let call = Call::Procedure(ProcedureInput {
@@ -651,7 +718,7 @@ impl Entitlement {
             failure: failure.clone(),
             account,
         });
-        match binding.call(&ctx, &call) {
+        Some(match binding.call_within(&ctx, &call, budget) {
             Ok(CallReport {
                 outcome: Outcome::Procedure(p),
                 ..
@@ -662,16 +729,17 @@ impl Entitlement {
                     "reconciler answered {:?}; denying without reconciliation",
                     other.outcome
                 );
-                crate::contract::Procedure::None
+                Procedure::None
             }
+            Err(e) if matches!(e.kind, CallErrorKind::OverBudget { .. }) => return None,
             Err(e) => {
                 tracing::warn!(
                     service = service.id(),
                     "reconciler failed, denying without reconciliation: {e}"
                 );
-                crate::contract::Procedure::None
+                Procedure::None
             }
-        }
+        })
     }
 }
 
@@ -719,6 +787,8 @@ pub(crate) enum Verified {
     Verdict(Verdict, Recorded),
     /// The plugin faulted or declined to decide: the message says how.
     Fault(String, Recorded),
+    /// The call ran over the caller's budget: no answer yet.
+    OverBudget,
 }
 
 /// A decision's provenance: the plugin, the inputs it got (JSON, ready to

@@ -627,6 +627,8 @@ impl Entitlement {
                 }
                 return Err(LinkError::Internal);
             }
+            // Only a call given a time budget stops at one; this one has none.
+            Ok(Verified::OverBudget) => return Err(LinkError::Internal),
             Err(e) => return Err(internal(e)),
         };
         let level = match verdict {

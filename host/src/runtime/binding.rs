@@ -115,8 +115,8 @@ impl Binding {
         u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn note_duration(&self, elapsed: Duration) {
-        if elapsed <= SLOW_CALL {
+    fn note_call(&self, slow: bool) {
+        if !slow {
             // Read first: most calls are fast, and a write would bounce the
             // cache line between cores.
             if self.slow_streak.load(Ordering::Relaxed) != 0 {
@@ -142,20 +142,30 @@ impl Binding {
     /// error naming the plugin, its version and the cause; it never panics
     /// and never affects another call.
     pub fn call(&self, ctx: &Context, call: &Call) -> Result<CallReport, CallError> {
+        self.call_within(ctx, call, None)
+    }
+
+    /// [`Binding::call`], stopped after `budget` when that is shorter than
+    /// the service's time limit: for callers that others wait on, which
+    /// run a call that needs longer again elsewhere (plugins are pure
+    /// functions of their inputs). Such a stop is
+    /// [`CallErrorKind::OverBudget`] and counts as a slow call, not a
+    /// fault.
+    pub fn call_within(
+        &self,
+        ctx: &Context,
+        call: &Call,
+        budget: Option<Duration>,
+    ) -> Result<CallReport, CallError> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         if !self.plugin.exports(call.capability()) {
             return Err(self.error(CallErrorKind::Unsupported(call.capability())));
         }
+        let budget = budget.filter(|b| *b < self.limits.timeout);
         let mut instance = self.checkout()?;
         let fuel_budget = u64::MAX / 2;
         let store = &mut instance.store;
-        let ticks = self
-            .limits
-            .timeout
-            .as_micros()
-            .div_ceil(EPOCH_TICK.as_micros())
-            .max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.set_epoch_deadline(ticks(budget.unwrap_or(self.limits.timeout)));
         if self.plugin.runtime.options().fuel {
             store
                 .set_fuel(fuel_budget)
@@ -164,7 +174,6 @@ impl Binding {
         let started = Instant::now();
         let result = v0_1::invoke(&instance.guests, &mut instance.store, ctx, call);
         let elapsed = started.elapsed();
-        self.note_duration(elapsed);
         let fuel = self.plugin.runtime.options().fuel.then(|| {
             instance
                 .store
@@ -178,11 +187,22 @@ impl Binding {
             Ok(outcome) => outcome,
             Err(e) => {
                 let mut kind = self.classify(&instance, e);
+                if let (CallErrorKind::Timeout { .. }, Some(budget)) = (&kind, budget) {
+                    // It needed longer than the budget: slow, however soon
+                    // the epoch stopped it. The instance is dropped: it
+                    // stopped mid-call.
+                    self.note_call(true);
+                    return Err(CallError {
+                        logs,
+                        ..self.error(CallErrorKind::OverBudget { budget })
+                    });
+                }
                 if let (CallErrorKind::Trap(message), Some(panic)) =
                     (&mut kind, panic_message(&logs))
                 {
                     *message = format!("panicked: {panic} ({message})");
                 }
+                self.note_call(elapsed > SLOW_CALL);
                 self.stats.faults.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(plugin = %self.plugin.name(), digest = %self.plugin.digest().short(), "{kind}");
                 // The instance is dropped here: its state after a fault is not trusted.
@@ -192,6 +212,7 @@ impl Binding {
                 });
             }
         };
+        self.note_call(elapsed > SLOW_CALL);
         let bytes = output_bytes(&outcome);
         if bytes > self.limits.output_bytes {
             self.stats.faults.fetch_add(1, Ordering::Relaxed);
@@ -275,13 +296,7 @@ impl Binding {
         let mut store = Store::new(engine, state);
         store.limiter(|s| s);
         // Instantiation runs the component's start code: bound it too.
-        let ticks = self
-            .limits
-            .timeout
-            .as_micros()
-            .div_ceil(EPOCH_TICK.as_micros())
-            .max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.set_epoch_deadline(ticks(self.limits.timeout));
         if self.plugin.runtime.options().fuel {
             store.set_fuel(u64::MAX / 2).map_err(|e| e.to_string())?;
         }
@@ -306,6 +321,12 @@ impl Binding {
     pub fn idle_instances(&self) -> usize {
         self.idle.lock().map_or(0, |idle| idle.len())
     }
+}
+
+/// `limit` in epoch ticks, at least one.
+fn ticks(limit: Duration) -> u64 {
+    let ticks = limit.as_micros().div_ceil(EPOCH_TICK.as_micros()).max(1);
+    u64::try_from(ticks).unwrap_or(u64::MAX)
 }
 
 /// The first line of a trap, plus the plugin's own panic message when the
