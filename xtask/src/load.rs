@@ -150,6 +150,25 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             );
         }
     }
+    // How the checks went through the store: the mean group, and how many
+    // were decided apart (a plugin call over the writer's budget).
+    let metrics = Command::new("curl")
+        .args(["-s", &format!("{base}/metrics")])
+        .output()
+        .context("cannot run curl")?;
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let commits = value("rulehost_store_group_commits_total").max(1.0);
+    println!(
+        "group commits: mean {:.1} writes; checks decided apart: {}",
+        value("rulehost_store_group_writes_total") / commits,
+        value("rulehost_checks_decided_apart_total")
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
