@@ -64,8 +64,9 @@ pub struct CheckResponse {
 const FINAL: [&str; 3] = ["fulfilled", "lapsed", "reconciliation-failed"];
 
 /// A check decided and not yet recorded: everything its transaction
-/// writes. Every check decides and records in one transaction, then
-/// answers after the commit.
+/// writes, and the inputs it was decided on. A check is recorded in one
+/// transaction (and decided there too, unless decided apart), then
+/// answered after the commit.
 struct Decision {
     inputs: Inputs,
     recorded: Recorded,
@@ -99,15 +100,21 @@ impl Decision {
         Ok(q::get_request(tx, &read.request.id)? == read.existing
             && q::get_account(tx, &read.request.account_id)? == read.account_row)
     }
+}
 
-    /// The check to make again (under the same request id) when it is not.
-    fn into_request(self) -> CheckRequest {
-        self.inputs.into_request()
-    }
+/// What a check read before deciding: the service, the request, and the
+/// rows a decision depends on (the held request and the account).
+struct Inputs {
+    service: Arc<Service>,
+    request: ServiceRequest,
+    existing: Option<RequestRow>,
+    account_row: Option<AccountRow>,
 }
 
 impl Inputs {
-    /// The check these inputs were read for, under the request id it got.
+    /// The check these inputs were read for, under the request id it got:
+    /// to make again when they changed before it was recorded, or to make
+    /// apart.
     fn into_request(self) -> CheckRequest {
         let Inputs {
             service, request, ..
@@ -120,15 +127,6 @@ impl Inputs {
             description: request.description,
         }
     }
-}
-
-/// What a check read before deciding: the service, the request, and the
-/// rows a decision depends on (the held request and the account).
-struct Inputs {
-    service: Arc<Service>,
-    request: ServiceRequest,
-    existing: Option<RequestRow>,
-    account_row: Option<AccountRow>,
 }
 
 /// How deciding ended.
@@ -151,7 +149,8 @@ const WRITER_BUDGET: Duration = Duration::from_millis(2);
 #[allow(clippy::large_enum_variant)]
 enum InWriter {
     Recorded(Decision, Option<Started>),
-    /// The service's plugins are slow: not decided, handed back.
+    /// Handed back undecided: the service's plugins are slow, or this
+    /// check's call ran over [`WRITER_BUDGET`].
     Slow(CheckRequest),
 }
 
@@ -211,8 +210,9 @@ impl Entitlement {
         }
     }
 
-    /// A check of a service with a slow plugin: decided on the blocking
-    /// pool against the last commit, so its plugins hold up no other write,
+    /// A check whose plugins are slow, decided apart from the writer
+    /// thread: on the blocking pool against the last commit, so its
+    /// plugins hold up no other write,
     /// then recorded in a group commit if the account and the held request
     /// are still as it read them. If they changed it is decided again;
     /// after [`APART_TRIES`] it is decided on the writer thread, where
@@ -254,7 +254,7 @@ impl Entitlement {
                 Ok((decision, started)) => return self.answer_async(decision, started).await,
                 Err(stale) => {
                     self.stats.redecided.fetch_add(1, Ordering::Relaxed);
-                    req = stale.into_request();
+                    req = stale.inputs.into_request();
                 }
             }
         }
