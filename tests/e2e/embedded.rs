@@ -390,3 +390,40 @@ fn slow_checks_spin_on_at_most_half_the_cores_at_once() {
     }
     assert_eq!(host.slow_calls_begun(), begun + limit as u64 + 2);
 }
+
+#[test]
+fn the_blocking_check_also_keeps_a_slow_plugin_out_of_its_transaction() {
+    let host = embedded_with(&[SLOW]);
+    let begun = host.slow_calls_begun();
+    let entitlement = host.entitlement.clone();
+    let slow = std::thread::spawn(move || {
+        entitlement.check(CheckRequest {
+            service: "slow".into(),
+            ..request(Some("req-blocking-slow"))
+        })
+    });
+    // Its first call stops at the writer's budget; the second runs apart.
+    while host.slow_calls_begun() < begun + 2 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    for i in 0..20 {
+        let answer = host
+            .entitlement
+            .check(request(Some(&format!("req-blocking-{i}"))))
+            .unwrap();
+        assert_eq!(answer.decision, "pass");
+    }
+    assert!(
+        !slow.is_finished(),
+        "the checks beside the slow one waited for it"
+    );
+    let answer = slow.join().unwrap();
+    assert!(
+        matches!(&answer, Err(EntitlementError::Plugin(m)) if m.contains("timed out after 500 ms")),
+        "{answer:?}"
+    );
+    assert_eq!(
+        host.entitlement.stats.decided_apart.load(Ordering::Relaxed),
+        1
+    );
+}

@@ -143,7 +143,7 @@ enum Deciding {
 /// full time limit, and what waits on the writer waits no longer than this.
 const WRITER_BUDGET: Duration = Duration::from_millis(2);
 
-/// What the writer thread did with a check.
+/// What a check's work in the writer's transaction came to.
 // Moved once, through the commit's answer: boxing would cost an allocation
 // per check for nothing.
 #[allow(clippy::large_enum_variant)]
@@ -159,13 +159,21 @@ enum InWriter {
 const APART_TRIES: usize = 3;
 
 impl Entitlement {
-    /// One check in its own transaction. Blocking.
+    /// One check in its own transaction. Blocking. Like
+    /// [`Entitlement::check_grouped`], a check whose plugins are slow is
+    /// decided apart, outside the transaction (on the caller's thread).
     pub fn check(&self, req: CheckRequest) -> Result<CheckResponse, EntitlementError> {
-        let (decision, started) = self
+        if self.is_slow(&req.service) {
+            return self.check_apart(req);
+        }
+        match self
             .shared
             .store
-            .write(|tx| self.decide_and_record(tx, req, None))?;
-        self.answer(decision, started)
+            .write(|tx| self.decide_in_writer(tx, req))?
+        {
+            InWriter::Recorded(decision, started) => self.answer(decision, started),
+            InWriter::Slow(req) => self.check_apart(req),
+        }
     }
 
     /// [`Entitlement::check`] through the store's group commit: decided and
@@ -182,89 +190,95 @@ impl Entitlement {
         req: CheckRequest,
     ) -> Result<CheckResponse, EntitlementError> {
         if self.is_slow(&req.service) {
-            return self.check_apart(req).await;
+            return self.check_apart_async(req).await;
         }
         let this = self.clone();
         let done = self
             .shared
             .store
-            .write_grouped(move |tx| {
-                // It may have turned slow while this check was queued, on
-                // a check of this very group.
-                if this.is_slow(&req.service) {
-                    return Ok(InWriter::Slow(req));
-                }
-                let inputs = this.read_inputs(tx, req)?;
-                match this.decide_within(inputs, None, Some(WRITER_BUDGET))? {
-                    Deciding::Decided(decision) => {
-                        let started = this.record(tx, &decision)?;
-                        Ok::<_, EntitlementError>(InWriter::Recorded(decision, started))
-                    }
-                    Deciding::OverBudget(inputs) => Ok(InWriter::Slow(inputs.into_request())),
-                }
-            })
+            .write_grouped(move |tx| this.decide_in_writer(tx, req))
             .await?;
         match done {
             InWriter::Recorded(decision, started) => self.answer_async(decision, started).await,
-            InWriter::Slow(req) => self.check_apart(req).await,
+            InWriter::Slow(req) => self.check_apart_async(req).await,
         }
     }
 
-    /// A check whose plugins are slow, decided apart from the writer
-    /// thread: on the blocking pool against the last commit, so its
-    /// plugins hold up no other write,
-    /// then recorded in a group commit if the account and the held request
-    /// are still as it read them. If they changed it is decided again;
-    /// after [`APART_TRIES`] it is decided on the writer thread, where
-    /// nothing can change in between. Either way checks stay serializable.
-    /// At most [`Entitlement::apart_limit`] are decided at once.
-    async fn check_apart(
-        self: Arc<Self>,
-        mut req: CheckRequest,
-    ) -> Result<CheckResponse, EntitlementError> {
+    /// A check's work in the writer's transaction `tx`, its plugin calls
+    /// held to [`WRITER_BUDGET`]; handed back when its plugins are slow.
+    fn decide_in_writer(
+        &self,
+        tx: &rusqlite::Connection,
+        req: CheckRequest,
+    ) -> Result<InWriter, EntitlementError> {
+        // It may have turned slow while this check waited for the writer,
+        // on a check just before it.
+        if self.is_slow(&req.service) {
+            return Ok(InWriter::Slow(req));
+        }
+        let inputs = self.read_inputs(tx, req)?;
+        Ok(
+            match self.decide_within(inputs, None, Some(WRITER_BUDGET))? {
+                Deciding::Decided(decision) => {
+                    let started = self.record(tx, &decision)?;
+                    InWriter::Recorded(decision, started)
+                }
+                Deciding::OverBudget(inputs) => InWriter::Slow(inputs.into_request()),
+            },
+        )
+    }
+
+    /// A check whose plugins are slow, decided apart from the writer's
+    /// transaction: against the last commit, its plugins holding no
+    /// connection, so they hold up no other write; then recorded in a
+    /// transaction of its own if the account and the held request are
+    /// still as it read them. If they changed it is decided again; after
+    /// [`APART_TRIES`] it is decided inside the transaction, where nothing
+    /// can change in between. Either way checks stay serializable.
+    /// Blocking.
+    fn check_apart(&self, mut req: CheckRequest) -> Result<CheckResponse, EntitlementError> {
         self.stats.decided_apart.fetch_add(1, Ordering::Relaxed);
+        let store = &self.shared.store;
         for _ in 0..APART_TRIES {
-            let this = self.clone();
-            // A plugin spinning to its time limit burns a core: at most
-            // half of them decide apart at once, the rest keep serving.
-            let permit = self.apart.acquire().await.map_err(|e| {
-                EntitlementError::Internal(format!("deciding the check failed: {e}"))
+            let inputs = store.read(|c| self.read_inputs(c, req))?;
+            let decision = self.decide(inputs, None)?;
+            let recorded = store.write(|tx| {
+                if !decision.still_current(tx)? {
+                    return Ok(Err(decision));
+                }
+                let started = self.record(tx, &decision)?;
+                Ok::<_, EntitlementError>(Ok((decision, started)))
             })?;
-            // The plugins run after the reads, holding no connection.
-            let decision = tokio::task::spawn_blocking(move || {
-                let inputs = this.shared.store.read(|c| this.read_inputs(c, req))?;
-                this.decide(inputs, None)
-            })
-            .await
-            .map_err(|e| EntitlementError::Internal(format!("deciding the check failed: {e}")))??;
-            drop(permit);
-            let this = self.clone();
-            let recorded = self
-                .shared
-                .store
-                .write_grouped(move |tx| {
-                    if !decision.still_current(tx)? {
-                        return Ok(Err(decision));
-                    }
-                    let started = this.record(tx, &decision)?;
-                    Ok::<_, EntitlementError>(Ok((decision, started)))
-                })
-                .await?;
             match recorded {
-                Ok((decision, started)) => return self.answer_async(decision, started).await,
+                Ok((decision, started)) => return self.answer(decision, started),
                 Err(stale) => {
                     self.stats.redecided.fetch_add(1, Ordering::Relaxed);
                     req = stale.inputs.into_request();
                 }
             }
         }
+        let (decision, started) = store.write(|tx| self.decide_and_record(tx, req, None))?;
+        self.answer(decision, started)
+    }
+
+    /// [`Entitlement::check_apart`] from async code, on the blocking pool.
+    /// A plugin spinning to its time limit burns a core: at most
+    /// [`Entitlement::apart_limit`] of these run at once, the rest wait.
+    async fn check_apart_async(
+        self: Arc<Self>,
+        req: CheckRequest,
+    ) -> Result<CheckResponse, EntitlementError> {
+        let failed =
+            |e: String| EntitlementError::Internal(format!("deciding the check failed: {e}"));
+        let _permit = self
+            .apart
+            .acquire()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         let this = self.clone();
-        let (decision, started) = self
-            .shared
-            .store
-            .write_grouped(move |tx| this.decide_and_record(tx, req, None))
-            .await?;
-        self.answer_async(decision, started).await
+        tokio::task::spawn_blocking(move || this.check_apart(req))
+            .await
+            .map_err(|e| failed(e.to_string()))?
     }
 
     fn is_slow(&self, service: &str) -> bool {
