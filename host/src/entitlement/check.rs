@@ -155,7 +155,7 @@ enum InWriter {
 }
 
 /// How often a check decided apart is decided again because what it read
-/// changed, before it is decided on the writer thread after all.
+/// changed, before it is decided inside the transaction after all.
 const APART_TRIES: usize = 3;
 
 impl Entitlement {
