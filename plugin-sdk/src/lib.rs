@@ -9,7 +9,9 @@
 //! Plugins are pure functions of their inputs: the host passes in every piece
 //! of state a rule reads and stores whatever it returns. A warm instance may
 //! serve many calls, but nothing a plugin keeps in memory between calls is
-//! guaranteed to be there on the next one.
+//! guaranteed to be there on the next one. The host may also stop a call
+//! and make it again from the start (one that runs long where other work
+//! waits on it), so a rule must not count on seeing each request once.
 //!
 //! # Example
 //!
