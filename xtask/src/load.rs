@@ -2,10 +2,16 @@
 //! `POST /v1/checks` against the real `rulehost serve` on loopback, with
 //! `wrk` (Debian's package) at 1, 10 and 100 concurrent clients. Bounded in
 //! time (`LOAD_SECONDS`, default 10 per level) and stops by itself.
+//!
+//! `LOAD_SPIN=1` adds a service whose plugin spins to its 50 ms time limit
+//! (`hostile-loop`) and checks it about 10 times a second throughout: what
+//! one bad plugin costs everyone else.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -40,8 +46,20 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    let spin = std::env::var_os("LOAD_SPIN").is_some_and(|v| v != "0");
     let dir = std::env::temp_dir().join(format!("rulehost-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    let rules = if spin {
+        let rules = dir.join("rules");
+        copy_dir(&root.join("rules"), &rules)?;
+        std::fs::write(
+            rules.join("spinning.toml"),
+            "id = \"spinning\"\n[plugins]\nverifier = \"hostile-loop\"\n",
+        )?;
+        rules
+    } else {
+        root.join("rules")
+    };
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into);
     let mut child = Command::new(Path::new(&target).join("release").join("rulehost"))
@@ -55,7 +73,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         .arg("--db")
         .arg(dir.join("load.db"))
         .arg("--rules")
-        .arg(root.join("rules"))
+        .arg(&rules)
         .arg("--plugins")
         .arg(root.join("plugins").join("dist"))
         .stdout(Stdio::piped())
@@ -99,6 +117,12 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     println!(
         "POST {base}/v1/checks, support-contract, {seconds} s per level, wrk on the same machine"
     );
+    let spinning = spin.then(|| spin_checks(&base));
+    if spinning.is_some() {
+        println!(
+            "beside checks of `spinning`, whose plugin spins to its 50 ms limit, about 10 a second"
+        );
+    }
     println!(
         "{:>8}  {:>10}  {:>9}  {:>9}  {:>9}  {:>7}",
         "clients", "checks/s", "p50 ms", "p99 ms", "p99.9 ms", "errors"
@@ -150,6 +174,10 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some((stop, thread)) = spinning {
+        stop.store(true, Ordering::Relaxed);
+        let _ = thread.join();
+    }
     // How the checks went through the store: the mean group, and how many
     // were decided apart (a plugin call over the writer's budget).
     let metrics = Command::new("curl")
@@ -170,5 +198,38 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         value("rulehost_checks_decided_apart_total")
     );
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Checks the `spinning` service about 10 times a second (each takes its
+/// 50 ms limit) until told to stop.
+fn spin_checks(base: &str) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = format!("{base}/v1/checks");
+    let flag = stop.clone();
+    let thread = std::thread::spawn(move || {
+        while !flag.load(Ordering::Relaxed) {
+            let _ = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-X", "POST", &url, "-d"])
+                .arg(r#"{"service": "spinning", "account_id": "load-1"}"#)
+                .status();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    (stop, thread)
+}
+
+/// Copies the folder `from` into `to`, recursively.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
     Ok(())
 }
