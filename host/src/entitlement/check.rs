@@ -211,12 +211,12 @@ impl Entitlement {
         tx: &rusqlite::Connection,
         req: CheckRequest,
     ) -> Result<InWriter, EntitlementError> {
+        let inputs = self.read_inputs(tx, req)?;
         // It may have turned slow while this check waited for the writer,
         // on a check just before it.
-        if self.is_slow(&req.service) {
-            return Ok(InWriter::Slow(req));
+        if inputs.service.is_slow() {
+            return Ok(InWriter::Slow(inputs.into_request()));
         }
-        let inputs = self.read_inputs(tx, req)?;
         Ok(
             match self.decide_within(inputs, None, Some(WRITER_BUDGET))? {
                 Deciding::Decided(decision) => {
