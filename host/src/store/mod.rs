@@ -298,24 +298,16 @@ pub fn rfc3339(ms: i64) -> String {
 /// at the end of their index: random keys scatter every insert to another
 /// page, and each such page is one more WAL write per commit.
 pub fn new_id(prefix: &str, bytes: usize) -> String {
-    use std::fmt::Write as _;
+    let mut random = vec![0u8; bytes];
+    random_bytes(&mut random);
     let ms = now_ms().clamp(0, (1 << 48) - 1);
-    let mut id = String::with_capacity(prefix.len() + 1 + 12 + 2 * bytes);
-    let _ = write!(id, "{prefix}_{ms:012x}");
-    random_bytes(bytes, |b| {
-        id.push(char::from(HEX[usize::from(b >> 4)]));
-        id.push(char::from(HEX[usize::from(b & 15)]));
-    });
-    id
+    format!("{prefix}_{ms:012x}{}", hex::encode(random))
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Hands `n` bytes from the OS RNG to `each`. They are fetched 256 at a
-/// time per thread: one `getrandom` call per id was a microsecond of a
-/// check. These bytes make ids unique, not secret (link keys read the OS
-/// RNG directly).
-fn random_bytes(n: usize, mut each: impl FnMut(u8)) {
+/// Fills `buf` from the OS RNG, fetched 256 bytes at a time per thread: one
+/// `getrandom` call per id was a microsecond of a check. These bytes make
+/// ids unique, not secret (link keys read the OS RNG directly).
+fn random_bytes(buf: &mut [u8]) {
     use std::cell::RefCell;
     use std::sync::atomic::{AtomicU64, Ordering};
     const BATCH: usize = 256;
@@ -323,7 +315,7 @@ fn random_bytes(n: usize, mut each: impl FnMut(u8)) {
         static POOL: RefCell<([u8; BATCH], usize)> = const { RefCell::new(([0; BATCH], BATCH)) };
     }
     POOL.with_borrow_mut(|(pool, used)| {
-        for _ in 0..n {
+        for b in buf {
             if *used == BATCH {
                 if getrandom::fill(pool).is_err() {
                     // The OS RNG is unavailable: a counter keeps ids unique.
@@ -335,7 +327,7 @@ fn random_bytes(n: usize, mut each: impl FnMut(u8)) {
                 }
                 *used = 0;
             }
-            each(pool[*used]);
+            *b = pool[*used];
             *used += 1;
         }
     });
