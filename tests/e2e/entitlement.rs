@@ -421,6 +421,16 @@ fn a_slow_plugin_is_shown_and_its_checks_are_decided_apart() {
     assert_eq!(decided_apart(), Some(1.0));
     slow_check("s-2");
     assert_eq!(decided_apart(), Some(2.0));
+    let plugins = host.get("/v1/plugins").json["plugins"].clone();
+    let looping = plugins
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == "hostile-loop"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        looping["stats"]["slow_calls"].as_u64() >= Some(3),
+        "{looping}"
+    );
     let fine = host.post(
         "/v1/checks",
         &json!({"service": "support-contract", "account_id": "acme-1"}),
