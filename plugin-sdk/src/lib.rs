@@ -83,10 +83,11 @@ pub mod types;
 /// every string and list argument to a plugin through the component's
 /// `cabi_realloc`, which on `wasm32-wasip2` is wasi-libc's and allocates
 /// with `malloc`; the generated bindings then free those arguments through
-/// Rust's global allocator. Any other allocator would be freeing memory it
-/// never handed out (seen: a trap in `free` on the first call with one,
-/// silent heap corruption with another). Declared here, a second
-/// `#[global_allocator]` in a plugin is a compile error instead.
+/// Rust's global allocator. Any other allocator frees memory it never
+/// handed out (seen: `talc` trapped in `free` on the first call; the
+/// `dlmalloc` crate answered, taking wasi-libc's blocks into its own heap).
+/// Declared here, a second `#[global_allocator]` in a plugin is a compile
+/// error instead.
 #[cfg(all(target_family = "wasm", target_os = "wasi"))]
 #[global_allocator]
 static ALLOCATOR: std::alloc::System = std::alloc::System;
