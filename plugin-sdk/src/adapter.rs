@@ -2,68 +2,107 @@
 //!
 //! `Adapter<T>` implements each generated trait when `T` implements the
 //! matching SDK trait; the `export!` macro names it once per capability.
+//! `Setup` keeps the context `setup.configure` gives the instance, and each
+//! call lends it to the rule with the call's `now`.
 
+use core::cell::RefCell;
 use core::marker::PhantomData;
 
 use crate::__private::{
     plan_policy_world::exports::rulehost::plugin::plan_policy,
     reconciler_world::exports::rulehost::plugin::reconciler,
     session_charging_world::exports::rulehost::plugin::session_charging,
+    setup_world::exports::rulehost::plugin::setup,
     verifier_world::exports::rulehost::plugin::verifier,
 };
 use crate::types::*;
-use crate::{PlanPolicy, Reconciler, SessionCharging, Verifier};
+use crate::{Error, PlanPolicy, Reconciler, SessionCharging, Verifier};
+
+std::thread_local! {
+    /// The service and config this instance serves, from `configure`.
+    static CONTEXT: RefCell<Option<Context>> = const { RefCell::new(None) };
+}
+
+/// Runs a rule with the configured context at `now`.
+fn with_context<R>(
+    now: Timestamp,
+    rule: impl FnOnce(&Context) -> Result<R, Error>,
+) -> Result<R, String> {
+    CONTEXT.with_borrow_mut(|ctx| match ctx {
+        Some(ctx) => {
+            ctx.now = now;
+            rule(ctx).map_err(String::from)
+        }
+        None => Err("called before `setup.configure`: this host does not serve \
+                     contract 0.2 the way this plugin was built for"
+            .into()),
+    })
+}
+
+#[doc(hidden)]
+pub struct Setup;
+
+impl setup::Guest for Setup {
+    fn configure(ctx: Context) -> Result<(), String> {
+        CONTEXT.set(Some(ctx));
+        Ok(())
+    }
+}
 
 #[doc(hidden)]
 pub struct Adapter<T>(PhantomData<T>);
 
 impl<T: Verifier> verifier::Guest for Adapter<T> {
     fn verify(
-        ctx: Context,
+        now: Timestamp,
         request: ServiceRequest,
         account: Option<Account>,
     ) -> Result<Verdict, String> {
-        T::verify(&ctx, &request, account.as_ref()).map_err(String::from)
+        with_context(now, |ctx| T::verify(ctx, &request, account.as_ref()))
     }
 }
 
 impl<T: Reconciler> reconciler::Guest for Adapter<T> {
     fn procedure_for(
-        ctx: Context,
+        now: Timestamp,
         request: ServiceRequest,
         failure: Failure,
         account: Option<Account>,
     ) -> Result<Procedure, String> {
-        T::procedure(&ctx, &request, &failure, account.as_ref()).map_err(String::from)
+        with_context(now, |ctx| {
+            T::procedure(ctx, &request, &failure, account.as_ref())
+        })
     }
 }
 
 impl<T: PlanPolicy> plan_policy::Guest for Adapter<T> {
     fn restriction(
-        ctx: Context,
+        now: Timestamp,
         plan: Plan,
         usage: Usage,
         communication: Communication,
     ) -> Result<Option<String>, String> {
-        T::restriction(&ctx, &plan, &usage, &communication).map_err(String::from)
+        with_context(now, |ctx| {
+            T::restriction(ctx, &plan, &usage, &communication)
+        })
     }
 
     fn reset_due(
-        ctx: Context,
+        now: Timestamp,
         plan: Plan,
         association: Association,
         usage: Usage,
     ) -> Result<bool, String> {
-        T::reset_due(&ctx, &plan, &association, &usage).map_err(String::from)
+        with_context(now, |ctx| T::reset_due(ctx, &plan, &association, &usage))
     }
 }
 
 impl<T: SessionCharging> session_charging::Guest for Adapter<T> {
     fn on_event(
-        ctx: Context,
+        now: Timestamp,
         session: Session,
         event: SessionEventAt,
     ) -> Result<Vec<Charge>, String> {
-        T::on_event(&ctx, &session, &event).map_err(String::from)
+        with_context(now, |ctx| T::on_event(ctx, &session, &event))
     }
 }

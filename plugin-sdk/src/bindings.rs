@@ -1,11 +1,21 @@
 //! Generated bindings, private to the SDK: authors use the traits and types
 //! re-exported from the crate root instead.
 //!
-//! Each capability is generated from its own single-export world, so that a
+//! Each export is generated from its own single-export world, so that a
 //! plugin exports exactly the capabilities it implements (wit-component would
 //! otherwise demand a definition for every export of one big world). The
-//! first world defines the shared types and the `host` import; the others
-//! reuse them with `with`.
+//! first world, `setup`, defines the shared types and the `host` import; the
+//! others reuse them with `with`.
+
+pub mod setup_world {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "setup-plugin",
+        pub_export_macro: true,
+        default_bindings_module: "rulehost_sdk::__private::setup_world",
+        additional_derives: [PartialEq],
+    });
+}
 
 pub mod verifier_world {
     wit_bindgen::generate!({
@@ -13,7 +23,10 @@ pub mod verifier_world {
         world: "verifier-plugin",
         pub_export_macro: true,
         default_bindings_module: "rulehost_sdk::__private::verifier_world",
-        additional_derives: [PartialEq],
+        with: {
+            "rulehost:plugin/types@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::types,
+            "rulehost:plugin/host@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::host,
+        },
     });
 }
 
@@ -24,8 +37,8 @@ pub mod reconciler_world {
         pub_export_macro: true,
         default_bindings_module: "rulehost_sdk::__private::reconciler_world",
         with: {
-            "rulehost:plugin/types@0.1.0": crate::__private_bindings::verifier_world::rulehost::plugin::types,
-            "rulehost:plugin/host@0.1.0": crate::__private_bindings::verifier_world::rulehost::plugin::host,
+            "rulehost:plugin/types@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::types,
+            "rulehost:plugin/host@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::host,
         },
     });
 }
@@ -37,8 +50,8 @@ pub mod plan_policy_world {
         pub_export_macro: true,
         default_bindings_module: "rulehost_sdk::__private::plan_policy_world",
         with: {
-            "rulehost:plugin/types@0.1.0": crate::__private_bindings::verifier_world::rulehost::plugin::types,
-            "rulehost:plugin/host@0.1.0": crate::__private_bindings::verifier_world::rulehost::plugin::host,
+            "rulehost:plugin/types@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::types,
+            "rulehost:plugin/host@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::host,
         },
     });
 }
@@ -50,8 +63,8 @@ pub mod session_charging_world {
         pub_export_macro: true,
         default_bindings_module: "rulehost_sdk::__private::session_charging_world",
         with: {
-            "rulehost:plugin/types@0.1.0": crate::__private_bindings::verifier_world::rulehost::plugin::types,
-            "rulehost:plugin/host@0.1.0": crate::__private_bindings::verifier_world::rulehost::plugin::host,
+            "rulehost:plugin/types@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::types,
+            "rulehost:plugin/host@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::host,
         },
     });
 }

@@ -8,12 +8,21 @@
 ///
 /// Capabilities: `verifier`, `reconciler`, `plan_policy`, `session_charging`;
 /// the type must implement the matching trait for each. The component exports
-/// exactly these interfaces, which is how the host learns what the plugin
-/// offers. On targets other than wasm32 the macro expands to nothing that
+/// exactly these interfaces, plus `setup` (which every plugin exports), which
+/// is how the host learns what the plugin offers. On targets other than wasm32 the macro expands to nothing that
 /// runs, so the same crate builds natively for `cargo test`.
 #[macro_export]
 macro_rules! export {
     ($ty:ty : $($capability:ident),+ $(,)?) => {
+        // Every plugin exports `setup`: the host configures each instance
+        // with its service and config before the first call.
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type RulehostSetup = $crate::__private::Setup;
+            $crate::__private::setup_world::export!(
+                RulehostSetup with_types_in $crate::__private::setup_world
+            );
+        };
         $( $crate::__export_capability!($capability, $ty); )+
     };
 }

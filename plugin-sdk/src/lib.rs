@@ -96,13 +96,13 @@ static ALLOCATOR: std::alloc::System = std::alloc::System;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::__private_bindings::*;
-    pub use crate::adapter::Adapter;
+    pub use crate::adapter::{Adapter, Setup};
 }
 
 use types::*;
 
 /// The version of the plugin contract this SDK builds against.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// An error a plugin returns when it cannot decide (bad config, missing
 /// data). The host records it apart from a failed check and applies the

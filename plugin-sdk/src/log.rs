@@ -1,12 +1,12 @@
 //! Logging to the host: lines appear in the host's log under the plugin's
 //! name and in `rulehost eval`. Natively (in `cargo test`) they go to stderr.
 
-pub use crate::__private::verifier_world::rulehost::plugin::host::LogLevel;
+pub use crate::__private::setup_world::rulehost::plugin::host::LogLevel;
 
 /// Sends one log line to the host.
 pub fn write(level: LogLevel, message: &str) {
     #[cfg(target_arch = "wasm32")]
-    crate::__private::verifier_world::rulehost::plugin::host::log(level, message);
+    crate::__private::setup_world::rulehost::plugin::host::log(level, message);
     #[cfg(not(target_arch = "wasm32"))]
     eprintln!("[{level:?}] {message}");
 }

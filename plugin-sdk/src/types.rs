@@ -1,6 +1,6 @@
 //! The contract's data types, with helpers for the lookups every rule makes.
 
-pub use crate::__private::verifier_world::rulehost::plugin::types::{
+pub use crate::__private::setup_world::rulehost::plugin::types::{
     Account, AccountStatus, Association, AsyncNotice, Channel, Charge, Communication, Contact,
     Context, Failure, FailureCode, Money, Participant, Plan, Procedure, Properties, ServiceRequest,
     Session, SessionEvent, SessionEventAt, Timestamp, Usage, Verdict,

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use rulehost::contract::{
-    Account, AccountStatus, Call, Capability, Context, Outcome, Properties, ServiceRequest,
-    Verdict, VerifyInput,
+    Account, AccountStatus, Call, Capability, Contact, Context, Failure, FailureCode, Outcome,
+    Procedure, ProcedureInput, Properties, ServiceRequest, Verdict, VerifyInput,
 };
 use rulehost::runtime::{
     Binding, CallErrorKind, InstanceMode, Limits, LoadErrorKind, Runtime, RuntimeOptions,
@@ -24,6 +24,18 @@ fn ctx() -> Context {
     }
 }
 
+fn verify_account() -> Account {
+    Account {
+        id: "acme-1".into(),
+        status: AccountStatus::Active,
+        paid_up: true,
+        tier: "standard".into(),
+        contract_end: None,
+        contact: None,
+        attributes: Properties::default(),
+    }
+}
+
 fn verify_call(status: AccountStatus) -> Call {
     Call::Verify(VerifyInput {
         request: ServiceRequest {
@@ -33,13 +45,8 @@ fn verify_call(status: AccountStatus) -> Call {
             attributes: Properties::default(),
         },
         account: Some(Account {
-            id: "acme-1".into(),
             status,
-            paid_up: true,
-            tier: "standard".into(),
-            contract_end: None,
-            contact: None,
-            attributes: Properties::default(),
+            ..verify_account()
         }),
     })
 }
@@ -152,8 +159,85 @@ fn a_plugin_for_another_contract_version_is_refused_naming_both() {
     assert!(matches!(err.kind, LoadErrorKind::ContractVersion { .. }));
     let message = err.to_string();
     assert!(
-        message.contains("rulehost:plugin@2.0.0") && message.contains("rulehost:plugin@0.1.0"),
+        message.contains("rulehost:plugin@2.0.0")
+            && message.contains("this host serves rulehost:plugin@0.1.0 and @0.2.0")
+            && message.contains("rebuild it against rulehost-sdk 0.2"),
         "{message}"
+    );
+}
+
+#[test]
+fn a_plugin_built_for_contract_0_1_still_loads_and_gets_the_context_on_every_call() {
+    let rt = runtime();
+    let b = binding(&rt, "contract-v0-1");
+    assert_eq!(b.plugin().contract().to_string(), "0.1.0");
+    assert_eq!(b.plugin().capabilities(), &[Capability::Verifier]);
+    for level in ["gold", "silver", "gold"] {
+        let ctx = Context {
+            config: [("level", level)].into_iter().collect(),
+            ..ctx()
+        };
+        let report = b
+            .call(&ctx, &verify_call(AccountStatus::Active))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            report.outcome,
+            Outcome::Verdict(Verdict::Pass {
+                level: level.into()
+            })
+        );
+    }
+    assert_eq!(b.stats.instantiations.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_warm_instance_is_configured_again_when_its_service_or_config_changes() {
+    let rt = runtime();
+    let b = binding(&rt, "support-contract");
+    assert_eq!(b.plugin().contract().to_string(), "0.2.0");
+    let call = Call::Procedure(ProcedureInput {
+        request: ServiceRequest {
+            id: "r1".into(),
+            account_id: "acme-1".into(),
+            description: String::new(),
+            attributes: Properties::default(),
+        },
+        failure: Failure {
+            code: FailureCode::Expired,
+            reason: "expired".into(),
+        },
+        account: Some(Account {
+            contact: Some(Contact {
+                name: "Ann".into(),
+                email: "ann@example.com".into(),
+            }),
+            ..verify_account()
+        }),
+    });
+    let lapse_after = |service: &str, days: &str| {
+        let ctx = Context {
+            service: service.into(),
+            config: [("lapse_days", days)].into_iter().collect(),
+            ..ctx()
+        };
+        match b.call(&ctx, &call).map(|r| r.outcome) {
+            Ok(Outcome::Procedure(Procedure::Async(notice))) => Ok(notice.lapse_after),
+            Ok(Outcome::Error { error }) => Err(error),
+            other => panic!("expected a notice, got {other:?}"),
+        }
+    };
+    const DAY: u64 = 86_400;
+    assert_eq!(lapse_after("a", "3"), Ok(3 * DAY));
+    assert_eq!(lapse_after("a", "3"), Ok(3 * DAY));
+    assert_eq!(lapse_after("a", "5"), Ok(5 * DAY), "the config changed");
+    assert_eq!(lapse_after("b", "5"), Ok(5 * DAY), "the service changed");
+    let refused = lapse_after("b", "ten").unwrap_err();
+    assert!(refused.contains("lapse_days"), "{refused}");
+    assert_eq!(lapse_after("a", "3"), Ok(3 * DAY));
+    assert_eq!(
+        b.stats.instantiations.load(Ordering::Relaxed),
+        1,
+        "one instance served every config"
     );
 }
 

@@ -13,5 +13,6 @@ mod version;
 pub use properties::Properties;
 pub use types::*;
 pub use version::{
-    Capability, ContractExport, ContractVersion, PACKAGE, SUPPORTED_CONTRACT, parse_export,
+    CURRENT_CONTRACT, Capability, ContractExport, ContractVersion, PACKAGE, SUPPORTED_CONTRACTS,
+    parse_export, serving, supported_list,
 };

@@ -8,12 +8,37 @@ use serde::{Deserialize, Serialize};
 /// The WIT package every rulehost plugin exports from.
 pub const PACKAGE: &str = "rulehost:plugin";
 
-/// The contract version this host serves.
-pub const SUPPORTED_CONTRACT: ContractVersion = ContractVersion {
+/// The contract versions this host serves, oldest first. The last is the
+/// one `rulehost-sdk` builds against.
+pub const SUPPORTED_CONTRACTS: [ContractVersion; 2] = [
+    ContractVersion {
+        major: 0,
+        minor: 1,
+        patch: 0,
+    },
+    CURRENT_CONTRACT,
+];
+
+/// The newest contract version, the one `rulehost-sdk` builds against.
+pub const CURRENT_CONTRACT: ContractVersion = ContractVersion {
     major: 0,
-    minor: 1,
+    minor: 2,
     patch: 0,
 };
+
+/// The supported version that serves a plugin built for `plugin`.
+pub fn serving(plugin: ContractVersion) -> Option<ContractVersion> {
+    SUPPORTED_CONTRACTS.into_iter().find(|v| v.serves(plugin))
+}
+
+/// `rulehost:plugin@0.1.0 and @0.2.0`, for messages.
+pub fn supported_list() -> String {
+    let versions: Vec<String> = SUPPORTED_CONTRACTS
+        .iter()
+        .map(|v| format!("@{v}"))
+        .collect();
+    format!("{PACKAGE}{}", versions.join(" and "))
+}
 
 /// One interface of the contract; a plugin exports any subset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -146,6 +171,15 @@ mod tests {
         assert!(!v("0.1.0").serves(v("2.0.0")));
         assert!(v("1.2.0").serves(v("1.0.5")));
         assert!(!v("1.2.0").serves(v("2.0.0")));
+    }
+
+    #[test]
+    fn the_host_serves_each_supported_line() {
+        assert_eq!(serving(v("0.1.0")), Some(v("0.1.0")));
+        assert_eq!(serving(v("0.2.0")), Some(v("0.2.0")));
+        assert_eq!(serving(v("0.3.0")), None);
+        assert_eq!(serving(v("2.0.0")), None);
+        assert_eq!(supported_list(), "rulehost:plugin@0.1.0 and @0.2.0");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap};
 
-use super::bindings::v0_1::{self, Guests, InvokeError};
+use super::bindings::{self, Guests, InvokeError};
 use super::engine::EPOCH_TICK;
 use super::state::{LogLine, StoreState};
 use super::{CallError, CallErrorKind, InstanceMode, Limits, Plugin};
@@ -172,7 +172,7 @@ impl Binding {
                 .map_err(|e| self.error(CallErrorKind::Instantiate(e.to_string())))?;
         }
         let started = Instant::now();
-        let result = v0_1::invoke(&instance.guests, &mut instance.store, ctx, call);
+        let result = bindings::invoke(&mut instance.guests, &mut instance.store, ctx, call);
         let elapsed = started.elapsed();
         let fuel = self.plugin.runtime.options().fuel.then(|| {
             instance

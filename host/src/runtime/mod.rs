@@ -66,8 +66,8 @@ pub enum LoadErrorKind {
     #[error("not a valid WebAssembly component: {0}")]
     Compile(String),
     #[error(
-        "built for contract rulehost:plugin@{plugin}, but this host serves rulehost:plugin@{host}; rebuild it against rulehost-sdk {}.{}",
-        host.major, host.minor
+        "built for contract rulehost:plugin@{plugin}, but this host serves {}; rebuild it against rulehost-sdk {}.{}",
+        crate::contract::supported_list(), host.major, host.minor
     )]
     ContractVersion {
         plugin: ContractVersion,

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use wasmtime::component::{Component, InstancePre};
 
-use super::bindings::v0_1;
+use super::bindings::Indices;
 use super::state::StoreState;
 use super::{Digest, LoadError, Runtime};
-use crate::contract::{Capability, ContractVersion, SUPPORTED_CONTRACT, parse_export};
+use crate::contract::{CURRENT_CONTRACT, Capability, ContractVersion, parse_export, serving};
 
 /// One compiled, checked plugin version, ready to instantiate.
 pub struct Plugin {
@@ -19,7 +19,7 @@ pub struct Plugin {
     capabilities: Vec<Capability>,
     size: usize,
     pub(crate) pre: InstancePre<StoreState>,
-    pub(crate) indices: v0_1::Indices,
+    pub(crate) indices: Indices,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -97,7 +97,7 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| err(super::LoadErrorKind::Link(format!("{e:#}"))))?;
-        let indices = v0_1::Indices::new(&pre, &capabilities)
+        let indices = Indices::new(contract, &pre, &capabilities)
             .map_err(|e| err(super::LoadErrorKind::Exports(format!("{e:#}"))))?;
         Ok(Arc::new(Plugin {
             runtime: self.clone(),
@@ -165,10 +165,10 @@ fn contract_exports(
             "it mixes contract versions {version} and {other}"
         )));
     }
-    if !SUPPORTED_CONTRACT.serves(version) {
+    if serving(version).is_none() {
         return Err(super::LoadErrorKind::ContractVersion {
             plugin: version,
-            host: SUPPORTED_CONTRACT,
+            host: CURRENT_CONTRACT,
         });
     }
     if capabilities.is_empty() {

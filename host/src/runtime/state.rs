@@ -6,7 +6,7 @@ use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::v0_1::{Host, LogLevel};
+use super::bindings::{v0_1, v0_2};
 use super::output::CapturedOutput;
 
 /// Most log lines kept per call; more are counted, not kept.
@@ -129,18 +129,26 @@ impl WasiView for StoreState {
     }
 }
 
-impl Host for StoreState {
-    fn log(&mut self, level: LogLevel, message: String) {
-        let level = match level {
-            LogLevel::Trace => "trace",
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        };
-        self.push_log(level, &message);
-    }
+/// `host.log`, the same in every contract version.
+macro_rules! impl_host {
+    ($version:ident) => {
+        impl $version::Host for StoreState {
+            fn log(&mut self, level: $version::LogLevel, message: String) {
+                use $version::LogLevel as L;
+                let level = match level {
+                    L::Trace => "trace",
+                    L::Debug => "debug",
+                    L::Info => "info",
+                    L::Warn => "warn",
+                    L::Error => "error",
+                };
+                self.push_log(level, &message);
+            }
+        }
+    };
 }
+impl_host!(v0_1);
+impl_host!(v0_2);
 
 impl ResourceLimiter for StoreState {
     fn memory_growing(
