@@ -13,6 +13,11 @@
 //! and make it again from the start (one that runs long where other work
 //! waits on it), so a rule must not count on seeing each request once.
 //!
+//! The SDK builds for contract 0.2: the host gives each instance its
+//! service and config once (`setup.configure`, which `export!` exports for
+//! you), and every call only its time. The SDK keeps the configured context
+//! and passes each trait method a [`types::Context`] with the call's `now`.
+//!
 //! # Example
 //!
 //! ```

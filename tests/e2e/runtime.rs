@@ -11,7 +11,7 @@ use rulehost::contract::{
     Procedure, ProcedureInput, Properties, ServiceRequest, Verdict, VerifyInput,
 };
 use rulehost::runtime::{
-    Binding, CallErrorKind, InstanceMode, Limits, LoadErrorKind, Runtime, RuntimeOptions,
+    Binding, CallErrorKind, InstanceMode, Limits, LoadErrorKind, Runtime, RuntimeOptions, SLOW_CALL,
 };
 
 use crate::support::{load, plugin_bytes, runtime};
@@ -195,6 +195,11 @@ fn a_warm_instance_is_configured_again_when_its_service_or_config_changes() {
     let rt = runtime();
     let b = binding(&rt, "support-contract");
     assert_eq!(b.plugin().contract().to_string(), "0.2.0");
+    assert_eq!(
+        rulehost_sdk::CONTRACT_VERSION,
+        rulehost::contract::CURRENT_CONTRACT.to_string(),
+        "the SDK builds for the newest contract the host serves"
+    );
     let call = Call::Procedure(ProcedureInput {
         request: ServiceRequest {
             id: "r1".into(),
@@ -238,6 +243,21 @@ fn a_warm_instance_is_configured_again_when_its_service_or_config_changes() {
         b.stats.instantiations.load(Ordering::Relaxed),
         1,
         "one instance served every config"
+    );
+}
+
+#[test]
+fn a_contract_0_2_plugin_without_setup_is_refused_saying_so() {
+    let rt = runtime();
+    let err = rt
+        .load("hostile-no-setup", &plugin_bytes("hostile-no-setup"))
+        .err();
+    let err = err.unwrap_or_else(|| panic!("a plugin without `setup` was accepted"));
+    assert!(matches!(err.kind, LoadErrorKind::Exports(_)), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("must export `rulehost:plugin/setup@0.2.0`"),
+        "{message}"
     );
 }
 
@@ -306,24 +326,34 @@ fn a_call_over_the_callers_budget_stops_there_and_is_no_fault() {
 #[test]
 fn two_slow_calls_in_a_row_mark_a_binding_slow_and_one_alone_does_not() {
     let rt = runtime();
-    let b = binding(&rt, "hostile-loop");
     let Call::Verify(mut input) = verify_call(AccountStatus::Active) else {
         unreachable!()
     };
     input.request.description = "answer".into();
     let fast = Call::Verify(input);
 
-    let _ = fault(&b);
-    assert!(!b.is_slow(), "one slow call may be the thread preempted");
-    b.call(&ctx(), &fast).unwrap();
-    let _ = fault(&b);
-    assert!(
-        !b.is_slow(),
-        "a fast call in between starts the count again"
-    );
-    let _ = fault(&b);
-    assert!(b.is_slow());
-    assert_eq!(b.stats.slow_calls.load(Ordering::Relaxed), 3);
+    // A fast call the machine preempts past `SLOW_CALL` counts as slow, as
+    // it should; on a loaded machine the sequence is tried again on a new
+    // binding until its fast call was fast.
+    for _ in 0..10 {
+        let b = binding(&rt, "hostile-loop");
+        let _ = fault(&b);
+        assert!(!b.is_slow(), "one slow call may be the thread preempted");
+        let answered = b.call(&ctx(), &fast).unwrap_or_else(|e| panic!("{e}"));
+        if answered.elapsed >= SLOW_CALL {
+            continue;
+        }
+        let _ = fault(&b);
+        assert!(
+            !b.is_slow(),
+            "a fast call in between starts the count again"
+        );
+        let _ = fault(&b);
+        assert!(b.is_slow());
+        assert_eq!(b.stats.slow_calls.load(Ordering::Relaxed), 3);
+        return;
+    }
+    panic!("no fast call in ten tries took under {SLOW_CALL:?}");
 }
 
 #[test]

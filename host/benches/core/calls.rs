@@ -87,6 +87,20 @@ pub fn plugin_calls(c: &mut Criterion) {
         })
     });
 
+    // The same rule and inputs on a plugin built for contract 0.1, which
+    // passes the service and its config on every call.
+    let v0_1 = runtime
+        .load("contract-v0-1", &plugin_bytes("contract-v0-1"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let warm_v0_1 = Binding::new(v0_1, Limits::default());
+    c.bench_function("verify/warm-instance-contract-0.1", |b| {
+        b.iter(|| {
+            warm_v0_1
+                .call(black_box(&ctx), black_box(&call))
+                .map(|r| r.outcome)
+        })
+    });
+
     // The same call with the fewest strings the contract allows: each string
     // or list argument costs one allocation call into the guest.
     let minimal_ctx = Context {

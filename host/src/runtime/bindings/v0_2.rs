@@ -45,7 +45,13 @@ impl Indices {
         capabilities: &[c::Capability],
     ) -> wasmtime::Result<Self> {
         Ok(Indices {
-            setup: setup::GuestIndices::new(pre)?,
+            setup: setup::GuestIndices::new(pre).map_err(|e| {
+                e.context(
+                    "a contract 0.2 plugin must export `rulehost:plugin/setup@0.2.0` \
+                     (`rulehost_sdk::export!` does; without the SDK, export the \
+                     `setup-plugin` world too)",
+                )
+            })?,
             capabilities: CapabilityIndices::new(pre, capabilities)?,
         })
     }
