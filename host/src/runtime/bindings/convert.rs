@@ -211,6 +211,14 @@ pub(super) fn props(p: &Properties) -> Vec<(&str, &str)> {
     p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
+pub(super) fn context<'a>(ctx: &'a c::Context, config: &'a [(&'a str, &'a str)]) -> w::Context<'a> {
+    w::Context {
+        service: &ctx.service,
+        config,
+        now: seconds(ctx.now),
+    }
+}
+
 pub(super) fn account<'a>(
     a: Option<&'a c::Account>,
     attributes: Option<&'a [(&'a str, &'a str)]>,

@@ -31,10 +31,6 @@ pub fn invoke<S: wasmtime::AsContextMut>(
     call: &Call,
 ) -> Result<Outcome, InvokeError> {
     let config = convert::props(&ctx.config);
-    let wctx = convert::w::Context {
-        service: &ctx.service,
-        config: &config,
-        now: convert::seconds(ctx.now),
-    };
+    let wctx = convert::context(ctx, &config);
     invoke_call!(guests, store, wctx, call)
 }

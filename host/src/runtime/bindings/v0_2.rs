@@ -90,11 +90,7 @@ pub fn invoke<S: wasmtime::AsContextMut>(
     if !guests.configured_for(ctx) {
         guests.configured = None;
         let config = convert::props(&ctx.config);
-        let wctx = convert::w::Context {
-            service: &ctx.service,
-            config: &config,
-            now: convert::seconds(ctx.now),
-        };
+        let wctx = convert::context(ctx, &config);
         if let Err(error) = guests.setup.call_configure(&mut store, wctx)? {
             return Ok(Outcome::Error { error });
         }
