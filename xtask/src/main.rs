@@ -33,7 +33,12 @@ fn main() -> anyhow::Result<()> {
         }
         "serve" => {
             build_plugins(&root)?;
-            let extra: Vec<String> = std::env::args().skip(2).collect();
+            // `cargo xtask serve -- --listen …` (as the README has it) and
+            // `cargo xtask serve --listen …` both pass the flags to `serve`.
+            let mut extra: Vec<String> = std::env::args().skip(2).collect();
+            if extra.first().is_some_and(|a| a == "--") {
+                extra.remove(0);
+            }
             let mut args = vec!["run", "--release", "-p", "rulehost", "--", "serve"];
             args.extend(extra.iter().map(String::as_str));
             cargo(&args)
