@@ -33,9 +33,11 @@ fn with_context<R>(
             ctx.now = now;
             rule(ctx).map_err(String::from)
         }
-        None => Err("called before `setup.configure`: this host does not serve \
-                     contract 0.2 the way this plugin was built for"
-            .into()),
+        None => Err(
+            "called before `setup.configure`: a host serving contract 0.2 \
+                     configures each instance before its first call"
+                .into(),
+        ),
     })
 }
 
