@@ -320,6 +320,78 @@ fn concurrent_checks_are_all_answered_and_recorded() {
     );
 }
 
+/// A check is answered once its decision record is in the redo journal,
+/// before SQLite commits it. With the batch window at a minute, a
+/// `kill -9` right after the answers finds them uncommitted (unless a read
+/// committed them first: then the round is made again), and the restart
+/// redoes every one of them from the journal.
+#[test]
+fn checks_answered_before_a_kill_9_are_all_there_after_the_restart() {
+    let setup = Setup::new("");
+    setup.write_config("[store]\nbatch_window_ms = 60000\n");
+    let mut host = setup.start();
+    account(&host, "acme-9", "active", "standard");
+    let journal = {
+        let mut name = setup.db_path().as_os_str().to_owned();
+        name.push("-redo");
+        std::path::PathBuf::from(name)
+    };
+    let mut answered = Vec::new();
+    for round in 0..5 {
+        for i in 0..20 {
+            let id = format!("k-{round}-{i}");
+            let reply = host.post(
+                "/v1/checks",
+                &json!({"service": "support-contract", "account_id": "acme-9", "request_id": id}),
+            );
+            assert_eq!(reply.status, 200, "{reply}");
+            assert_eq!(reply.json["decision"], "pass", "{reply}");
+            answered.push(id);
+        }
+        let pending = std::fs::metadata(&journal).map_or(0, |m| m.len());
+        host.kill9();
+        host = setup.start();
+        if pending > 0 {
+            assert!(
+                host.log_tail(200)
+                    .contains("recovered journaled writes that a crash had left uncommitted"),
+                "the journal held records but the restart redid none:\n{}",
+                host.log_tail(40)
+            );
+            break;
+        }
+        assert!(
+            round < 4,
+            "every round's batch was committed before the kill"
+        );
+    }
+    let decisions = host.get("/v1/decisions?account=acme-9&limit=1000");
+    let mut recorded: Vec<String> = decisions.json["decisions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| d["request_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    recorded.sort();
+    answered.sort();
+    assert_eq!(recorded, answered, "answered checks lost or doubled");
+    for id in &answered {
+        let request = host.get(&format!("/v1/requests/{id}"));
+        assert_eq!(request.json["state"], "passed", "{request}");
+    }
+    // The batch goes on after the restart: one more check is recorded.
+    let reply = host.post(
+        "/v1/checks",
+        &json!({"service": "support-contract", "account_id": "acme-9", "request_id": "after"}),
+    );
+    assert_eq!(reply.status, 200, "{reply}");
+    let decisions = host.get("/v1/decisions?account=acme-9&limit=1000");
+    assert_eq!(
+        decisions.json["decisions"].as_array().map(Vec::len),
+        Some(answered.len() + 1)
+    );
+}
+
 #[test]
 fn links_use_the_configured_public_url_and_a_bad_config_refuses_to_serve() {
     let setup = Setup::new("");

@@ -2,11 +2,13 @@
 //! what is about this host rather than about services' rules.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::notify::MailConfig;
 use crate::registry::Diagnostic;
+use crate::store::StoreOptions;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +20,31 @@ pub struct HostConfig {
     pub public: PublicConfig,
     #[serde(default)]
     pub reconciliation: ReconciliationConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// How long journaled writes (checks' decision records), durable in
+    /// the redo journal, may wait for the SQLite commit they share, in
+    /// milliseconds (default 5; 0: every check is its own commit).
+    pub batch_window_ms: Option<u64>,
+}
+
+/// The longest `[store] batch_window_ms` accepted: recovery after a crash
+/// redoes at most this much.
+const MAX_BATCH_WINDOW_MS: u64 = 60_000;
+
+impl StoreConfig {
+    pub fn options(&self) -> StoreOptions {
+        let mut options = StoreOptions::default();
+        if let Some(ms) = self.batch_window_ms {
+            options.batch_window = Duration::from_millis(ms);
+        }
+        options
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -50,6 +77,17 @@ impl HostConfig {
                 path,
                 None,
                 format!("[public] url `{url}` is not an http:// or https:// URL"),
+            ));
+        }
+        if let Some(ms) = config.store.batch_window_ms
+            && ms > MAX_BATCH_WINDOW_MS
+        {
+            return Err(Diagnostic::error(
+                path,
+                None,
+                format!(
+                    "[store] batch_window_ms = {ms} is more than {MAX_BATCH_WINDOW_MS}; a few milliseconds is enough to share commits"
+                ),
             ));
         }
         Ok(config)

@@ -17,7 +17,7 @@ use crate::flow::{Driver, FlowEngine, Roles, load_definitions};
 use crate::http::{self, AppState, Metrics};
 use crate::notify::{DeliveryWorker, Signal};
 use crate::registry::{Live, Sources, Watcher};
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -34,7 +34,7 @@ pub struct ServeArgs {
     /// Address of the public site (reconciliation pages only). Port 0 picks a free port.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7701")]
     public_listen: SocketAddr,
-    /// The host's settings: [mail] smtp, [public] url, [reconciliation].
+    /// The host's settings: [mail] smtp, [public] url, [reconciliation], [store].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -43,7 +43,12 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = args.plugins.runtime(false)?;
-    let store = Store::open(&args.db)?;
+    let config = args.config.as_deref().map(HostConfig::load).transpose();
+    let store_options = match &config {
+        Ok(Some(config)) => config.store.options(),
+        _ => StoreOptions::default(),
+    };
+    let store = Store::open_with(&args.db, store_options)?;
     let sources = Sources {
         rules_dir: args.rules.clone(),
         plugins_dir: args.plugins.plugins.clone(),
@@ -53,7 +58,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let live = Arc::new(live);
     let (definitions, flow_problems) = load_definitions(&args.rules);
     let roles = Roles::load(&args.rules);
-    let config = args.config.as_deref().map(HostConfig::load).transpose();
     let mut problems: Vec<_> = diagnostics
         .iter()
         .chain(&flow_problems)

@@ -19,7 +19,7 @@ use crate::contract::{
 use crate::registry::{OnPluginError, Service};
 use crate::runtime::{CallErrorKind, CallReport};
 use crate::store::entitlement::{self as q, AccountRow, RequestRow};
-use crate::store::{self, new_id, outbox};
+use crate::store::{self, Execute, Logged, new_id, outbox};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,7 +169,7 @@ impl Entitlement {
         match self
             .shared
             .store
-            .write(|tx| self.decide_in_writer(tx, req))?
+            .write_logged(|tx| self.decide_in_writer(tx, req))?
         {
             InWriter::Recorded(decision, started) => self.answer(decision, started),
             InWriter::Slow(req) => self.check_apart(req),
@@ -208,7 +208,7 @@ impl Entitlement {
     /// held to [`WRITER_BUDGET`]; handed back when its plugins are slow.
     fn decide_in_writer(
         &self,
-        tx: &rusqlite::Connection,
+        tx: &Logged<'_>,
         req: CheckRequest,
     ) -> Result<InWriter, EntitlementError> {
         let inputs = self.read_inputs(tx, req)?;
@@ -242,7 +242,7 @@ impl Entitlement {
         for _ in 0..APART_TRIES {
             let inputs = store.read(|c| self.read_inputs(c, req))?;
             let decision = self.decide(inputs, None)?;
-            let recorded = store.write(|tx| {
+            let recorded = store.write_logged(|tx| {
                 if !decision.still_current(tx)? {
                     return Ok(Err(decision));
                 }
@@ -257,7 +257,7 @@ impl Entitlement {
                 }
             }
         }
-        let (decision, started) = store.write(|tx| self.decide_and_record(tx, req, None))?;
+        let (decision, started) = store.write_logged(|tx| self.decide_and_record(tx, req, None))?;
         self.answer(decision, started)
     }
 
@@ -318,7 +318,7 @@ impl Entitlement {
         let (decision, started) = self
             .shared
             .store
-            .write(|tx| self.decide_and_record(tx, req, Some(rule)))?;
+            .write_logged(|tx| self.decide_and_record(tx, req, Some(rule)))?;
         self.answer(decision, started)
     }
 
@@ -326,7 +326,7 @@ impl Entitlement {
     /// every earlier write, so checks are serializable), then recorded.
     fn decide_and_record(
         &self,
-        tx: &rusqlite::Connection,
+        tx: &Logged<'_>,
         req: CheckRequest,
         native: Option<&dyn NativeVerifier>,
     ) -> Result<(Decision, Option<Started>), EntitlementError> {
@@ -464,11 +464,7 @@ impl Entitlement {
 
     /// A decision's writes: the decision log, the held request, and on a
     /// failure the reconciliation and the `check.failed` event.
-    fn record(
-        &self,
-        tx: &rusqlite::Connection,
-        d: &Decision,
-    ) -> Result<Option<Started>, EntitlementError> {
+    fn record(&self, tx: &Logged<'_>, d: &Decision) -> Result<Option<Started>, EntitlementError> {
         let Decision {
             inputs:
                 Inputs {
@@ -847,7 +843,7 @@ pub(crate) enum Decided<'a> {
 }
 
 pub(crate) fn insert_decision(
-    tx: &rusqlite::Connection,
+    tx: &impl Execute,
     recorded: &Recorded,
     request: &ServiceRequest,
     decided: Decided<'_>,

@@ -1,5 +1,7 @@
 //! The checkpointer: copies the WAL back into the database file on a thread
-//! of its own, so that no commit waits for it.
+//! of its own, so that no commit waits for it. The same thread commits a
+//! batch of journaled writes (`writer.rs`) that nothing else committed
+//! within its window.
 //!
 //! SQLite's default runs a checkpoint inside whichever commit crosses 1,000
 //! WAL pages, with two `fsync`s: that commit, and every write queued behind
@@ -12,12 +14,14 @@
 //! writes and starts the WAL over, which bounds the file's size.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
+
+use super::writer::Writer;
 
 /// How often the thread looks for new commits.
 const INTERVAL: Duration = Duration::from_millis(20);
@@ -25,10 +29,15 @@ const INTERVAL: Duration = Duration::from_millis(20);
 /// WAL pages (4 KiB each) past which the WAL is restarted: 64 MiB.
 const RESTART_FRAMES: i64 = 16_384;
 
-/// What writers tell the checkpointer.
+/// What the writer tells the checkpointer, and readers.
 #[derive(Default)]
 pub(super) struct Nudge {
     commits: AtomicU64,
+    /// A batch of journaled writes is open: a reader commits it first.
+    batch: AtomicBool,
+    /// `(stop, batch opened)`, and the thread's wake-up.
+    signal: Mutex<(bool, bool)>,
+    wake: Condvar,
 }
 
 impl Nudge {
@@ -36,11 +45,27 @@ impl Nudge {
     pub fn committed(&self) {
         self.commits.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// A batch opened: the thread commits it when due, unless someone
+    /// else does first. Once per batch, not per write.
+    pub fn batch_opened(&self) {
+        self.batch.store(true, Ordering::Release);
+        super::lock(&self.signal).1 = true;
+        self.wake.notify_one();
+    }
+
+    pub fn batch_closed(&self) {
+        self.batch.store(false, Ordering::Release);
+    }
+
+    /// Whether journaled writes are waiting for their commit.
+    pub fn batch_open(&self) -> bool {
+        self.batch.load(Ordering::Acquire)
+    }
 }
 
 pub(super) struct Checkpointer {
     nudge: Arc<Nudge>,
-    stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -49,17 +74,16 @@ impl Checkpointer {
     /// wait on its lock (woken at once) rather than in SQLite's busy loop.
     pub fn start(
         path: &Path,
-        writer: Arc<Mutex<Connection>>,
+        writer: Arc<Mutex<Writer>>,
+        nudge: Arc<Nudge>,
     ) -> Result<Checkpointer, rusqlite::Error> {
         let conn = Connection::open(path)?;
         conn.busy_handler(Some(super::busy_wait))?;
-        let nudge = Arc::new(Nudge::default());
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let thread = std::thread::Builder::new()
             .name("rulehost-checkpoint".into())
             .spawn({
-                let (nudge, stop) = (nudge.clone(), stop.clone());
-                move || run(&conn, &writer, &nudge, &stop)
+                let nudge = nudge.clone();
+                move || run(&conn, &writer, &nudge)
             })
             .map_err(|e| {
                 rusqlite::Error::ToSqlConversionFailure(
@@ -68,50 +92,47 @@ impl Checkpointer {
             })?;
         Ok(Checkpointer {
             nudge,
-            stop,
             thread: Some(thread),
         })
-    }
-
-    /// Shared with the group writer thread, which reports its commits too.
-    pub fn nudge(&self) -> Arc<Nudge> {
-        self.nudge.clone()
-    }
-
-    pub fn committed(&self) {
-        self.nudge.committed();
     }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        let (stopped, wake) = &*self.stop;
-        *super::lock(stopped) = true;
-        wake.notify_all();
+        super::lock(&self.nudge.signal).0 = true;
+        self.nudge.wake.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn run(
-    conn: &Connection,
-    writer: &Mutex<Connection>,
-    nudge: &Nudge,
-    stop: &(Mutex<bool>, Condvar),
-) {
-    let (stopped, wake) = stop;
+fn run(conn: &Connection, writer: &Mutex<Writer>, nudge: &Nudge) {
     let mut seen = 0;
+    let mut next_checkpoint = Instant::now() + INTERVAL;
+    // How long until the open batch is due, when one is open.
+    let mut batch_due: Option<Duration> = None;
     loop {
-        let guard = super::lock(stopped);
-        let (guard, _) = wake
-            .wait_timeout_while(guard, INTERVAL, |stopped| !*stopped)
+        let until_checkpoint = next_checkpoint.saturating_duration_since(Instant::now());
+        let timeout = batch_due.map_or(until_checkpoint, |due| due.min(until_checkpoint));
+        let guard = super::lock(&nudge.signal);
+        let (mut guard, _) = nudge
+            .wake
+            .wait_timeout_while(guard, timeout, |(stop, opened)| !*stop && !*opened)
             .unwrap_or_else(|e| e.into_inner());
-        if *guard {
+        if guard.0 {
             // Closing the last connection checkpoints what is left.
             return;
         }
+        let opened = std::mem::take(&mut guard.1);
         drop(guard);
+        if opened || batch_due.is_some() {
+            batch_due = super::lock(writer).commit_if_due();
+        }
+        if Instant::now() < next_checkpoint {
+            continue;
+        }
+        next_checkpoint = Instant::now() + INTERVAL;
         let commits = nudge.commits.load(Ordering::Relaxed);
         if commits != seen {
             seen = commits;
@@ -125,12 +146,14 @@ fn run(
 /// One passive checkpoint; a restarting one when the WAL has grown past
 /// its bound. The restart follows the passive one at once, so it has few
 /// pages left to copy: it holds writes up for about a millisecond.
-fn checkpoint(conn: &Connection, writer: &Mutex<Connection>) -> Result<(), rusqlite::Error> {
+fn checkpoint(conn: &Connection, writer: &Mutex<Writer>) -> Result<(), super::StoreError> {
     let (_, wal_frames) = wal_checkpoint(conn, "PASSIVE")?;
     if wal_frames >= RESTART_FRAMES {
         let started = std::time::Instant::now();
-        let writer = super::lock(writer);
-        let (busy, _) = wal_checkpoint(&writer, "RESTART")?;
+        let mut writer = super::lock(writer);
+        // A checkpoint cannot run inside the writer's open batch.
+        writer.commit()?;
+        let (busy, _) = wal_checkpoint(writer.conn(), "RESTART")?;
         drop(writer);
         tracing::debug!(wal_frames, busy, took = ?started.elapsed(), "WAL restart");
     }

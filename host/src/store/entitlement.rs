@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::StoreError;
+use super::{Execute, StoreError};
 
 /// An account as stored; `contact` and `attributes` are JSON.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,26 +98,26 @@ pub fn get_request(conn: &Connection, id: &str) -> Result<Option<RequestRow>, St
     Ok(stmt.query_row([id], request_row).optional()?)
 }
 
-pub fn put_request(conn: &Connection, r: &RequestRow) -> Result<(), StoreError> {
-    let mut stmt = conn.prepare_cached(
+pub fn put_request(conn: &impl Execute, r: &RequestRow) -> Result<(), StoreError> {
+    conn.run(
         "INSERT INTO requests (id, service, account_id, description, attributes, state, level, failure, reconciliation_id, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (id) DO UPDATE SET description = ?4, attributes = ?5, state = ?6, level = ?7, failure = ?8,
              reconciliation_id = ?9, updated_at = ?11",
+        params![
+            r.id,
+            r.service,
+            r.account_id,
+            r.description,
+            r.attributes.to_string(),
+            r.state,
+            r.level,
+            r.failure.as_ref().map(Value::to_string),
+            r.reconciliation_id,
+            r.created_at,
+            r.updated_at
+        ],
     )?;
-    stmt.execute(params![
-        r.id,
-        r.service,
-        r.account_id,
-        r.description,
-        r.attributes.to_string(),
-        r.state,
-        r.level,
-        r.failure.as_ref().map(Value::to_string),
-        r.reconciliation_id,
-        r.created_at,
-        r.updated_at
-    ])?;
     Ok(())
 }
 
@@ -166,29 +166,29 @@ pub struct NewDecision<'a> {
 /// Appends a decision and returns its id: the time in µs, or the last id
 /// plus one when that is larger, so ids increase and one deleted with its
 /// request (`delete_decisions_of`) is never reused.
-pub fn insert_decision(conn: &Connection, d: &NewDecision<'_>) -> Result<i64, StoreError> {
-    let mut stmt = conn.prepare_cached(
+pub fn insert_decision(conn: &impl Execute, d: &NewDecision<'_>) -> Result<i64, StoreError> {
+    conn.run(
         "INSERT INTO decisions (id, at, service, account_id, request_id, inputs_digest, inputs, verdict, level, failure_code, reason, plugin, plugin_digest, duration_us)
          VALUES (max(?14, coalesce((SELECT max(id) FROM decisions), 0) + 1),
                  ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            d.at,
+            d.service,
+            d.account_id,
+            d.request_id,
+            d.inputs_digest,
+            d.inputs,
+            d.verdict,
+            d.level,
+            d.failure_code,
+            d.reason,
+            d.plugin,
+            d.plugin_digest,
+            d.duration_us,
+            super::now_us()
+        ],
     )?;
-    stmt.execute(params![
-        d.at,
-        d.service,
-        d.account_id,
-        d.request_id,
-        d.inputs_digest,
-        d.inputs,
-        d.verdict,
-        d.level,
-        d.failure_code,
-        d.reason,
-        d.plugin,
-        d.plugin_digest,
-        d.duration_us,
-        super::now_us()
-    ])?;
-    Ok(conn.last_insert_rowid())
+    Ok(conn.connection().last_insert_rowid())
 }
 
 /// The newest decisions first, filtered by service and account.

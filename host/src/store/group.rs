@@ -1,14 +1,13 @@
-//! Group commit: writes that arrive while a commit is running share the
-//! next one.
+//! Group commit: writes that arrive while the writer is busy share the
+//! next append to the journal (or the next commit).
 //!
-//! A commit is most of a check's cost: SQLite appends every page the
-//! transaction touched to the WAL, and consecutive decision records touch
-//! the same pages (the table's last leaf, its indexes, the sequence). One
-//! writer thread takes every write queued since its last commit, runs each
-//! in a savepoint of one transaction, commits once, and only then answers
-//! each caller. A write that fails rolls back to its savepoint alone; a
-//! commit that fails answers every write of the group with the error, and
-//! none of them is stored.
+//! One writer thread takes every write queued since its last group, runs
+//! each in a savepoint of the writer's transaction, makes them durable
+//! together (their journal records in one `write`, or one commit when a
+//! write needs it: see `writer.rs`), and only then answers each caller. A
+//! write that fails rolls back to its savepoint alone; a group that cannot
+//! be made durable answers every write of it with the error, and none of
+//! them is stored.
 //!
 //! A check is decided inside its write (`http::entitlement`): its reads
 //! see every write before it, those of its own group included, so checks
@@ -16,31 +15,32 @@
 //! price: a plugin call holds the writer until it returns, at most the
 //! service's timeout.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::StoreError;
-use super::checkpoint::Nudge;
+use super::writer::{Logged, Outcome, Writer, run_logged};
 
 /// Most writes in one group: bounds how long the first of them waits.
 const MAX_GROUP: usize = 256;
 
-/// Answers a write once its group's commit is known.
+/// Answers a write once its group is durable (or is known not to be).
 type Answer = Box<dyn FnOnce(Result<(), Arc<str>>) + Send>;
 
 /// A queued write: run inside the group's transaction (or told that the
-/// transaction could not begin), it returns how to answer its caller.
-type Job = Box<dyn FnOnce(Result<&Connection, Arc<str>>) -> Answer + Send>;
+/// transaction could not begin), it returns how to answer its caller and
+/// what it needs to become durable.
+type Job = Box<dyn FnOnce(Result<&Connection, Arc<str>>) -> (Answer, Outcome) + Send>;
 
 /// Counters of group commit (`/metrics`).
 #[derive(Debug, Default)]
 pub struct GroupStats {
-    /// Commits made by the group writer.
+    /// Groups made durable by the group writer: each by one journal append
+    /// or one commit.
     pub commits: AtomicU64,
     /// Writes they carried.
     pub writes: AtomicU64,
@@ -52,15 +52,11 @@ pub(super) struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the writer thread; it ends when the store is dropped.
-    pub fn start(
-        writer: Arc<Mutex<Connection>>,
-        stats: Arc<GroupStats>,
-        nudge: Option<Arc<Nudge>>,
-    ) -> GroupCommit {
+    pub fn start(writer: Arc<Mutex<Writer>>, stats: Arc<GroupStats>) -> GroupCommit {
         let (jobs, queue) = channel::<Job>();
         let spawned = std::thread::Builder::new()
             .name("rulehost-group-commit".into())
-            .spawn(move || run(&writer, &queue, &stats, nudge.as_deref()));
+            .spawn(move || run(&writer, &queue, &stats));
         if let Err(e) = spawned {
             // The queue's receiver is gone with the closure: every write
             // is answered with the error below instead of hanging.
@@ -71,7 +67,7 @@ impl GroupCommit {
 
     pub async fn submit<T, E>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        f: impl FnOnce(&Logged<'_>) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
     where
         T: Send + 'static,
@@ -79,9 +75,15 @@ impl GroupCommit {
     {
         let (answer, answered) = oneshot::channel::<Result<T, E>>();
         let job: Job = Box::new(move |conn| {
-            let result = conn.map(|conn| in_savepoint(conn, f));
-            Box::new(move |committed| {
-                let result = match (result, committed) {
+            let (result, outcome) = match conn {
+                Ok(conn) => {
+                    let (result, outcome) = run_logged(conn, f);
+                    (Ok(result), outcome)
+                }
+                Err(e) => (Err(e), Outcome::Nothing),
+            };
+            let answer: Answer = Box::new(move |durable| {
+                let result = match (result, durable) {
                     (Ok(result), Ok(())) => result,
                     // The write's own error says more than the commit's.
                     (Ok(Err(e)), Err(_)) => Err(e),
@@ -90,7 +92,8 @@ impl GroupCommit {
                 // The caller may have gone (a closed connection): the write
                 // stands all the same.
                 let _ = answer.send(result);
-            })
+            });
+            (answer, outcome)
         });
         let stopped = || StoreError::Commit("the database writer has stopped".into());
         self.jobs.send(job).map_err(|_| stopped())?;
@@ -98,34 +101,7 @@ impl GroupCommit {
     }
 }
 
-/// Runs `f` in a savepoint: released on `Ok`, rolled back on `Err` or panic.
-fn in_savepoint<T, E: From<StoreError>>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<T, E>,
-) -> Result<T, E> {
-    // Prepared once per connection, not parsed for every write.
-    let run = |sql: &str| {
-        conn.prepare_cached(sql)
-            .and_then(|mut stmt| stmt.execute([]))
-            .map_err(StoreError::from)
-    };
-    run("SAVEPOINT grouped_write")?;
-    let result = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| {
-        Err(StoreError::Commit("the write panicked; it was rolled back".into()).into())
-    });
-    if result.is_err() {
-        run("ROLLBACK TO grouped_write")?;
-    }
-    run("RELEASE grouped_write")?;
-    result
-}
-
-fn run(
-    writer: &Mutex<Connection>,
-    queue: &Receiver<Job>,
-    stats: &GroupStats,
-    nudge: Option<&Nudge>,
-) {
+fn run(writer: &Mutex<Writer>, queue: &Receiver<Job>, stats: &GroupStats) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP
@@ -134,37 +110,34 @@ fn run(
             group.push(job);
         }
         let size = group.len() as u64;
-        let mut conn = super::lock(writer);
-        let (answers, committed) = commit(&mut conn, group);
-        drop(conn);
-        if committed.is_ok() {
+        let mut writer = super::lock(writer);
+        let (answers, durable) = settle(&mut writer, group);
+        drop(writer);
+        if durable.is_ok() {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.writes.fetch_add(size, Ordering::Relaxed);
-            if let Some(nudge) = nudge {
-                nudge.committed();
-            }
         }
         for answer in answers {
-            answer(committed.clone());
+            answer(durable.clone());
         }
     }
 }
 
-fn commit(conn: &mut Connection, group: Vec<Job>) -> (Vec<Answer>, Result<(), Arc<str>>) {
-    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            let e: Arc<str> = e.to_string().into();
-            let answers = group.into_iter().map(|job| job(Err(e.clone()))).collect();
-            return (answers, Err(e));
-        }
-    };
-    let answers = group.into_iter().map(|job| job(Ok(&tx))).collect();
-    let committed = tx.commit().map_err(|e| e.to_string().into());
-    if let Err(e) = &committed {
+/// Runs each write of `group` in a savepoint of one transaction, then
+/// makes them durable together.
+fn settle(writer: &mut Writer, group: Vec<Job>) -> (Vec<Answer>, Result<(), Arc<str>>) {
+    if let Err(e) = writer.begin() {
+        let e: Arc<str> = e.to_string().into();
+        let answers = group.into_iter().map(|job| job(Err(e.clone())).0).collect();
+        return (answers, Err(e));
+    }
+    let (answers, outcomes): (Vec<Answer>, Vec<Outcome>) =
+        group.into_iter().map(|job| job(Ok(writer.conn()))).unzip();
+    let durable = writer.settle(outcomes).map_err(|e| e.to_string().into());
+    if let Err(e) = &durable {
         tracing::error!("a group commit failed, its writes were not stored: {e}");
     }
-    (answers, committed)
+    (answers, durable)
 }
 
 #[cfg(test)]

@@ -221,10 +221,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX decisions_account ON decisions (account_id, id);
     CREATE INDEX decisions_request ON decisions (request_id);
     "#,
+    // 6: the redo journal's position (`store::journal`): the database's
+    // journal id, and the last journal record a commit covered
+    r#"
+    CREATE TABLE journal (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        db       INTEGER NOT NULL,
+        applied  INTEGER NOT NULL
+    );
+    INSERT INTO journal (id, db, applied) VALUES (1, random(), 0);
+    "#,
 ];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Whether the database has the redo journal's table (migration 6).
+pub(super) fn has_journal(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal'")?
+        .exists([])?)
+}
 
 pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;

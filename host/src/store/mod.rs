@@ -16,25 +16,35 @@
 //! Durability: WAL with `synchronous = NORMAL`. A committed transaction
 //! survives the process being killed (`kill -9`) at any moment; a power
 //! loss or kernel crash may lose the last transactions before a checkpoint.
-//! A grouped write is answered only after its group has committed, so it
-//! has exactly the same guarantee.
+//! A journaled write (a check's decision record, [`Store::write_logged`],
+//! [`Store::write_grouped`]) is answered once its record is appended to
+//! the redo journal (`journal.rs`), which gives it exactly the same
+//! guarantee; SQLite commits it with the others of its batch a few
+//! milliseconds later, and before any read that could miss it.
 
 mod checkpoint;
 pub mod entitlement;
 pub mod flows;
 mod group;
+mod journal;
 mod migrations;
 pub mod outbox;
 pub mod plugins;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 
 pub use group::GroupStats;
+pub use journal::journal_path;
 pub use migrations::SCHEMA_VERSION;
+pub use writer::{Execute, Logged};
+
+use checkpoint::Nudge;
+use writer::Writer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -59,6 +69,24 @@ pub enum StoreError {
     Commit(Arc<str>),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    #[error("the redo journal: {0}")]
+    Journal(String),
+}
+
+/// How the store makes writes durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// How long journaled writes may wait, durable in the journal, for the
+    /// SQLite commit they share. Zero: each write is its own commit.
+    pub batch_window: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            batch_window: Duration::from_millis(5),
+        }
+    }
 }
 
 /// The database, shared by every part of the host.
@@ -68,14 +96,17 @@ pub struct Store {
 }
 
 struct Inner {
-    writer: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Writer>>,
+    /// Shared with the checkpointer: is a batch open? `None` in memory.
+    nudge: Option<Arc<Nudge>>,
     /// Idle read connections; `None` for an in-memory database, which only
     /// its one connection can see.
     readers: Option<Mutex<Vec<Connection>>>,
     path: PathBuf,
     group: OnceLock<group::GroupCommit>,
     group_stats: Arc<GroupStats>,
-    checkpointer: Option<checkpoint::Checkpointer>,
+    /// Held for its `Drop`, which stops and joins the thread.
+    _checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -91,8 +122,15 @@ impl std::fmt::Debug for Store {
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database.
+    /// Opens (creating if needed) and migrates the database, with the
+    /// default [`StoreOptions`].
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens (creating if needed) the database, redoes what a crash left
+    /// in its journal, and migrates it.
+    pub fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,
@@ -110,11 +148,21 @@ impl Store {
         // Waits in short steps: SQLite's own handler sleeps 1, 2, 5, 10 ms
         // between tries, which turns a 1 ms wait into 3 ms or 8.
         conn.busy_handler(Some(busy_wait)).map_err(open_err)?;
+        let mut journal = journal::Journal::open(path)?;
+        // Redone before migrating: the journal's statements were written
+        // against the schema the database has now.
+        if let Some(journal) = &mut journal
+            && migrations::has_journal(&conn)?
+        {
+            journal::recover(&mut conn, journal)?;
+        }
         migrations::apply(&mut conn, path)?;
-        let writer = Arc::new(Mutex::new(conn));
-        let checkpointer =
-            checkpoint::Checkpointer::start(path, writer.clone()).map_err(open_err)?;
-        Ok(Store::with(writer, Some(checkpointer), path))
+        let nudge = Arc::new(Nudge::default());
+        let writer = Writer::new(conn, journal, options.batch_window, Some(nudge.clone()))?;
+        let writer = Arc::new(Mutex::new(writer));
+        let checkpointer = checkpoint::Checkpointer::start(path, writer.clone(), nudge.clone())
+            .map_err(open_err)?;
+        Ok(Store::with(writer, Some((checkpointer, nudge)), path))
     }
 
     /// An in-memory database, for tests.
@@ -122,26 +170,29 @@ impl Store {
         let mut conn = Connection::open_in_memory()?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrations::apply(&mut conn, Path::new(":memory:"))?;
+        let writer = Writer::new(conn, None, Duration::ZERO, None)?;
         Ok(Store::with(
-            Arc::new(Mutex::new(conn)),
+            Arc::new(Mutex::new(writer)),
             None,
             Path::new(":memory:"),
         ))
     }
 
     fn with(
-        writer: Arc<Mutex<Connection>>,
-        checkpointer: Option<checkpoint::Checkpointer>,
+        writer: Arc<Mutex<Writer>>,
+        background: Option<(checkpoint::Checkpointer, Arc<Nudge>)>,
         path: &Path,
     ) -> Store {
+        let (checkpointer, nudge) = background.unzip();
         Store {
             inner: Arc::new(Inner {
                 writer,
                 readers: checkpointer.is_some().then(|| Mutex::new(Vec::new())),
+                nudge,
                 path: path.to_owned(),
                 group: OnceLock::new(),
                 group_stats: Arc::default(),
-                checkpointer,
+                _checkpointer: checkpointer,
             }),
         }
     }
@@ -150,44 +201,45 @@ impl Store {
         &self.inner.path
     }
 
-    /// Runs `f` in one immediate transaction: committed when it returns
-    /// `Ok`, rolled back (nothing changes) when it returns `Err`.
+    /// Runs `f` in one transaction: committed when it returns `Ok` (with
+    /// the open batch of journaled writes, if any), rolled back (nothing of
+    /// it changes) when it returns `Err`.
     pub fn write<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = lock(&self.inner.writer);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let value = f(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
-        drop(conn);
-        self.committed();
-        Ok(value)
+        lock(&self.inner.writer).write(f)
     }
 
-    /// Runs `f` in the next group commit and waits, without holding a
-    /// thread, until that group is durable. `f` runs on the store's writer
-    /// thread inside a savepoint: when it returns `Err`, its own changes are
-    /// rolled back and the rest of the group still commits.
+    /// Runs `f` as a journaled write: what it runs through
+    /// [`Execute::run`] is durable when this returns `Ok`, and SQLite
+    /// commits it with its batch. A write that changes rows any other way
+    /// is committed before this returns, like [`Store::write`]. Rolled back
+    /// (nothing of it changes) when `f` returns `Err`.
+    pub fn write_logged<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Logged<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        lock(&self.inner.writer).write_logged(f)
+    }
+
+    /// [`Store::write_logged`] in the next group and waits, without holding
+    /// a thread, until that group is durable. `f` runs on the store's
+    /// writer thread inside a savepoint: when it returns `Err`, its own
+    /// changes are rolled back and the rest of the group still stands.
     ///
     /// For short writes on the hot path (a check): `f` delays its whole
     /// group, so it must be short and bounded.
     pub async fn write_grouped<T, E>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        f: impl FnOnce(&Logged<'_>) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
         let group = self.inner.group.get_or_init(|| {
-            group::GroupCommit::start(
-                self.inner.writer.clone(),
-                self.inner.group_stats.clone(),
-                self.inner.checkpointer.as_ref().map(|c| c.nudge()),
-            )
+            group::GroupCommit::start(self.inner.writer.clone(), self.inner.group_stats.clone())
         });
         group.submit(f).await
     }
@@ -198,15 +250,19 @@ impl Store {
     }
 
     /// Runs read-only queries, on a reader connection when the database is
-    /// a file (it sees every commit made before the call, and never waits
-    /// for the writer).
+    /// a file: it sees every write answered before the call (an open batch
+    /// of journaled writes is committed first), and otherwise never waits
+    /// for the writer.
     pub fn read<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
         let Some(readers) = &self.inner.readers else {
-            return f(&lock(&self.inner.writer));
+            return f(lock(&self.inner.writer).conn());
         };
+        if self.inner.nudge.as_ref().is_some_and(|n| n.batch_open()) {
+            lock(&self.inner.writer).commit()?;
+        }
         let idle = lock(readers).pop();
         let conn = match idle {
             Some(conn) => conn,
@@ -215,12 +271,6 @@ impl Store {
         let result = f(&conn);
         lock(readers).push(conn);
         result
-    }
-
-    fn committed(&self) {
-        if let Some(checkpointer) = &self.inner.checkpointer {
-            checkpointer.committed();
-        }
     }
 }
 
