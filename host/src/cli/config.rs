@@ -93,3 +93,42 @@ impl HostConfig {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<HostConfig, Diagnostic> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rulehost.toml");
+        std::fs::write(&path, text).unwrap();
+        HostConfig::load(&path)
+    }
+
+    #[test]
+    fn the_store_section_sets_the_batch_window() {
+        let default = load("").unwrap().store.options();
+        assert_eq!(default, StoreOptions::default());
+        let set = load("[store]\nbatch_window_ms = 0\n").unwrap();
+        assert_eq!(set.store.options().batch_window, Duration::ZERO);
+        let set = load("[store]\nbatch_window_ms = 60000\n").unwrap();
+        assert_eq!(set.store.options().batch_window, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_window_too_long_or_a_misspelt_key_is_refused() {
+        let too_long = load("[store]\nbatch_window_ms = 60001\n").unwrap_err();
+        assert!(
+            too_long.to_string().contains("batch_window_ms = 60001"),
+            "{too_long}"
+        );
+        let misspelt = load("[store]\nbatch_window = 5\n").unwrap_err();
+        assert!(misspelt.to_string().contains("batch_window"), "{misspelt}");
+        let negative = load("[store]\nbatch_window_ms = -1\n").unwrap_err();
+        // Pointed at by its line: the second.
+        assert!(
+            negative.to_string().contains(":2: invalid value"),
+            "{negative}"
+        );
+    }
+}

@@ -77,7 +77,7 @@ impl GroupCommit {
         let job: Job = Box::new(move |conn| {
             let (result, outcome) = match conn {
                 Ok(conn) => {
-                    let (result, outcome) = run_logged(conn, f);
+                    let (result, outcome) = run_logged(conn, true, f);
                     (Ok(result), outcome)
                 }
                 Err(e) => (Err(e), Outcome::Nothing),
