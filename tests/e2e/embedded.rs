@@ -298,27 +298,44 @@ fn slow_host() -> (Embedded, tokio::runtime::Runtime) {
 
 #[test]
 fn a_slow_plugin_holds_up_no_other_check_from_its_first_call() {
-    let host = embedded_with(&[SLOW]);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // On a loaded machine a fast check can be preempted past the writer's
+    // budget: it is then decided apart, correctly, and waits there for the
+    // slow one's place (one apart at a time on two cores). That round
+    // proves nothing either way, so it is made again on a fresh host.
+    for attempt in 1..=5 {
+        let host = embedded_with(&[SLOW]);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
 
-    // Its first call, on the writer thread, stops at the writer's budget;
-    // the second runs apart.
-    let slow = host.start_slow_check(&runtime, "req-slow-first", 2);
-    // Were the slow call on the writer thread, these would wait for it.
-    for i in 0..20 {
-        let answer = runtime
-            .block_on(
-                host.entitlement
-                    .clone()
-                    .check_grouped(request(Some(&format!("req-beside-{i}")))),
-            )
-            .unwrap();
-        assert_eq!(answer.decision, "pass");
+        // Its first call, on the writer thread, stops at the writer's
+        // budget; the second runs apart.
+        let slow = host.start_slow_check(&runtime, "req-slow-first", 2);
+        // Were the slow call on the writer thread, these would wait for it.
+        for i in 0..20 {
+            let answer = runtime
+                .block_on(
+                    host.entitlement
+                        .clone()
+                        .check_grouped(request(Some(&format!("req-beside-{i}")))),
+                )
+                .unwrap();
+            assert_eq!(answer.decision, "pass");
+        }
+        let finished = slow.is_finished();
+        let apart = host.entitlement.stats.decided_apart.load(Ordering::Relaxed);
+        if apart > 1 && attempt < 5 {
+            continue;
+        }
+        assert!(!finished, "the checks beside the slow one waited for it");
+        check_the_slow_one(&host, &runtime, slow);
+        return;
     }
-    assert!(
-        !slow.is_finished(),
-        "the checks beside the slow one waited for it"
-    );
+}
+
+fn check_the_slow_one(
+    host: &Embedded,
+    runtime: &tokio::runtime::Runtime,
+    slow: tokio::task::JoinHandle<Result<entitlement::CheckResponse, EntitlementError>>,
+) {
     let answer = runtime.block_on(slow).unwrap();
     let Err(EntitlementError::Plugin(message)) = answer else {
         panic!("expected the time-out, got {answer:?}");
