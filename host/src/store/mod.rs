@@ -150,13 +150,22 @@ impl Store {
         conn.busy_handler(Some(busy_wait)).map_err(open_err)?;
         let mut journal = journal::Journal::open(path)?;
         // Redone before migrating: the journal's statements were written
-        // against the schema the database has now.
+        // against the schema the database has now. A database that gets
+        // the journal's table only now has nothing to redo, but a file
+        // left by another database is emptied.
+        let recovered = match &mut journal {
+            Some(journal) if migrations::has_journal(&conn)? => {
+                journal::recover(&mut conn, journal)?;
+                true
+            }
+            _ => false,
+        };
+        migrations::apply(&mut conn, path)?;
         if let Some(journal) = &mut journal
-            && migrations::has_journal(&conn)?
+            && !recovered
         {
             journal::recover(&mut conn, journal)?;
         }
-        migrations::apply(&mut conn, path)?;
         let nudge = Arc::new(Nudge::default());
         let writer = Writer::new(conn, journal, options.batch_window, Some(nudge.clone()))?;
         let writer = Arc::new(Mutex::new(writer));

@@ -188,19 +188,19 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// A writer for `conn`. With a journal, first redoes what a crash left
-    /// in it.
+    /// A writer for `conn`, whose `journal` has been recovered
+    /// ([`journal::recover`]): it numbers on from the last record a commit
+    /// covered.
     pub fn new(
-        mut conn: Connection,
+        conn: Connection,
         mut journal: Option<Journal>,
         window: Duration,
         nudge: Option<Arc<Nudge>>,
     ) -> Result<Writer, StoreError> {
-        let (mut db, mut seq) = (0, 0);
-        if let Some(journal) = &mut journal {
-            seq = journal::recover(&mut conn, journal)?;
-            db = journal::position(&conn)?.0;
-        }
+        let (db, seq) = match &journal {
+            Some(_) => journal::position(&conn)?,
+            None => (0, 0),
+        };
         if window.is_zero() {
             journal = None;
         }
@@ -289,23 +289,29 @@ impl Writer {
                 Outcome::Unlogged => must_commit = true,
             }
         }
-        if must_commit || (self.journal.is_none() && !records.is_empty()) {
+        if must_commit {
             return self.commit();
         }
         if records.is_empty() {
             self.end_unless_batch();
             return Ok(());
         }
+        let Some(journal) = &mut self.journal else {
+            return self.commit();
+        };
         let appended = records.len() as u32;
         let mut frames = Vec::new();
         let mut seq = self.seq;
         for record in records {
             seq += 1;
-            frames.extend(record.finish(self.db, seq));
+            let frame = record.finish(self.db, seq);
+            // A lone write's frame is appended as it is, not copied.
+            if frames.is_empty() {
+                frames = frame;
+            } else {
+                frames.extend_from_slice(&frame);
+            }
         }
-        let Some(journal) = &mut self.journal else {
-            return self.commit();
-        };
         if let Err(e) = journal.append(&frames) {
             // What did reach the file may be a torn record, which would
             // hide any record after it: commit instead, which empties it.
