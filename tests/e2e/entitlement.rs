@@ -331,11 +331,7 @@ fn checks_answered_before_a_kill_9_are_all_there_after_the_restart() {
     setup.write_config("[store]\nbatch_window_ms = 60000\n");
     let mut host = setup.start();
     account(&host, "acme-9", "active", "standard");
-    let journal = {
-        let mut name = setup.db_path().as_os_str().to_owned();
-        name.push("-redo");
-        std::path::PathBuf::from(name)
-    };
+    let journal = rulehost::store::journal_path(setup.db_path());
     let mut answered = Vec::new();
     for round in 0..5 {
         for i in 0..20 {
