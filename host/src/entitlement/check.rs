@@ -63,10 +63,10 @@ pub struct CheckResponse {
 /// Request states that end a request: a new check needs a new id.
 const FINAL: [&str; 3] = ["fulfilled", "lapsed", "reconciliation-failed"];
 
-/// A check decided and not yet recorded: everything its transaction
-/// writes, and the inputs it was decided on. A check is recorded in one
-/// transaction (and decided there too, unless decided apart), then
-/// answered after the commit.
+/// A check decided and not yet recorded: everything its write stores, and
+/// the inputs it was decided on. A check is recorded in one journaled
+/// write (and decided there too, unless decided apart), then answered once
+/// that write is durable (`store::Store::write_logged`).
 struct Decision {
     inputs: Inputs,
     recorded: Recorded,
@@ -159,7 +159,7 @@ enum InWriter {
 const APART_TRIES: usize = 3;
 
 impl Entitlement {
-    /// One check in its own transaction. Blocking. Like
+    /// One check in a journaled write of its own. Blocking. Like
     /// [`Entitlement::check_grouped`], a check whose plugins are slow is
     /// decided apart, outside the transaction (on the caller's thread).
     pub fn check(&self, req: CheckRequest) -> Result<CheckResponse, EntitlementError> {
@@ -178,7 +178,8 @@ impl Entitlement {
 
     /// [`Entitlement::check`] through the store's group commit: decided and
     /// recorded on the writer thread with the checks queued beside it,
-    /// answered once their shared commit is durable. Holds no thread while
+    /// answered once their group is durable (its records appended to the
+    /// redo journal in one `write`, or committed). Holds no thread while
     /// it waits; what `POST /v1/checks` runs.
     ///
     /// A check whose plugin call runs over [`WRITER_BUDGET`] there, and
@@ -231,7 +232,7 @@ impl Entitlement {
     /// A check whose plugins are slow, decided apart from the writer's
     /// transaction: against the last commit, its plugins holding no
     /// connection, so they hold up no other write; then recorded in a
-    /// transaction of its own if the account and the held request are
+    /// write of its own if the account and the held request are
     /// still as it read them. If they changed it is decided again; after
     /// [`APART_TRIES`] it is decided inside the transaction, where nothing
     /// can change in between. Either way checks stay serializable.
