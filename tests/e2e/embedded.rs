@@ -1,7 +1,8 @@
 //! Entitlement embedded as a library, in-process on the sample rules: a
-//! rule compiled into the host (`check_native`) is recorded like a plugin,
-//! and group-committed checks (`check_grouped`, what `POST /v1/checks` runs)
-//! each land whole while sharing commits.
+//! rule compiled into the host (`check_native`) is recorded like a plugin;
+//! checks from async code (`check_async`, what `POST /v1/checks` runs) each
+//! land whole while sharing commits; a slow plugin holds up no other check;
+//! a check whose inputs changed before its record is decided again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use rulehost::entitlement::{
 use rulehost::flow::{FlowEngine, Roles};
 use rulehost::notify::Signal;
 use rulehost::registry::{Live, Sources};
-use rulehost::store::{self, Store, StoreError};
+use rulehost::store::{self, Store};
 
 use crate::support::{copy_dir, plugins_dir, rules_dir, runtime};
 
@@ -94,18 +95,20 @@ fn request(id: Option<&str>) -> CheckRequest {
     }
 }
 
+/// A connection of the test's own to the store's file: what is committed.
+fn sql(store: &Store) -> rusqlite::Connection {
+    rusqlite::Connection::open(store.path()).unwrap()
+}
+
 /// The newest decision of `request`: (plugin, digest, verdict, level).
 fn decision(store: &Store, request: &str) -> (String, String, String, Option<String>) {
-    store
-        .read(|c| {
-            c.query_row(
-                "SELECT plugin, plugin_digest, verdict, level FROM decisions
-                 WHERE request_id = ?1 ORDER BY id DESC LIMIT 1",
-                [request],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .map_err(StoreError::from)
-        })
+    sql(store)
+        .query_row(
+            "SELECT plugin, plugin_digest, verdict, level FROM decisions
+             WHERE request_id = ?1 ORDER BY id DESC LIMIT 1",
+            [request],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
         .unwrap()
 }
 
@@ -169,15 +172,20 @@ fn a_native_rule_decides_through_the_same_records_as_a_plugin() {
 }
 
 #[test]
-fn grouped_checks_share_commits_and_each_is_recorded() {
+fn async_checks_share_commits_and_each_is_recorded() {
     let host = embedded();
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let stats = host.store.stats();
+    let (commits_before, writes_before) = (
+        stats.commits.load(Ordering::Relaxed),
+        stats.writes.load(Ordering::Relaxed),
+    );
     let answers = runtime.block_on(async {
         let checks: Vec<_> = (0..64)
             .map(|i| {
                 let entitlement = host.entitlement.clone();
                 let id = format!("req-grouped-{i}");
-                tokio::spawn(async move { entitlement.check_grouped(request(Some(&id))).await })
+                tokio::spawn(async move { entitlement.check_async(request(Some(&id))).await })
             })
             .collect();
         let mut answers = Vec::new();
@@ -194,27 +202,23 @@ fn grouped_checks_share_commits_and_each_is_recorded() {
             ("support-contract", "pass")
         );
     }
-    let stats = host.store.group_stats();
     let (commits, writes) = (
-        stats.commits.load(Ordering::Relaxed),
-        stats.writes.load(Ordering::Relaxed),
+        stats.commits.load(Ordering::Relaxed) - commits_before,
+        stats.writes.load(Ordering::Relaxed) - writes_before,
     );
-    // One grouped write each (a check whose call ran over the writer's
-    // budget, preempted say, is recorded apart, in a transaction of its own).
+    // One write each, nothing decided again: no other write touched acme.
     assert_eq!(writes, 64);
+    assert_eq!(host.entitlement.stats.redecided.load(Ordering::Relaxed), 0);
     assert!(commits < 64, "no check shared a commit ({commits} commits)");
 
     // A bad check is refused with a clear error and stores nothing.
     let count = |table: &str| -> i64 {
-        host.store
-            .read(|c| {
-                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-                    .map_err(StoreError::from)
-            })
+        sql(&host.store)
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .unwrap()
     };
     let before = (count("decisions"), count("requests"));
-    let refused = runtime.block_on(host.entitlement.clone().check_grouped(CheckRequest {
+    let refused = runtime.block_on(host.entitlement.clone().check_async(CheckRequest {
         account_id: "no spaces allowed".into(),
         ..request(None)
     }));
@@ -223,6 +227,83 @@ fn grouped_checks_share_commits_and_each_is_recorded() {
     };
     assert!(message.contains("account_id"), "{message}");
     assert_eq!((count("decisions"), count("requests")), before);
+}
+
+#[test]
+fn checks_racing_on_one_request_and_account_record_consistent_decisions() {
+    let host = embedded();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let tiers = ["standard", "gold"];
+    let answers = runtime.block_on(async {
+        let mut checks = Vec::new();
+        for i in 0..40 {
+            let entitlement = host.entitlement.clone();
+            checks.push(tokio::spawn(async move {
+                entitlement.check_async(request(Some("req-raced"))).await
+            }));
+            // The account changes while the checks are in flight.
+            if i % 4 == 0 {
+                let store = host.store.clone();
+                let tier = tiers[(i / 4) % 2];
+                tokio::task::spawn_blocking(move || put_account(&store, tier))
+                    .await
+                    .unwrap();
+            }
+        }
+        let mut answers = Vec::new();
+        for check in checks {
+            answers.push(check.await.unwrap());
+        }
+        answers
+    });
+    let answered = answers.iter().filter(|a| a.is_ok()).count();
+    for answer in &answers {
+        // Decided again when the account moved; refused only past the tries.
+        assert!(
+            matches!(answer, Ok(_) | Err(EntitlementError::Conflict(_))),
+            "{answer:?}"
+        );
+    }
+    let conn = sql(&host.store);
+    // Every answered check is in the log once; nothing else is.
+    let recorded: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM decisions WHERE request_id = 'req-raced'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(recorded as usize, answered);
+    // Each decision was made on the account as it was when it was recorded:
+    // replayed in log order against the account's history, the inputs'
+    // tier is always the tier set last before it. The request holds the
+    // newest decision's level.
+    let mut stmt = conn
+        .prepare("SELECT inputs, level FROM decisions WHERE request_id = 'req-raced' ORDER BY id")
+        .unwrap();
+    let rows: Vec<(String, Option<String>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let level: Option<String> = conn
+        .query_row(
+            "SELECT level FROM requests WHERE id = 'req-raced'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(level, rows.last().unwrap().1);
+    let final_tier: String = conn
+        .query_row("SELECT tier FROM accounts WHERE id = 'acme'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let last_inputs = &rows.last().unwrap().0;
+    assert!(
+        last_inputs.contains(&format!("\"tier\":\"{final_tier}\"")),
+        "the newest decision read a tier the account no longer had: {last_inputs}"
+    );
 }
 
 /// A service whose verifier spins until its time limit.
@@ -239,33 +320,12 @@ impl Embedded {
         binding.stats.calls.load(Ordering::Relaxed)
     }
 
-    /// Checks `slow` once: its call on the writer thread runs over the
-    /// writer's budget, the check is decided apart and times out there. Two
-    /// slow calls in a row: the service is marked slow.
-    fn make_slow(&self, runtime: &tokio::runtime::Runtime) {
-        let answer = runtime.block_on(self.entitlement.clone().check_grouped(CheckRequest {
-            service: "slow".into(),
-            ..request(Some("req-slow-first"))
-        }));
-        assert!(
-            matches!(answer, Err(EntitlementError::Plugin(_))),
-            "{answer:?}"
-        );
-        let registry = self.live.registry().load_full();
-        assert!(registry.service("slow").unwrap().is_slow());
-        assert_eq!(self.slow_calls_begun(), 2);
-        assert_eq!(
-            self.entitlement.stats.decided_apart.load(Ordering::Relaxed),
-            1
-        );
-    }
-
     fn spawn_slow_check(
         &self,
         runtime: &tokio::runtime::Runtime,
         id: &str,
     ) -> tokio::task::JoinHandle<Result<entitlement::CheckResponse, EntitlementError>> {
-        runtime.spawn(self.entitlement.clone().check_grouped(CheckRequest {
+        runtime.spawn(self.entitlement.clone().check_async(CheckRequest {
             service: "slow".into(),
             ..request(Some(id))
         }))
@@ -288,62 +348,31 @@ impl Embedded {
     }
 }
 
-/// The sample rules and `slow`, already marked slow.
-fn slow_host() -> (Embedded, tokio::runtime::Runtime) {
+#[test]
+fn a_slow_plugin_holds_up_no_other_check() {
     let host = embedded_with(&[SLOW]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    host.make_slow(&runtime);
-    (host, runtime)
-}
-
-#[test]
-fn a_slow_plugin_holds_up_no_other_check_from_its_first_call() {
-    // On a loaded machine a fast check can be preempted past the writer's
-    // budget: it is then decided apart, correctly, and waits there for the
-    // slow one's place (one apart at a time on two cores). That round
-    // proves nothing either way, so it is made again on a fresh host.
-    for attempt in 1..=5 {
-        let host = embedded_with(&[SLOW]);
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-
-        // Its first call, on the writer thread, stops at the writer's
-        // budget; the second runs apart.
-        let slow = host.start_slow_check(&runtime, "req-slow-first", 2);
-        // Were the slow call on the writer thread, these would wait for it.
-        for i in 0..20 {
-            let answer = runtime
-                .block_on(
-                    host.entitlement
-                        .clone()
-                        .check_grouped(request(Some(&format!("req-beside-{i}")))),
-                )
-                .unwrap();
-            assert_eq!(answer.decision, "pass");
-        }
-        let finished = slow.is_finished();
-        let apart = host.entitlement.stats.decided_apart.load(Ordering::Relaxed);
-        if apart > 1 && attempt < 5 {
-            continue;
-        }
-        assert!(!finished, "the checks beside the slow one waited for it");
-        check_the_slow_one(&host, &runtime, slow);
-        return;
+    let slow = host.start_slow_check(&runtime, "req-slow-first", 1);
+    // Were the slow call holding the writer, these would wait for it.
+    for i in 0..20 {
+        let answer = runtime
+            .block_on(
+                host.entitlement
+                    .clone()
+                    .check_async(request(Some(&format!("req-beside-{i}")))),
+            )
+            .unwrap();
+        assert_eq!(answer.decision, "pass");
     }
-}
-
-fn check_the_slow_one(
-    host: &Embedded,
-    runtime: &tokio::runtime::Runtime,
-    slow: tokio::task::JoinHandle<Result<entitlement::CheckResponse, EntitlementError>>,
-) {
+    assert!(
+        !slow.is_finished(),
+        "the checks beside the slow one waited for it"
+    );
     let answer = runtime.block_on(slow).unwrap();
     let Err(EntitlementError::Plugin(message)) = answer else {
         panic!("expected the time-out, got {answer:?}");
     };
     assert!(message.contains("timed out after 500 ms"), "{message}");
-    // At least the slow one: on a loaded machine a fast check preempted
-    // past the writer's budget is decided apart too, correctly.
-    assert!(host.entitlement.stats.decided_apart.load(Ordering::Relaxed) >= 1);
     let (plugin, _, verdict, _) = decision(&host.store, "req-slow-first");
     assert_eq!(
         (plugin.as_str(), verdict.as_str()),
@@ -352,8 +381,9 @@ fn check_the_slow_one(
 }
 
 #[test]
-fn a_check_decided_apart_is_decided_again_when_its_account_changes_meanwhile() {
-    let (host, runtime) = slow_host();
+fn a_check_is_decided_again_when_its_account_changes_before_its_record() {
+    let host = embedded_with(&[SLOW]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
 
     let slow = host.start_slow_check(&runtime, "req-moved", 1);
     // The check has read the account; it changes before it is recorded.
@@ -364,25 +394,25 @@ fn a_check_decided_apart_is_decided_again_when_its_account_changes_meanwhile() {
         "{answer:?}"
     );
     assert_eq!(host.entitlement.stats.redecided.load(Ordering::Relaxed), 1);
-    let inputs: Vec<String> = host
-        .store
-        .read(|c| {
-            let mut stmt =
-                c.prepare("SELECT inputs FROM decisions WHERE request_id = 'req-moved'")?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
-            rows.collect::<Result<Vec<String>, _>>()
-                .map_err(StoreError::from)
-        })
+    let conn = sql(&host.store);
+    let mut stmt = conn
+        .prepare("SELECT inputs FROM decisions WHERE request_id = 'req-moved'")
+        .unwrap();
+    let inputs: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(inputs.len(), 1, "only the second decision is recorded");
     assert!(inputs[0].contains("\"tier\":\"gold\""), "{}", inputs[0]);
 }
 
 #[test]
-fn slow_checks_spin_on_at_most_half_the_cores_at_once() {
-    let (host, runtime) = slow_host();
+fn a_spinning_plugin_holds_at_most_its_share_of_the_cores() {
+    let host = embedded_with(&[SLOW]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
 
-    let limit = Entitlement::apart_limit();
+    let limit = Entitlement::plugin_concurrency();
     let begun = host.slow_calls_begun();
     let crowd: Vec<_> = (0..limit + 2)
         .map(|i| host.spawn_slow_check(&runtime, &format!("req-crowd-{i}")))
@@ -404,7 +434,7 @@ fn slow_checks_spin_on_at_most_half_the_cores_at_once() {
 }
 
 #[test]
-fn the_blocking_check_also_keeps_a_slow_plugin_out_of_its_transaction() {
+fn the_blocking_check_runs_a_slow_plugin_outside_any_transaction() {
     let host = embedded_with(&[SLOW]);
     let begun = host.slow_calls_begun();
     let entitlement = host.entitlement.clone();
@@ -414,8 +444,7 @@ fn the_blocking_check_also_keeps_a_slow_plugin_out_of_its_transaction() {
             ..request(Some("req-blocking-slow"))
         })
     });
-    // Its first call stops at the writer's budget; the second runs apart.
-    while host.slow_calls_begun() < begun + 2 {
+    while host.slow_calls_begun() < begun + 1 {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     for i in 0..20 {
@@ -434,14 +463,10 @@ fn the_blocking_check_also_keeps_a_slow_plugin_out_of_its_transaction() {
         matches!(&answer, Err(EntitlementError::Plugin(m)) if m.contains("timed out after 500 ms")),
         "{answer:?}"
     );
-    // One call stopped at the writer's budget, one apart.
-    assert_eq!(host.slow_calls_begun(), begun + 2);
+    assert_eq!(host.slow_calls_begun(), begun + 1);
     let (plugin, _, verdict, _) = decision(&host.store, "req-blocking-slow");
     assert_eq!(
         (plugin.as_str(), verdict.as_str()),
         ("hostile-loop", "error")
     );
-    // At least the slow one: on a loaded machine a fast check preempted
-    // past the writer's budget is decided apart too, correctly.
-    assert!(host.entitlement.stats.decided_apart.load(Ordering::Relaxed) >= 1);
 }

@@ -1120,13 +1120,17 @@ fn healthz_and_metrics_report_the_documented_figures() {
     for name in [
         "rulehost_store_group_commits_total",
         "rulehost_store_group_writes_total",
+        "rulehost_store_commit_microseconds_total",
+        "rulehost_store_checkpoints_total",
+        "rulehost_store_wal_bytes",
     ] {
         assert!(metric(text, name, &[]).is_some(), "{name}: {text}");
     }
-    // No plugin was slow: no check was decided apart.
+    // Nothing raced: no check was decided again, no group failed.
     for name in [
-        "rulehost_checks_decided_apart_total",
         "rulehost_checks_redecided_total",
+        "rulehost_checks_conflicts_total",
+        "rulehost_store_failed_groups_total",
     ] {
         assert_eq!(metric(text, name, &[]), Some(0.0), "{name}: {text}");
     }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::notify::MailConfig;
 use crate::registry::Diagnostic;
-use crate::store::StoreOptions;
+use crate::store::{StoreOptions, SyncMode};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,23 +27,60 @@ pub struct HostConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// How long journaled writes (checks' decision records), durable in
-    /// the redo journal, may wait for the SQLite commit they share, in
-    /// milliseconds (default 5; 0: every check is its own commit).
-    pub batch_window_ms: Option<u64>,
+    /// `full` (default): each group commit is fsynced, an answer survives a
+    /// power loss; `normal`: it survives the process being killed only.
+    pub sync: Option<SyncMode>,
+    /// PostgreSQL's `commit_delay`, in microseconds (default 0, off): with
+    /// at least `commit_siblings` writes in a group, the writer waits this
+    /// long for more before it commits.
+    pub commit_delay_us: Option<u64>,
+    /// Writes a group must hold before `commit_delay_us` applies (default 5).
+    pub commit_siblings: Option<usize>,
+    /// Writes queued at most before writers wait (default 4096).
+    pub queue: Option<usize>,
 }
 
-/// The longest `[store] batch_window_ms` accepted: recovery after a crash
-/// redoes at most this much.
-const MAX_BATCH_WINDOW_MS: u64 = 60_000;
+/// The longest `[store] commit_delay_us` accepted: PostgreSQL's bound.
+const MAX_COMMIT_DELAY_US: u64 = 100_000;
 
 impl StoreConfig {
     pub fn options(&self) -> StoreOptions {
         let mut options = StoreOptions::default();
-        if let Some(ms) = self.batch_window_ms {
-            options.batch_window = Duration::from_millis(ms);
+        if let Some(sync) = self.sync {
+            options.sync = sync;
+        }
+        if let Some(us) = self.commit_delay_us {
+            options.commit_delay = Duration::from_micros(us);
+        }
+        if let Some(n) = self.commit_siblings {
+            options.commit_siblings = n;
+        }
+        if let Some(n) = self.queue {
+            options.queue = n;
         }
         options
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(us) = self.commit_delay_us
+            && us > MAX_COMMIT_DELAY_US
+        {
+            problems.push(format!(
+                "[store] commit_delay_us = {us} is more than {MAX_COMMIT_DELAY_US}; a few hundred microseconds is enough to share commits"
+            ));
+        }
+        if self.commit_siblings == Some(0) {
+            problems.push("[store] commit_siblings must be at least 1".into());
+        }
+        if let Some(n) = self.queue
+            && !(1..=1_000_000).contains(&n)
+        {
+            problems.push(format!(
+                "[store] queue = {n} is out of range; use 1 to 1000000"
+            ));
+        }
+        problems
     }
 }
 
@@ -79,16 +116,8 @@ impl HostConfig {
                 format!("[public] url `{url}` is not an http:// or https:// URL"),
             ));
         }
-        if let Some(ms) = config.store.batch_window_ms
-            && ms > MAX_BATCH_WINDOW_MS
-        {
-            return Err(Diagnostic::error(
-                path,
-                None,
-                format!(
-                    "[store] batch_window_ms = {ms} is more than {MAX_BATCH_WINDOW_MS}; a few milliseconds is enough to share commits"
-                ),
-            ));
+        if let Some(problem) = config.store.problems().into_iter().next() {
+            return Err(Diagnostic::error(path, None, problem));
         }
         Ok(config)
     }
@@ -106,25 +135,36 @@ mod tests {
     }
 
     #[test]
-    fn the_store_section_sets_the_batch_window() {
+    fn the_store_section_sets_sync_and_commit_delay() {
         let default = load("").unwrap().store.options();
         assert_eq!(default, StoreOptions::default());
-        let set = load("[store]\nbatch_window_ms = 0\n").unwrap();
-        assert_eq!(set.store.options().batch_window, Duration::ZERO);
-        let set = load("[store]\nbatch_window_ms = 60000\n").unwrap();
-        assert_eq!(set.store.options().batch_window, Duration::from_secs(60));
+        assert_eq!(default.sync, SyncMode::Full);
+        let set = load(
+            "[store]\nsync = \"normal\"\ncommit_delay_us = 200\ncommit_siblings = 3\nqueue = 64\n",
+        )
+        .unwrap()
+        .store
+        .options();
+        assert_eq!(set.sync, SyncMode::Normal);
+        assert_eq!(set.commit_delay, Duration::from_micros(200));
+        assert_eq!((set.commit_siblings, set.queue), (3, 64));
     }
 
     #[test]
-    fn a_window_too_long_or_a_misspelt_key_is_refused() {
-        let too_long = load("[store]\nbatch_window_ms = 60001\n").unwrap_err();
+    fn a_bad_store_setting_or_a_misspelt_key_is_refused() {
+        let too_long = load("[store]\ncommit_delay_us = 100001\n").unwrap_err();
         assert!(
-            too_long.to_string().contains("batch_window_ms = 60001"),
+            too_long.to_string().contains("commit_delay_us = 100001"),
             "{too_long}"
         );
-        let misspelt = load("[store]\nbatch_window = 5\n").unwrap_err();
-        assert!(misspelt.to_string().contains("batch_window"), "{misspelt}");
-        let negative = load("[store]\nbatch_window_ms = -1\n").unwrap_err();
+        let unknown = load("[store]\nsync = \"sometimes\"\n").unwrap_err();
+        assert!(
+            unknown.to_string().contains("sometimes") || unknown.to_string().contains("full"),
+            "{unknown}"
+        );
+        let old = load("[store]\nbatch_window_ms = 5\n").unwrap_err();
+        assert!(old.to_string().contains("batch_window_ms"), "{old}");
+        let negative = load("[store]\ncommit_delay_us = -1\n").unwrap_err();
         // Pointed at by its line: the second.
         assert!(
             negative.to_string().contains(":2: invalid value"),

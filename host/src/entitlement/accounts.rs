@@ -86,6 +86,8 @@ pub fn account_row(a: &Account, now: i64) -> AccountRow {
             .and_then(|c| serde_json::to_value(c).ok()),
         attributes: serde_json::to_value(&a.attributes).unwrap_or(Value::Null),
         updated_at: now,
+        // The store bumps it on every change.
+        version: 0,
     }
 }
 

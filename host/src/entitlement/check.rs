@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -17,9 +16,9 @@ use crate::contract::{
     ServiceRequest, Verdict, VerifyInput,
 };
 use crate::registry::{OnPluginError, Service};
-use crate::runtime::{CallErrorKind, CallReport};
+use crate::runtime::CallReport;
 use crate::store::entitlement::{self as q, AccountRow, RequestRow};
-use crate::store::{self, Execute, Logged, new_id, outbox};
+use crate::store::{self, Conn, Tx, new_id, outbox};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,10 +62,13 @@ pub struct CheckResponse {
 /// Request states that end a request: a new check needs a new id.
 const FINAL: [&str; 3] = ["fulfilled", "lapsed", "reconciliation-failed"];
 
+/// How often a check is decided again because the account or the held
+/// request changed between its read and its record, before it is refused
+/// with a conflict.
+pub const MAX_TRIES: usize = 8;
+
 /// A check decided and not yet recorded: everything its write stores, and
-/// the inputs it was decided on. A check is recorded in one journaled
-/// write (and decided there too, unless decided apart), then answered once
-/// that write is durable (`store::Store::write_logged`).
+/// the inputs it was decided on.
 struct Decision {
     inputs: Inputs,
     recorded: Recorded,
@@ -94,11 +96,15 @@ impl Decision {
     }
 
     /// Whether the rows the decision read are still as it read them, in
-    /// the transaction `tx` about to record it.
-    fn still_current(&self, tx: &rusqlite::Connection) -> Result<bool, EntitlementError> {
+    /// the transaction `tx` about to record it: their versions are
+    /// unchanged (or they are still absent).
+    fn still_current(&self, tx: &Tx<'_>) -> Result<bool, EntitlementError> {
         let read = &self.inputs;
-        Ok(q::get_request(tx, &read.request.id)? == read.existing
-            && q::get_account(tx, &read.request.account_id)? == read.account_row)
+        Ok(
+            q::request_version(tx, &read.request.id)? == read.existing.as_ref().map(|r| r.version)
+                && q::account_version(tx, &read.request.account_id)?
+                    == read.account_row.as_ref().map(|a| a.version),
+        )
     }
 }
 
@@ -113,8 +119,7 @@ struct Inputs {
 
 impl Inputs {
     /// The check these inputs were read for, under the request id it got:
-    /// to make again when they changed before it was recorded, or to make
-    /// apart.
+    /// to make again when they changed before it was recorded.
     fn into_request(self) -> CheckRequest {
         let Inputs {
             service, request, ..
@@ -129,165 +134,126 @@ impl Inputs {
     }
 }
 
-/// How deciding ended.
-// Moved once, to its caller: boxing would cost an allocation per check.
-#[allow(clippy::large_enum_variant)]
-enum Deciding {
-    Decided(Decision),
-    /// A plugin call ran over the caller's budget: the inputs, undecided.
-    OverBudget(Inputs),
-}
-
-/// A plugin call on the writer thread stops after this, however long the
-/// service allows: the check is then decided apart, where it may take its
-/// full time limit, and what waits on the writer waits no longer than this.
-const WRITER_BUDGET: Duration = Duration::from_millis(2);
-
-/// What a check's work in the writer's transaction came to.
+/// What recording a decision came to.
 // Moved once, through the commit's answer: boxing would cost an allocation
 // per check for nothing.
 #[allow(clippy::large_enum_variant)]
-enum InWriter {
+enum Recording {
     Recorded(Decision, Option<Started>),
-    /// Handed back undecided: the service's plugins are slow, or this
-    /// check's call ran over [`WRITER_BUDGET`].
-    Slow(CheckRequest),
+    /// The account or the held request changed since the decision read
+    /// them: nothing was written.
+    Stale(Decision),
 }
 
-/// How often a check decided apart is decided again because what it read
-/// changed, before it is decided inside the transaction after all.
-const APART_TRIES: usize = 3;
-
 impl Entitlement {
-    /// One check in a journaled write of its own. Blocking. Like
-    /// [`Entitlement::check_grouped`], a check whose plugins are slow is
-    /// decided apart, outside the transaction (on the caller's thread).
+    /// One check, blocking: read, decide, record (in a transaction of its
+    /// own), answer. For the CLI and embedders; `POST /v1/checks` runs
+    /// [`Entitlement::check_async`].
     pub fn check(&self, req: CheckRequest) -> Result<CheckResponse, EntitlementError> {
-        if self.is_slow(&req.service) {
-            return self.check_apart(req);
-        }
-        match self
-            .shared
-            .store
-            .write_logged(|tx| self.decide_in_writer(tx, req))?
-        {
-            InWriter::Recorded(decision, started) => self.answer(decision, started),
-            InWriter::Slow(req) => self.check_apart(req),
-        }
+        self.check_with(req, None)
     }
 
-    /// [`Entitlement::check`] through the store's group commit: decided and
-    /// recorded on the writer thread with the checks queued beside it,
-    /// answered once their group is durable (its records appended to the
-    /// redo journal in one `write`, or committed). Holds no thread while
-    /// it waits; what `POST /v1/checks` runs.
-    ///
-    /// A check whose plugin call runs over [`WRITER_BUDGET`] there, and
-    /// every check of a service whose plugin was slow lately
-    /// ([`crate::runtime::Binding::is_slow`]), is decided apart instead:
-    /// see [`Entitlement::check_apart`].
-    pub async fn check_grouped(
-        self: Arc<Self>,
-        req: CheckRequest,
-    ) -> Result<CheckResponse, EntitlementError> {
-        if self.is_slow(&req.service) {
-            return self.check_apart_async(req).await;
-        }
-        let this = self.clone();
-        let done = self
-            .shared
-            .store
-            .write_grouped(move |tx| this.decide_in_writer(tx, req))
-            .await?;
-        match done {
-            InWriter::Recorded(decision, started) => self.answer_async(decision, started).await,
-            InWriter::Slow(req) => self.check_apart_async(req).await,
-        }
-    }
-
-    /// A check's work in the writer's transaction `tx`, its plugin calls
-    /// held to [`WRITER_BUDGET`]; handed back when its plugins are slow.
-    fn decide_in_writer(
+    /// [`Entitlement::check`] with the verdict from a rule compiled into
+    /// the host instead of the service's verifier plugin. Everything else is
+    /// the same: the reads, the decision log (the rule's name as plugin,
+    /// digest `native`), the held request, the reconciler plugin on a
+    /// failure. For embedders of the library, and the baseline that prices
+    /// the sandbox in `benches/core`.
+    pub fn check_native(
         &self,
-        tx: &Logged<'_>,
         req: CheckRequest,
-    ) -> Result<InWriter, EntitlementError> {
-        let inputs = self.read_inputs(tx, req)?;
-        // It may have turned slow while this check waited for the writer,
-        // on a check just before it.
-        if inputs.service.is_slow() {
-            return Ok(InWriter::Slow(inputs.into_request()));
-        }
-        Ok(
-            match self.decide_within(inputs, None, Some(WRITER_BUDGET))? {
-                Deciding::Decided(decision) => {
-                    let started = self.record(tx, &decision)?;
-                    InWriter::Recorded(decision, started)
-                }
-                Deciding::OverBudget(inputs) => InWriter::Slow(inputs.into_request()),
-            },
-        )
+        rule: &dyn NativeVerifier,
+    ) -> Result<CheckResponse, EntitlementError> {
+        self.check_with(req, Some(rule))
     }
 
-    /// A check whose plugins are slow, decided apart from the writer's
-    /// transaction: against the last commit, its plugins holding no
-    /// connection, so they hold up no other write; then recorded in a
-    /// write of its own if the account and the held request are
-    /// still as it read them. If they changed it is decided again; after
-    /// [`APART_TRIES`] it is decided inside the transaction, where nothing
-    /// can change in between. Either way checks stay serializable.
-    /// Blocking.
-    fn check_apart(&self, mut req: CheckRequest) -> Result<CheckResponse, EntitlementError> {
-        self.stats.decided_apart.fetch_add(1, Ordering::Relaxed);
+    fn check_with(
+        &self,
+        mut req: CheckRequest,
+        native: Option<&dyn NativeVerifier>,
+    ) -> Result<CheckResponse, EntitlementError> {
         let store = &self.shared.store;
-        for _ in 0..APART_TRIES {
+        for _ in 0..MAX_TRIES {
             let inputs = store.read(|c| self.read_inputs(c, req))?;
-            let decision = self.decide(inputs, None)?;
-            let recorded = store.write_logged(|tx| {
-                if !decision.still_current(tx)? {
-                    return Ok(Err(decision));
-                }
-                let started = self.record(tx, &decision)?;
-                Ok::<_, EntitlementError>(Ok((decision, started)))
-            })?;
-            match recorded {
-                Ok((decision, started)) => return self.answer(decision, started),
-                Err(stale) => {
+            let decision = self.decide(inputs, native)?;
+            match store.write(|tx| self.record_if_current(tx, decision))? {
+                Recording::Recorded(decision, started) => return self.answer(decision, started),
+                Recording::Stale(stale) => {
                     self.stats.redecided.fetch_add(1, Ordering::Relaxed);
                     req = stale.inputs.into_request();
                 }
             }
         }
-        let (decision, started) = store.write_logged(|tx| self.decide_and_record(tx, req, None))?;
-        self.answer(decision, started)
+        Err(self.too_contended(&req))
     }
 
-    /// [`Entitlement::check_apart`] from async code, on the blocking pool.
-    /// A plugin spinning to its time limit burns a core: at most
-    /// [`Entitlement::apart_limit`] of these run at once, the rest wait.
-    async fn check_apart_async(
+    /// A check from async code, what `POST /v1/checks` runs: the account
+    /// and the held request are read and the plugins run on the blocking
+    /// pool (at most [`Entitlement::plugin_concurrency`] at once per
+    /// service), then the decision is recorded through the store's group
+    /// commit, sharing its COMMIT with the checks queued beside it, and
+    /// answered once that commit returned. When what the decision read
+    /// changed before it was recorded, it is decided again.
+    pub async fn check_async(
         self: Arc<Self>,
-        req: CheckRequest,
+        mut req: CheckRequest,
     ) -> Result<CheckResponse, EntitlementError> {
-        let failed =
-            |e: String| EntitlementError::Internal(format!("deciding the check failed: {e}"));
-        let _permit = self
-            .apart
-            .acquire()
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.check_apart(req))
-            .await
-            .map_err(|e| failed(e.to_string()))?
+        let permits = self.permits(&req.service);
+        for _ in 0..MAX_TRIES {
+            let decision = {
+                let _permit = permits.acquire().await.map_err(|e| {
+                    EntitlementError::Internal(format!("deciding the check failed: {e}"))
+                })?;
+                let this = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    let inputs = this.shared.store.read(|c| this.read_inputs(c, req))?;
+                    this.decide(inputs, None)
+                })
+                .await
+                .map_err(|e| {
+                    EntitlementError::Internal(format!("deciding the check failed: {e}"))
+                })??
+            };
+            let this = self.clone();
+            let recording = self
+                .shared
+                .store
+                .write_async(move |tx| this.record_if_current(tx, decision))
+                .await?;
+            match recording {
+                Recording::Recorded(decision, started) => {
+                    return self.answer_async(decision, started).await;
+                }
+                Recording::Stale(stale) => {
+                    self.stats.redecided.fetch_add(1, Ordering::Relaxed);
+                    req = stale.inputs.into_request();
+                }
+            }
+        }
+        Err(self.too_contended(&req))
     }
 
-    fn is_slow(&self, service: &str) -> bool {
-        self.shared
-            .registry
-            .load()
-            .service(service)
-            .is_some_and(|s| s.is_slow())
+    fn too_contended(&self, req: &CheckRequest) -> EntitlementError {
+        self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+        EntitlementError::Conflict(format!(
+            "account `{}` or request `{}` changed {MAX_TRIES} times while this check was decided; try again",
+            req.account_id,
+            req.request_id.as_deref().unwrap_or("(new)")
+        ))
+    }
+
+    /// Records `decision` in `tx` if the rows it read are unchanged;
+    /// otherwise hands it back, writing nothing.
+    fn record_if_current(
+        &self,
+        tx: &Tx<'_>,
+        decision: Decision,
+    ) -> Result<Recording, EntitlementError> {
+        if !decision.still_current(tx)? {
+            return Ok(Recording::Stale(decision));
+        }
+        let started = self.record(tx, &decision)?;
+        Ok(Recording::Recorded(decision, started))
     }
 
     /// [`Entitlement::answer`] from async code: on the blocking pool when
@@ -305,44 +271,9 @@ impl Entitlement {
             .map_err(|e| EntitlementError::Internal(format!("answering the check failed: {e}")))?
     }
 
-    /// [`Entitlement::check`] with the verdict from a rule compiled into
-    /// the host instead of the service's verifier plugin. Everything else is
-    /// the same: the reads, the decision log (the rule's name as plugin,
-    /// digest `native`), the held request, the reconciler plugin on a
-    /// failure. For embedders of the library, and the baseline that prices
-    /// the sandbox in `benches/core`.
-    pub fn check_native(
-        &self,
-        req: CheckRequest,
-        rule: &dyn NativeVerifier,
-    ) -> Result<CheckResponse, EntitlementError> {
-        let (decision, started) = self
-            .shared
-            .store
-            .write_logged(|tx| self.decide_and_record(tx, req, Some(rule)))?;
-        self.answer(decision, started)
-    }
-
-    /// A check's work inside its transaction `tx`: decided (its reads see
-    /// every earlier write, so checks are serializable), then recorded.
-    fn decide_and_record(
-        &self,
-        tx: &Logged<'_>,
-        req: CheckRequest,
-        native: Option<&dyn NativeVerifier>,
-    ) -> Result<(Decision, Option<Started>), EntitlementError> {
-        let decision = self.decide(self.read_inputs(tx, req)?, native)?;
-        let started = self.record(tx, &decision)?;
-        Ok((decision, started))
-    }
-
     /// Validates the request and reads the held request and the account:
     /// the first half of deciding, the only one that touches the database.
-    fn read_inputs(
-        &self,
-        conn: &rusqlite::Connection,
-        req: CheckRequest,
-    ) -> Result<Inputs, EntitlementError> {
+    fn read_inputs(&self, conn: &Conn<'_>, req: CheckRequest) -> Result<Inputs, EntitlementError> {
         if !valid_id(&req.account_id) {
             return Err(EntitlementError::Invalid(
                 "`account_id` must be 1-200 printable characters without spaces, `/`, `?` or `#`"
@@ -395,31 +326,14 @@ impl Entitlement {
         })
     }
 
-    /// [`Entitlement::decide_within`] without a budget: it always decides.
+    /// Runs the verifier (the service's plugin, or `native`) and on a
+    /// failure the reconciler on what [`Entitlement::read_inputs`] read:
+    /// the second half of deciding, without the database.
     fn decide(
         &self,
         inputs: Inputs,
         native: Option<&dyn NativeVerifier>,
     ) -> Result<Decision, EntitlementError> {
-        match self.decide_within(inputs, native, None)? {
-            Deciding::Decided(decision) => Ok(decision),
-            // Only a call given a budget stops at one.
-            Deciding::OverBudget(_) => Err(EntitlementError::Internal(
-                "a check without a time budget was stopped at one".into(),
-            )),
-        }
-    }
-
-    /// Runs the verifier (the service's plugin, or `native`) and on a
-    /// failure the reconciler on what [`Entitlement::read_inputs`] read:
-    /// the second half of deciding, without the database. A plugin call
-    /// that runs over `budget` hands the inputs back undecided.
-    fn decide_within(
-        &self,
-        inputs: Inputs,
-        native: Option<&dyn NativeVerifier>,
-        budget: Option<Duration>,
-    ) -> Result<Deciding, EntitlementError> {
         let Inputs {
             service,
             request,
@@ -428,11 +342,10 @@ impl Entitlement {
         } = &inputs;
         let account = account_row.as_ref().map(to_account).transpose()?;
         let verified = match native {
-            None => self.verify_within(service, request, account.clone(), budget)?,
+            None => self.verify(service, request, account.clone())?,
             Some(rule) => verify_native(rule, service, request, account.clone()),
         };
         let (ruling, recorded) = match verified {
-            Verified::OverBudget => return Ok(Deciding::OverBudget(inputs)),
             Verified::Fault(message, recorded) => (Ruling::Error(message), recorded),
             Verified::Verdict(Verdict::Pass { level }, recorded) => (Ruling::Pass(level), recorded),
             Verified::Verdict(Verdict::Fail(failure), recorded) => {
@@ -442,10 +355,7 @@ impl Entitlement {
                     .and_then(|r| r.reconciliation_id.clone());
                 let procedure = match live {
                     Some(_) => Procedure::None,
-                    None => match self.procedure(service, request, &failure, account, budget) {
-                        Some(procedure) => procedure,
-                        None => return Ok(Deciding::OverBudget(inputs)),
-                    },
+                    None => self.procedure(service, request, &failure, account),
                 };
                 let ruling = Ruling::Fail {
                     failure,
@@ -455,17 +365,17 @@ impl Entitlement {
                 (ruling, recorded)
             }
         };
-        Ok(Deciding::Decided(Decision {
+        Ok(Decision {
             inputs,
             recorded,
             ruling,
             now: store::now_ms(),
-        }))
+        })
     }
 
     /// A decision's writes: the decision log, the held request, and on a
     /// failure the reconciliation and the `check.failed` event.
-    fn record(&self, tx: &Logged<'_>, d: &Decision) -> Result<Option<Started>, EntitlementError> {
+    fn record(&self, tx: &Tx<'_>, d: &Decision) -> Result<Option<Started>, EntitlementError> {
         let Decision {
             inputs:
                 Inputs {
@@ -493,6 +403,8 @@ impl Entitlement {
             reconciliation_id,
             created_at: existing.as_ref().map_or(*now, |r| r.created_at),
             updated_at: *now,
+            // The store bumps it.
+            version: existing.as_ref().map_or(0, |r| r.version),
         };
         match ruling {
             Ruling::Error(message) => {
@@ -628,18 +540,6 @@ impl Entitlement {
         request: &ServiceRequest,
         account: Option<Account>,
     ) -> Result<Verified, EntitlementError> {
-        self.verify_within(service, request, account, None)
-    }
-
-    /// [`Entitlement::verify`], stopped after `budget`
-    /// ([`crate::runtime::Binding::call_within`]).
-    fn verify_within(
-        &self,
-        service: &Service,
-        request: &ServiceRequest,
-        account: Option<Account>,
-        budget: Option<Duration>,
-    ) -> Result<Verified, EntitlementError> {
         let binding = service.binding(Capability::Verifier).ok_or_else(|| {
             EntitlementError::Invalid(format!("service `{}` has no verifier plugin", service.id()))
         })?;
@@ -655,11 +555,8 @@ impl Entitlement {
                 Recorded::new(plugin.name(), plugin.digest().to_string(), &ctx, &call, 0),
             )
         };
-        let report = match binding.call_within(&ctx, &call, budget) {
+        let report = match binding.call(&ctx, &call) {
             Ok(report) => report,
-            Err(e) if matches!(e.kind, CallErrorKind::OverBudget { .. }) => {
-                return Ok(Verified::OverBudget);
-            }
             Err(e) => {
                 // A fault of the live version: the previous good one answers
                 // when the service asks for that, and the decision says so.
@@ -711,17 +608,16 @@ impl Entitlement {
     }
 
     /// Asks the reconciler what to do; without one, or when it faults, the
-    /// answer is `none`. `None` when the call ran over `budget`.
+    /// answer is `none`.
     fn procedure(
         &self,
         service: &Service,
         request: &ServiceRequest,
         failure: &Failure,
         account: Option<Account>,
-        budget: Option<Duration>,
-    ) -> Option<Procedure> {
+    ) -> Procedure {
         let Some(binding) = service.binding(Capability::Reconciler) else {
-            return Some(Procedure::None);
+            return Procedure::None;
         };
         let ctx = service.context(Timestamp::now());
         let call = Call::Procedure(ProcedureInput {
@@ -729,7 +625,7 @@ impl Entitlement {
             failure: failure.clone(),
             account,
         });
-        Some(match binding.call_within(&ctx, &call, budget) {
+        match binding.call(&ctx, &call) {
             Ok(CallReport {
                 outcome: Outcome::Procedure(p),
                 ..
@@ -742,7 +638,6 @@ impl Entitlement {
                 );
                 Procedure::None
             }
-            Err(e) if matches!(e.kind, CallErrorKind::OverBudget { .. }) => return None,
             Err(e) => {
                 tracing::warn!(
                     service = service.id(),
@@ -750,7 +645,7 @@ impl Entitlement {
                 );
                 Procedure::None
             }
-        })
+        }
     }
 }
 
@@ -798,8 +693,6 @@ pub(crate) enum Verified {
     Verdict(Verdict, Recorded),
     /// The plugin faulted or declined to decide: the message says how.
     Fault(String, Recorded),
-    /// The call ran over the caller's budget: no answer yet.
-    OverBudget,
 }
 
 /// A decision's provenance: the plugin, the inputs it got (JSON, ready to
@@ -844,7 +737,7 @@ pub(crate) enum Decided<'a> {
 }
 
 pub(crate) fn insert_decision(
-    tx: &impl Execute,
+    tx: &Tx<'_>,
     recorded: &Recorded,
     request: &ServiceRequest,
     decided: Decided<'_>,

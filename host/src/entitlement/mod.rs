@@ -14,14 +14,17 @@ mod check;
 mod reconcile;
 mod site;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use arc_swap::ArcSwap;
 
 pub use accounts::{AccountInput, AccountView, valid_id, view as account_view};
-pub use check::{CheckRequest, CheckResponse, NativeVerifier};
+pub use check::{CheckRequest, CheckResponse, MAX_TRIES, NativeVerifier};
 pub use reconcile::{Installed, install};
 pub use site::{Choice, LinkError, ReconcileOption, ReconcilePage, SubmitOutcome};
 
@@ -68,18 +71,18 @@ pub struct Entitlement {
     engine: Arc<FlowEngine>,
     outbox_signal: Arc<Signal>,
     pub stats: CheckStats,
-    /// Checks decided apart at once: [`Entitlement::apart_limit`].
-    apart: tokio::sync::Semaphore,
+    /// Per service, the plugin calls of checks that may run at once.
+    permits: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
-/// Counters of how grouped checks were decided, for metrics.
+/// Counters of how checks were decided, for metrics.
 #[derive(Debug, Default)]
 pub struct CheckStats {
-    /// Checks of services with a slow plugin, decided off the writer thread.
-    pub decided_apart: AtomicU64,
-    /// Checks decided apart whose account or held request changed before
-    /// they were recorded, so were decided again.
+    /// Checks whose account or held request changed between their read
+    /// and their record, so were decided again.
     pub redecided: AtomicU64,
+    /// Checks refused with a conflict after [`MAX_TRIES`] decisions.
+    pub conflicts: AtomicU64,
 }
 
 impl Entitlement {
@@ -90,14 +93,31 @@ impl Entitlement {
             engine,
             outbox_signal,
             stats: CheckStats::default(),
-            apart: tokio::sync::Semaphore::new(Self::apart_limit()),
+            permits: Mutex::default(),
         }
     }
 
-    /// How many checks of services with a slow plugin are decided at once:
-    /// half the cores, at least one.
-    pub fn apart_limit() -> usize {
+    /// How many checks of one service run their plugins at once: half the
+    /// cores, at least one. A plugin spinning to its time limit then holds
+    /// at most that many cores; the other services' checks, reads and
+    /// commits keep the rest. Further checks of the service wait their turn.
+    pub fn plugin_concurrency() -> usize {
         std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    }
+
+    fn permits(&self, service: &str) -> Arc<Semaphore> {
+        let mut permits = self.permits.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(semaphore) = permits.get(service) {
+            return semaphore.clone();
+        }
+        let semaphore = Arc::new(Semaphore::new(Self::plugin_concurrency()));
+        // Keyed by the name a request gave, known or not: bounded, since
+        // an unknown service is refused on the blocking pool after one
+        // permit, and a rules change keeps the few names there are.
+        if permits.len() < 10_000 {
+            permits.insert(service.to_owned(), semaphore.clone());
+        }
+        semaphore
     }
 
     pub fn store(&self) -> &Store {

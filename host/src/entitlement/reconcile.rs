@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
+use crate::store::Tx;
 use jiff::{Timestamp, ToSpan};
-use rusqlite::Connection;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -201,7 +201,7 @@ fn sync_window_ms(settings: &Settings, service: &Service) -> i64 {
 pub(crate) fn start(
     shared: &Shared,
     engine: &FlowEngine,
-    tx: &Connection,
+    tx: &Tx<'_>,
     service: &Service,
     request: &ServiceRequest,
     failure: &Failure,
@@ -278,7 +278,7 @@ fn options(failure_code: &str) -> Vec<ReconcileOption> {
 /// Ends a reconciliation that did not succeed: the held request's content,
 /// the record and the request's verification records go; the service is told.
 fn close(
-    tx: &Connection,
+    tx: &Tx<'_>,
     shared: &Shared,
     row: &ReconciliationRow,
     outcome: &str,
@@ -314,7 +314,7 @@ struct Notice(Arc<Shared>);
 impl ActionHandler for Notice {
     fn run(
         &self,
-        tx: &Connection,
+        tx: &Tx<'_>,
         flow: &FlowRecord,
         task: &TaskRecord,
         now: i64,
@@ -409,7 +409,7 @@ struct Lapse(Arc<Shared>);
 impl ActionHandler for Lapse {
     fn run(
         &self,
-        tx: &Connection,
+        tx: &Tx<'_>,
         flow: &FlowRecord,
         _task: &TaskRecord,
         now: i64,
@@ -472,7 +472,7 @@ impl Entitlement {
 
     fn finish_flow(
         &self,
-        tx: &Connection,
+        tx: &Tx<'_>,
         row: &ReconciliationRow,
         event: &str,
         now: i64,
@@ -628,7 +628,6 @@ impl Entitlement {
                 return Err(LinkError::Internal);
             }
             // Only a call given a time budget stops at one; this one has none.
-            Ok(Verified::OverBudget) => return Err(LinkError::Internal),
             Err(e) => return Err(internal(e)),
         };
         let level = match verdict {

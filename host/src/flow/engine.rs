@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use crate::store::{Conn, Tx};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -36,7 +36,7 @@ pub struct FlowEngine {
 pub trait ActionHandler: Send + Sync {
     fn run(
         &self,
-        tx: &Connection,
+        tx: &Tx<'_>,
         flow: &FlowRecord,
         task: &TaskRecord,
         now: i64,
@@ -86,7 +86,7 @@ impl FlowEngine {
     /// the history. Runs inside the caller's transaction.
     pub fn finish_in(
         &self,
-        tx: &Connection,
+        tx: &Tx<'_>,
         flow_id: &str,
         event: &str,
         actor: &str,
@@ -153,7 +153,7 @@ impl FlowEngine {
     /// [`FlowEngine::advance`] after the commit; until then the driver would.
     pub fn start_in(
         &self,
-        tx: &Connection,
+        tx: &Tx<'_>,
         definition: &str,
         subject: &str,
         context: Value,
@@ -414,7 +414,7 @@ impl FlowEngine {
     }
 
     /// One transition. Returns (whether the flow moved, whether it queued notifications).
-    fn step(&self, tx: &Connection, flow_id: &str) -> Result<(bool, bool), FlowError> {
+    fn step(&self, tx: &Tx<'_>, flow_id: &str) -> Result<(bool, bool), FlowError> {
         let Some(flow) = q::get_flow(tx, flow_id)? else {
             return Ok((false, false));
         };
@@ -490,7 +490,7 @@ impl FlowEngine {
     /// Returns whether it queued a notification.
     fn run_action(
         &self,
-        tx: &Connection,
+        tx: &Tx<'_>,
         flow: &FlowRecord,
         task: &TaskRecord,
         now: i64,
@@ -548,12 +548,7 @@ impl FlowEngine {
 }
 
 /// Marks an automatic task or a timer done and records `event` for it.
-fn mark_done(
-    tx: &Connection,
-    task: &mut TaskRecord,
-    event: &str,
-    now: i64,
-) -> Result<(), FlowError> {
+fn mark_done(tx: &Tx<'_>, task: &mut TaskRecord, event: &str, now: i64) -> Result<(), FlowError> {
     task.state = "done".into();
     task.completed_at = Some(now);
     task.outcome = Some("done".into());
@@ -572,7 +567,7 @@ fn mark_done(
 /// Ends a flow early: its open and pending tasks are skipped, it takes
 /// `state`, and `event` goes in its history.
 fn close_flow(
-    tx: &Connection,
+    tx: &Tx<'_>,
     flow_id: &str,
     state: &str,
     event: &str,
@@ -622,7 +617,7 @@ fn merge(context: &mut Value, fields: &Map<String, Value>) {
     }
 }
 
-fn view(conn: &Connection, id: &str) -> Result<Option<FlowView>, FlowError> {
+fn view(conn: &Conn<'_>, id: &str) -> Result<Option<FlowView>, FlowError> {
     let Some(flow) = q::get_flow(conn, id)? else {
         return Ok(None);
     };

@@ -250,10 +250,7 @@ fn a_timer_that_fell_due_while_down_fires_once_on_start() {
     assert_eq!(flow.tasks[0].state, "open");
     // The host goes down; an hour passes.
     store
-        .write(|tx| {
-            tx.execute("UPDATE tasks SET due_at = due_at - 3600001", [])
-                .map_err(crate::store::StoreError::from)
-        })
+        .write(|tx| crate::store::flows::move_timers_back(tx, 3_600_001))
         .unwrap();
     let restarted = engine(&store);
     assert_eq!(restarted.advance_ready().unwrap(), 1);

@@ -54,8 +54,6 @@ pub async fn services(State(s): State<AppState>) -> impl IntoResponse {
                 "limits": {"memory_mib": m.limits.memory_bytes >> 20, "timeout_ms": m.limits.timeout.as_millis() as u64,
                            "output_kib": m.limits.output_bytes >> 10, "instances": m.limits.instances},
                 "on_plugin_error": m.on_plugin_error,
-                // Checks decided off the store's writer thread for now.
-                "slow": service.is_slow(),
             })
         })
         .collect();
@@ -113,10 +111,10 @@ pub async fn check(
     State(s): State<AppState>,
     Json(body): Json<CheckRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    // Decided and recorded in a group commit on the store's writer thread:
-    // no executor thread runs a plugin, no handler holds a thread while it
-    // waits. Deciding on the blocking pool first was slower (BENCHMARKS.md).
-    let response = s.entitlement.clone().check_grouped(body).await?;
+    // Decided on the blocking pool, recorded through group commit: no
+    // executor thread runs a plugin, no handler holds a thread while the
+    // commit runs.
+    let response = s.entitlement.clone().check_async(body).await?;
     Ok(axum::Json(response))
 }
 

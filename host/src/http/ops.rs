@@ -44,34 +44,68 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
         "Notifications not yet delivered.",
         &[(String::new(), backlog)],
     );
-    let group = s.engine.store().group_stats();
+    let store = s.engine.store().stats();
     let checks = &s.entitlement.stats;
     let counters = [
         (
             "rulehost_store_group_commits_total",
-            "Group commits (each one SQLite transaction carrying queued checks).",
-            &group.commits,
+            "Group commits: each one SQLite COMMIT (fsynced with sync = full).",
+            &store.commits,
         ),
         (
             "rulehost_store_group_writes_total",
             "Writes carried by group commits; divided by the commits, the mean group size.",
-            &group.writes,
+            &store.writes,
         ),
         (
-            "rulehost_checks_decided_apart_total",
-            "Checks of services with a slow plugin, decided off the store's writer thread.",
-            &checks.decided_apart,
+            "rulehost_store_failed_groups_total",
+            "Groups that could not commit; every write in them was answered with the error.",
+            &store.failed_groups,
+        ),
+        (
+            "rulehost_store_queue_full_waits_total",
+            "Writes that found the writer's queue full and waited (backpressure).",
+            &store.queue_full_waits,
+        ),
+        (
+            "rulehost_store_commit_microseconds_total",
+            "Time spent in COMMIT (with its fsync), in microseconds.",
+            &store.commit_micros,
+        ),
+        (
+            "rulehost_store_checkpoints_total",
+            "Passive checkpoints of the WAL into the database file.",
+            &store.checkpoints,
+        ),
+        (
+            "rulehost_store_wal_truncations_total",
+            "Times the WAL file was truncated to zero.",
+            &store.wal_truncations,
         ),
         (
             "rulehost_checks_redecided_total",
-            "Checks decided apart whose account or held request changed before they were recorded, so were decided again.",
+            "Checks whose account or held request changed between their read and their record, so were decided again.",
             &checks.redecided,
+        ),
+        (
+            "rulehost_checks_conflicts_total",
+            "Checks refused with 409 after being decided again too often.",
+            &checks.conflicts,
         ),
     ];
     for (name, help, value) in counters {
         let value = value.load(std::sync::atomic::Ordering::Relaxed) as i64;
         counter(&mut out, name, help, &[(String::new(), value)]);
     }
+    gauge(
+        &mut out,
+        "rulehost_store_wal_bytes",
+        "Size of the SQLite WAL file at the last checkpoint.",
+        &[(
+            String::new(),
+            store.wal_bytes.load(std::sync::atomic::Ordering::Relaxed) as i64,
+        )],
+    );
     s.metrics.render(&mut out);
     Ok(([("content-type", "text/plain; version=0.0.4")], out))
 }

@@ -45,12 +45,6 @@ impl Service {
         self.bindings.get(&capability)
     }
 
-    /// Whether one of its plugins made a slow call lately
-    /// ([`Binding::is_slow`]).
-    pub fn is_slow(&self) -> bool {
-        self.bindings.values().any(|b| b.is_slow())
-    }
-
     /// What a plugin of this service is called with: its id and config.
     pub fn context(&self, now: jiff::Timestamp) -> Context {
         Context {

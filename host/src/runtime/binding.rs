@@ -7,10 +7,10 @@
 //! keeps between calls on one instance is therefore not guaranteed to be
 //! there on the next call, and never leaks across a fault.
 //!
-//! A binding also notes when its calls turn slow ([`Binding::is_slow`]), so
-//! that callers can keep a slow plugin off threads that others wait on.
+//! A binding also counts its slow calls (longer than [`SLOW_CALL`]), which
+//! operators see in `GET /v1/plugins`.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,16 +22,8 @@ use super::state::{LogLine, StoreState};
 use super::{CallError, CallErrorKind, InstanceMode, Limits, Plugin};
 use crate::contract::{Call, Context, Outcome};
 
-/// [`SLOW_STREAK`] calls in a row longer than this (time-outs, say) mark
-/// the binding slow for [`SLOW_FOR`]: callers that would hold up other work
-/// while it runs (the store's writer thread) run it elsewhere meanwhile.
+/// A call longer than this counts as slow (`BindingStats::slow_calls`).
 pub const SLOW_CALL: Duration = Duration::from_millis(1);
-/// One slow call alone is more often the thread being preempted than the
-/// plugin: 5 in 220,000 calls of the sample plugin under load took over
-/// 1 ms, never two in a row.
-pub const SLOW_STREAK: u32 = 2;
-/// How long a binding stays marked slow after its last slow call.
-pub const SLOW_FOR: Duration = Duration::from_secs(10);
 
 /// A live instance and its typed exports.
 struct Instance {
@@ -70,12 +62,6 @@ pub struct Binding {
     idle: Mutex<Vec<Instance>>,
     max_idle: usize,
     pub stats: BindingStats,
-    created: Instant,
-    /// When the last slow call ended, in ms since `created`, plus one; 0
-    /// when there was none.
-    last_slow: AtomicU64,
-    /// Slow calls since the last fast one.
-    slow_streak: AtomicU32,
 }
 
 impl std::fmt::Debug for Binding {
@@ -96,37 +82,12 @@ impl Binding {
             idle: Mutex::new(Vec::new()),
             max_idle: cores + 1,
             stats: BindingStats::default(),
-            created: Instant::now(),
-            last_slow: AtomicU64::new(0),
-            slow_streak: AtomicU32::new(0),
         }
     }
 
-    /// Whether [`SLOW_STREAK`] calls in a row took longer than
-    /// [`SLOW_CALL`], the last of them less than [`SLOW_FOR`] ago.
-    pub fn is_slow(&self) -> bool {
-        match self.last_slow.load(Ordering::Relaxed) {
-            0 => false,
-            at => self.millis() < at - 1 + SLOW_FOR.as_millis() as u64,
-        }
-    }
-
-    fn millis(&self) -> u64 {
-        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn note_call(&self, slow: bool) {
-        if !slow {
-            // Read first: most calls are fast, and a write would bounce the
-            // cache line between cores.
-            if self.slow_streak.load(Ordering::Relaxed) != 0 {
-                self.slow_streak.store(0, Ordering::Relaxed);
-            }
-            return;
-        }
-        self.stats.slow_calls.fetch_add(1, Ordering::Relaxed);
-        if self.slow_streak.fetch_add(1, Ordering::Relaxed) + 1 >= SLOW_STREAK {
-            self.last_slow.store(self.millis() + 1, Ordering::Relaxed);
+    fn note_call(&self, elapsed: Duration) {
+        if elapsed > SLOW_CALL {
+            self.stats.slow_calls.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -142,30 +103,14 @@ impl Binding {
     /// error naming the plugin, its version and the cause; it never panics
     /// and never affects another call.
     pub fn call(&self, ctx: &Context, call: &Call) -> Result<CallReport, CallError> {
-        self.call_within(ctx, call, None)
-    }
-
-    /// [`Binding::call`], stopped after `budget` when that is shorter than
-    /// the service's time limit: for callers that others wait on, which
-    /// run a call that needs longer again elsewhere (plugins are pure
-    /// functions of their inputs). Such a stop is
-    /// [`CallErrorKind::OverBudget`] and counts as a slow call, not a
-    /// fault.
-    pub fn call_within(
-        &self,
-        ctx: &Context,
-        call: &Call,
-        budget: Option<Duration>,
-    ) -> Result<CallReport, CallError> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         if !self.plugin.exports(call.capability()) {
             return Err(self.error(CallErrorKind::Unsupported(call.capability())));
         }
-        let budget = budget.filter(|b| *b < self.limits.timeout);
         let mut instance = self.checkout()?;
         let fuel_budget = u64::MAX / 2;
         let store = &mut instance.store;
-        store.set_epoch_deadline(ticks(budget.unwrap_or(self.limits.timeout)));
+        store.set_epoch_deadline(ticks(self.limits.timeout));
         if self.plugin.runtime.options().fuel {
             store
                 .set_fuel(fuel_budget)
@@ -187,22 +132,12 @@ impl Binding {
             Ok(outcome) => outcome,
             Err(e) => {
                 let mut kind = self.classify(&instance, e);
-                if let (CallErrorKind::Timeout { .. }, Some(budget)) = (&kind, budget) {
-                    // It needed longer than the budget: slow, however soon
-                    // the epoch stopped it. The instance is dropped: it
-                    // stopped mid-call.
-                    self.note_call(true);
-                    return Err(CallError {
-                        logs,
-                        ..self.error(CallErrorKind::OverBudget { budget })
-                    });
-                }
                 if let (CallErrorKind::Trap(message), Some(panic)) =
                     (&mut kind, panic_message(&logs))
                 {
                     *message = format!("panicked: {panic} ({message})");
                 }
-                self.note_call(elapsed > SLOW_CALL);
+                self.note_call(elapsed);
                 self.stats.faults.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(plugin = %self.plugin.name(), digest = %self.plugin.digest().short(), "{kind}");
                 // The instance is dropped here: its state after a fault is not trusted.
@@ -212,7 +147,7 @@ impl Binding {
                 });
             }
         };
-        self.note_call(elapsed > SLOW_CALL);
+        self.note_call(elapsed);
         let bytes = output_bytes(&outcome);
         if bytes > self.limits.output_bytes {
             self.stats.faults.fetch_add(1, Ordering::Relaxed);

@@ -21,7 +21,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use binding::{Binding, BindingStats, CallReport, SLOW_CALL, SLOW_FOR, SLOW_STREAK};
+pub use binding::{Binding, BindingStats, CallReport, SLOW_CALL};
 pub use digest::Digest;
 pub use engine::{Runtime, RuntimeOptions};
 pub use limits::{InstanceMode, Limits};
@@ -111,11 +111,6 @@ pub enum CallErrorKind {
     Malformed(String),
     #[error("could not be instantiated: {0}")]
     Instantiate(String),
-    /// Stopped at the caller's budget ([`Binding::call_within`]), short of
-    /// the service's own time limit: not the plugin's fault, and nothing
-    /// it answered; the caller runs it again where it may take longer.
-    #[error("stopped after the caller's budget of {}", DisplayDuration(*budget))]
-    OverBudget { budget: Duration },
 }
 
 impl CallErrorKind {
@@ -129,7 +124,6 @@ impl CallErrorKind {
             CallErrorKind::OutputTooLarge { .. } => "output-too-large",
             CallErrorKind::Malformed(_) => "malformed-output",
             CallErrorKind::Instantiate(_) => "instantiate",
-            CallErrorKind::OverBudget { .. } => "over-budget",
         }
     }
 }

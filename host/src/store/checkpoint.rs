@@ -1,97 +1,63 @@
-//! The checkpointer: copies the WAL back into the database file on a thread
-//! of its own, so that no commit waits for it. The same thread commits a
-//! batch of journaled writes (`writer.rs`) that nothing else committed
-//! within its window.
+//! The checkpointer: copies the WAL back into the database file on a
+//! thread and a connection of its own, so that no commit waits for it.
 //!
 //! SQLite's default runs a checkpoint inside whichever commit crosses 1,000
-//! WAL pages, with two `fsync`s: that commit, and every write queued behind
-//! it, waits milliseconds (profiled: the tail of `POST /v1/checks`). Here the
-//! writer never checkpoints (`wal_autocheckpoint = 0`); this thread runs a
-//! passive checkpoint, which never blocks readers or the writer, when there
-//! were commits since the last one. A passive checkpoint cannot rewind the
-//! WAL while writes keep arriving, so once the WAL passes
-//! [`RESTART_FRAMES`] a restarting checkpoint waits for a gap between
-//! writes and starts the WAL over, which bounds the file's size.
+//! WAL pages: that commit, and every write queued behind it, waits. Here
+//! the writer never checkpoints (`wal_autocheckpoint = 0`); this thread
+//! runs a PASSIVE checkpoint, which never takes a lock that a reader or the
+//! writer waits for, whenever groups were committed since the last one.
+//! Once every frame is copied and no reader is inside the WAL, the writer
+//! starts the WAL over from its beginning by itself, and
+//! `journal_size_limit` shrinks the file when it does. If readers keep the
+//! WAL busy so that it grows past [`TRUNCATE_BYTES`], a TRUNCATE
+//! checkpoint is tried without a busy handler: it succeeds only when no
+//! reader holds the log, and otherwise gives up at once rather than hold
+//! the writer while it waits.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::writer::Writer;
+use super::StoreError;
+use super::writer::StoreStats;
 
 /// How often the thread looks for new commits.
-const INTERVAL: Duration = Duration::from_millis(20);
+const INTERVAL: Duration = Duration::from_millis(50);
 
-/// WAL pages (4 KiB each) past which the WAL is restarted: 64 MiB.
-const RESTART_FRAMES: i64 = 16_384;
-
-/// What the writer tells the checkpointer, and readers.
-#[derive(Default)]
-pub(super) struct Nudge {
-    commits: AtomicU64,
-    /// A batch of journaled writes is open: a reader commits it first.
-    batch: AtomicBool,
-    /// `(stop, batch opened)`, and the thread's wake-up.
-    signal: Mutex<(bool, bool)>,
-    wake: Condvar,
-}
-
-impl Nudge {
-    /// Called after every commit: one relaxed add, no wake-up.
-    pub fn committed(&self) {
-        self.commits.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A batch opened: the thread commits it when due, unless someone
-    /// else does first. Once per batch, not per write.
-    pub fn batch_opened(&self) {
-        self.batch.store(true, Ordering::Release);
-        super::lock(&self.signal).1 = true;
-        self.wake.notify_one();
-    }
-
-    pub fn batch_closed(&self) {
-        self.batch.store(false, Ordering::Release);
-    }
-
-    /// Whether journaled writes are waiting for their commit.
-    pub fn batch_open(&self) -> bool {
-        self.batch.load(Ordering::Acquire)
-    }
-}
+/// WAL size past which a TRUNCATE checkpoint is tried.
+pub(super) const TRUNCATE_BYTES: u64 = 64 << 20;
 
 pub(super) struct Checkpointer {
-    nudge: Arc<Nudge>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
-    /// `writer` is held while the WAL restarts, so the store's own writes
-    /// wait on its lock (woken at once) rather than in SQLite's busy loop.
     pub fn start(
         path: &Path,
-        writer: Arc<Mutex<Writer>>,
-        nudge: Arc<Nudge>,
-    ) -> Result<Checkpointer, rusqlite::Error> {
+        synchronous: &str,
+        stats: Arc<StoreStats>,
+    ) -> Result<Checkpointer, StoreError> {
         let conn = Connection::open(path)?;
-        conn.busy_handler(Some(super::busy_wait))?;
+        // A checkpoint syncs as the writer's commits do.
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let wal = wal_path(path);
         let thread = std::thread::Builder::new()
             .name("rulehost-checkpoint".into())
             .spawn({
-                let nudge = nudge.clone();
-                move || run(&conn, &writer, &nudge)
+                let stop = stop.clone();
+                move || run(&conn, &wal, &stats, &stop)
             })
             .map_err(|e| {
-                rusqlite::Error::ToSqlConversionFailure(
-                    format!("cannot start the checkpoint thread: {e}").into(),
-                )
+                StoreError::Commit(format!("cannot start the checkpoint thread: {e}").into())
             })?;
         Ok(Checkpointer {
-            nudge,
+            stop,
             thread: Some(thread),
         })
     }
@@ -99,71 +65,74 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        super::lock(&self.nudge.signal).0 = true;
-        self.nudge.wake.notify_all();
+        *super::lock(&self.stop.0) = true;
+        self.stop.1.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn run(conn: &Connection, writer: &Mutex<Writer>, nudge: &Nudge) {
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+fn run(conn: &Connection, wal: &Path, stats: &StoreStats, stop: &(Mutex<bool>, Condvar)) {
     let mut seen = 0;
-    let mut next_checkpoint = Instant::now() + INTERVAL;
-    // How long until the open batch is due, when one is open.
-    let mut batch_due: Option<Duration> = None;
     loop {
-        let until_checkpoint = next_checkpoint.saturating_duration_since(Instant::now());
-        let timeout = batch_due.map_or(until_checkpoint, |due| due.min(until_checkpoint));
-        let guard = super::lock(&nudge.signal);
-        let (mut guard, _) = nudge
-            .wake
-            .wait_timeout_while(guard, timeout, |(stop, opened)| !*stop && !*opened)
+        let guard = super::lock(&stop.0);
+        let (guard, _) = stop
+            .1
+            .wait_timeout_while(guard, INTERVAL, |stopped| !*stopped)
             .unwrap_or_else(|e| e.into_inner());
-        if guard.0 {
+        if *guard {
             // Closing the last connection checkpoints what is left.
             return;
         }
-        let opened = std::mem::take(&mut guard.1);
         drop(guard);
-        if opened || batch_due.is_some() {
-            batch_due = super::lock(writer).commit_if_due();
-        }
-        if Instant::now() < next_checkpoint {
+        let commits = stats.commits.load(Ordering::Relaxed);
+        if commits == seen {
             continue;
         }
-        next_checkpoint = Instant::now() + INTERVAL;
-        let commits = nudge.commits.load(Ordering::Relaxed);
-        if commits != seen {
-            seen = commits;
-            if let Err(e) = checkpoint(conn, writer) {
-                tracing::warn!("WAL checkpoint failed (retried in {INTERVAL:?}): {e}");
-            }
+        seen = commits;
+        if let Err(e) = checkpoint(conn, wal, stats) {
+            tracing::warn!("WAL checkpoint failed (retried in {INTERVAL:?}): {e}");
         }
     }
 }
 
-/// One passive checkpoint; a restarting one when the WAL has grown past
-/// its bound. The restart follows the passive one at once, so it has few
-/// pages left to copy: it holds writes up for about a millisecond.
-fn checkpoint(conn: &Connection, writer: &Mutex<Writer>) -> Result<(), super::StoreError> {
-    let (_, wal_frames) = wal_checkpoint(conn, "PASSIVE")?;
-    if wal_frames >= RESTART_FRAMES {
-        let started = std::time::Instant::now();
-        let mut writer = super::lock(writer);
-        // A checkpoint cannot run inside the writer's open batch.
-        writer.commit()?;
-        let (busy, _) = wal_checkpoint(writer.conn(), "RESTART")?;
-        drop(writer);
-        tracing::debug!(wal_frames, busy, took = ?started.elapsed(), "WAL restart");
+/// One passive checkpoint; a truncating one, tried once, when the WAL is
+/// past [`TRUNCATE_BYTES`] and the passive one copied every frame.
+fn checkpoint(conn: &Connection, wal: &Path, stats: &StoreStats) -> Result<(), StoreError> {
+    let (_, frames, copied) = wal_checkpoint(conn, "PASSIVE")?;
+    stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+    let bytes = std::fs::metadata(wal).map_or(0, |m| m.len());
+    stats.wal_bytes.store(bytes, Ordering::Relaxed);
+    if bytes > TRUNCATE_BYTES && frames == copied {
+        // This connection has no busy handler: a busy log ends the try.
+        match wal_checkpoint(conn, "TRUNCATE") {
+            Ok((false, _, _)) => {
+                stats.wal_truncations.fetch_add(1, Ordering::Relaxed);
+                stats.wal_bytes.store(0, Ordering::Relaxed);
+            }
+            // A reader or the writer holds the log: next time.
+            Ok((true, _, _)) | Err(_) => {
+                tracing::debug!(
+                    wal_bytes = bytes,
+                    "WAL truncation deferred: the log is in use"
+                );
+            }
+        }
     }
     Ok(())
 }
 
-/// `(busy, WAL frames)` after a checkpoint in `mode`.
-fn wal_checkpoint(conn: &Connection, mode: &str) -> Result<(bool, i64), rusqlite::Error> {
+/// `(busy, WAL frames, frames checkpointed)` after a checkpoint in `mode`.
+fn wal_checkpoint(conn: &Connection, mode: &str) -> Result<(bool, i64, i64), rusqlite::Error> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-        Ok((row.get(0)?, row.get(1)?))
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
     })
 }
 
@@ -179,8 +148,9 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let writer_setting: i64 = store
             .write(|tx| {
-                tx.execute_batch("CREATE TABLE bulk (x BLOB)")?;
-                tx.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+                let c = tx.raw();
+                c.execute_batch("CREATE TABLE bulk (x BLOB)")?;
+                c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
                     .map_err(StoreError::from)
             })
             .unwrap();
@@ -189,7 +159,8 @@ mod tests {
         for _ in 0..64 {
             store
                 .write(|tx| {
-                    tx.execute("INSERT INTO bulk VALUES (zeroblob(16384))", [])
+                    tx.raw()
+                        .execute("INSERT INTO bulk VALUES (zeroblob(16384))", [])
                         .map_err(StoreError::from)
                 })
                 .unwrap();
@@ -203,6 +174,7 @@ mod tests {
             );
             std::thread::sleep(INTERVAL);
         }
+        assert!(store.stats().checkpoints.load(Ordering::Relaxed) > 0);
         drop(store);
     }
 }

@@ -1,10 +1,10 @@
 //! Accounts, held requests, the decision log and reconciliation records.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Execute, StoreError};
+use super::{Conn, StoreError, Tx};
 
 /// An account as stored; `contact` and `attributes` are JSON.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,22 +17,46 @@ pub struct AccountRow {
     pub contact: Option<Value>,
     pub attributes: Value,
     pub updated_at: i64,
+    /// Bumped by every change ([`put_account`] ignores the value given):
+    /// a check records its decision only if it is what the check read.
+    pub version: i64,
 }
 
-pub fn put_account(conn: &Connection, a: &AccountRow) -> Result<bool, StoreError> {
-    let existed = get_account(conn, &a.id)?.is_some();
-    conn.execute(
-        "INSERT INTO accounts (id, status, paid_up, tier, contract_end, contact, attributes, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (id) DO UPDATE SET status = ?2, paid_up = ?3, tier = ?4, contract_end = ?5, contact = ?6, attributes = ?7, updated_at = ?8",
-        params![a.id, a.status, a.paid_up, a.tier, a.contract_end, a.contact.as_ref().map(Value::to_string), a.attributes.to_string(), a.updated_at],
-    )?;
+/// Creates or replaces the account; `true` when it is new.
+pub fn put_account(tx: &Tx<'_>, a: &AccountRow) -> Result<bool, StoreError> {
+    let existed = account_version(tx, &a.id)?.is_some();
+    tx.raw().prepare_cached(
+        "INSERT INTO accounts (id, status, paid_up, tier, contract_end, contact, attributes, updated_at, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)
+         ON CONFLICT (id) DO UPDATE SET status = ?2, paid_up = ?3, tier = ?4, contract_end = ?5, contact = ?6, attributes = ?7, updated_at = ?8,
+             version = accounts.version + 1",
+    )?
+    .execute(params![a.id, a.status, a.paid_up, a.tier, a.contract_end, a.contact.as_ref().map(Value::to_string), a.attributes.to_string(), a.updated_at])?;
     Ok(!existed)
 }
 
-pub fn get_account(conn: &Connection, id: &str) -> Result<Option<AccountRow>, StoreError> {
+/// The account's version, `None` when there is no such account.
+pub fn account_version(conn: &Conn<'_>, id: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .raw()
+        .prepare_cached("SELECT version FROM accounts WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+/// The request's version, `None` when there is no such request.
+pub fn request_version(conn: &Conn<'_>, id: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .raw()
+        .prepare_cached("SELECT version FROM requests WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn get_account(conn: &Conn<'_>, id: &str) -> Result<Option<AccountRow>, StoreError> {
+    let conn = conn.raw();
     let mut stmt = conn.prepare_cached(
-        "SELECT id, status, paid_up, tier, contract_end, contact, attributes, updated_at FROM accounts WHERE id = ?1",
+        "SELECT id, status, paid_up, tier, contract_end, contact, attributes, updated_at, version FROM accounts WHERE id = ?1",
     )?;
     Ok(stmt
         .query_row([id], |row| {
@@ -48,6 +72,7 @@ pub fn get_account(conn: &Connection, id: &str) -> Result<Option<AccountRow>, St
                     .transpose()?,
                 attributes: super::json_column(row.get(6)?)?,
                 updated_at: row.get(7)?,
+                version: row.get(8)?,
             })
         })
         .optional()?)
@@ -69,6 +94,9 @@ pub struct RequestRow {
     pub created_at: i64,
     #[serde(serialize_with = "super::serde_ms::time")]
     pub updated_at: i64,
+    /// Bumped by every change ([`put_request`] ignores the value given).
+    #[serde(skip)]
+    pub version: i64,
 }
 
 fn request_row(row: &Row<'_>) -> Result<RequestRow, rusqlite::Error> {
@@ -87,24 +115,26 @@ fn request_row(row: &Row<'_>) -> Result<RequestRow, rusqlite::Error> {
         reconciliation_id: row.get(8)?,
         created_at: row.get(9)?,
         updated_at: row.get(10)?,
+        version: row.get(11)?,
     })
 }
 
-pub fn get_request(conn: &Connection, id: &str) -> Result<Option<RequestRow>, StoreError> {
+pub fn get_request(conn: &Conn<'_>, id: &str) -> Result<Option<RequestRow>, StoreError> {
+    let conn = conn.raw();
     let mut stmt = conn.prepare_cached(
-        "SELECT id, service, account_id, description, attributes, state, level, failure, reconciliation_id, created_at, updated_at
+        "SELECT id, service, account_id, description, attributes, state, level, failure, reconciliation_id, created_at, updated_at, version
          FROM requests WHERE id = ?1",
     )?;
     Ok(stmt.query_row([id], request_row).optional()?)
 }
 
-pub fn put_request(conn: &impl Execute, r: &RequestRow) -> Result<(), StoreError> {
-    conn.run(
-        "INSERT INTO requests (id, service, account_id, description, attributes, state, level, failure, reconciliation_id, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+pub fn put_request(tx: &Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
+    tx.raw().prepare_cached("INSERT INTO requests (id, service, account_id, description, attributes, state, level, failure, reconciliation_id, created_at, updated_at, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1)
          ON CONFLICT (id) DO UPDATE SET description = ?4, attributes = ?5, state = ?6, level = ?7, failure = ?8,
-             reconciliation_id = ?9, updated_at = ?11",
-        params![
+             reconciliation_id = ?9, updated_at = ?11, version = requests.version + 1",
+    )?
+    .execute(params![
             r.id,
             r.service,
             r.account_id,
@@ -116,8 +146,7 @@ pub fn put_request(conn: &impl Execute, r: &RequestRow) -> Result<(), StoreError
             r.reconciliation_id,
             r.created_at,
             r.updated_at
-        ],
-    )?;
+        ])?;
     Ok(())
 }
 
@@ -163,15 +192,15 @@ pub struct NewDecision<'a> {
     pub duration_us: i64,
 }
 
-/// Appends a decision and returns its id: the time in µs, or the last id
-/// plus one when that is larger, so ids increase and one deleted with its
-/// request (`delete_decisions_of`) is never reused.
-pub fn insert_decision(conn: &impl Execute, d: &NewDecision<'_>) -> Result<i64, StoreError> {
-    conn.run(
-        "INSERT INTO decisions (id, at, service, account_id, request_id, inputs_digest, inputs, verdict, level, failure_code, reason, plugin, plugin_digest, duration_us)
-         VALUES (max(?14, coalesce((SELECT max(id) FROM decisions), 0) + 1),
-                 ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
+/// Appends a decision and returns its id, which the database gives:
+/// increasing, and never reused even when the newest decision is deleted
+/// with its request (`delete_decisions_of`).
+pub fn insert_decision(tx: &Tx<'_>, d: &NewDecision<'_>) -> Result<i64, StoreError> {
+    let conn = tx.raw();
+    conn.prepare_cached("INSERT INTO decisions (at, service, account_id, request_id, inputs_digest, inputs, verdict, level, failure_code, reason, plugin, plugin_digest, duration_us)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
             d.at,
             d.service,
             d.account_id,
@@ -184,20 +213,19 @@ pub fn insert_decision(conn: &impl Execute, d: &NewDecision<'_>) -> Result<i64, 
             d.reason,
             d.plugin,
             d.plugin_digest,
-            d.duration_us,
-            super::now_us()
-        ],
-    )?;
-    Ok(conn.connection().last_insert_rowid())
+            d.duration_us
+        ])?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// The newest decisions first, filtered by service and account.
 pub fn list_decisions(
-    conn: &Connection,
+    conn: &Conn<'_>,
     service: Option<&str>,
     account: Option<&str>,
     limit: u32,
 ) -> Result<Vec<DecisionRow>, StoreError> {
+    let conn = conn.raw();
     let mut stmt = conn.prepare_cached(
         "SELECT id, at, service, account_id, request_id, inputs_digest, inputs, verdict, level, failure_code, reason, plugin, plugin_digest, duration_us
          FROM decisions WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR account_id = ?2) ORDER BY id DESC LIMIT ?3",
@@ -223,7 +251,8 @@ pub fn list_decisions(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn delete_decisions_of(conn: &Connection, request_id: &str) -> Result<(), StoreError> {
+pub fn delete_decisions_of(conn: &Tx<'_>, request_id: &str) -> Result<(), StoreError> {
+    let conn = conn.raw();
     conn.execute("DELETE FROM decisions WHERE request_id = ?1", [request_id])?;
     Ok(())
 }
@@ -248,7 +277,8 @@ pub struct ReconciliationRow {
     pub created_at: i64,
 }
 
-pub fn put_reconciliation(conn: &Connection, r: &ReconciliationRow) -> Result<(), StoreError> {
+pub fn put_reconciliation(conn: &Tx<'_>, r: &ReconciliationRow) -> Result<(), StoreError> {
+    let conn = conn.raw();
     conn.execute(
         "INSERT INTO reconciliations (id, request_id, service, account_id, failure_code, reason, mode, procedure, description, key_hashes, attempts, deadline, flow_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
@@ -274,9 +304,10 @@ pub fn put_reconciliation(conn: &Connection, r: &ReconciliationRow) -> Result<()
 }
 
 pub fn get_reconciliation(
-    conn: &Connection,
+    conn: &Conn<'_>,
     id: &str,
 ) -> Result<Option<ReconciliationRow>, StoreError> {
+    let conn = conn.raw();
     Ok(conn
         .query_row(
             "SELECT id, request_id, service, account_id, failure_code, reason, mode, procedure, description, key_hashes, attempts, deadline, flow_id, created_at
@@ -307,11 +338,12 @@ pub fn get_reconciliation(
 
 /// Removes a reconciliation, leaving a tombstone that says how it ended.
 pub fn bury_reconciliation(
-    conn: &Connection,
+    conn: &Tx<'_>,
     id: &str,
     outcome: &str,
     now: i64,
 ) -> Result<(), StoreError> {
+    let conn = conn.raw();
     conn.execute("DELETE FROM reconciliations WHERE id = ?1", [id])?;
     conn.execute(
         "INSERT OR REPLACE INTO reconciliation_tombstones (id, outcome, at) VALUES (?1, ?2, ?3)",
@@ -320,7 +352,8 @@ pub fn bury_reconciliation(
     Ok(())
 }
 
-pub fn tombstone(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+pub fn tombstone(conn: &Conn<'_>, id: &str) -> Result<Option<String>, StoreError> {
+    let conn = conn.raw();
     Ok(conn
         .query_row(
             "SELECT outcome FROM reconciliation_tombstones WHERE id = ?1",

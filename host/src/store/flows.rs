@@ -1,10 +1,10 @@
 //! Flows, their tasks and their history.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::StoreError;
+use super::{Conn, StoreError, Tx};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlowRecord {
@@ -104,7 +104,8 @@ fn task_row(row: &Row<'_>) -> Result<TaskRecord, rusqlite::Error> {
     })
 }
 
-pub fn insert_flow(conn: &Connection, flow: &FlowRecord) -> Result<(), StoreError> {
+pub fn insert_flow(conn: &Tx<'_>, flow: &FlowRecord) -> Result<(), StoreError> {
+    let conn = conn.raw();
     conn.execute(
         &format!("INSERT INTO flows ({FLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
         params![
@@ -120,7 +121,8 @@ pub fn insert_flow(conn: &Connection, flow: &FlowRecord) -> Result<(), StoreErro
     Ok(())
 }
 
-pub fn insert_task(conn: &Connection, flow_id: &str, task: &NewTask) -> Result<(), StoreError> {
+pub fn insert_task(conn: &Tx<'_>, flow_id: &str, task: &NewTask) -> Result<(), StoreError> {
+    let conn = conn.raw();
     conn.execute(
         "INSERT INTO tasks (id, flow_id, seq, name, kind, role, action, params, state, inserted_by_demand)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9)",
@@ -130,7 +132,8 @@ pub fn insert_task(conn: &Connection, flow_id: &str, task: &NewTask) -> Result<(
 }
 
 /// Makes room at `seq` by moving that task and every later one down by one.
-pub fn shift_tasks(conn: &Connection, flow_id: &str, from_seq: i64) -> Result<(), StoreError> {
+pub fn shift_tasks(conn: &Tx<'_>, flow_id: &str, from_seq: i64) -> Result<(), StoreError> {
+    let conn = conn.raw();
     conn.execute(
         "UPDATE tasks SET seq = seq + 1 WHERE flow_id = ?1 AND seq >= ?2",
         params![flow_id, from_seq],
@@ -138,7 +141,8 @@ pub fn shift_tasks(conn: &Connection, flow_id: &str, from_seq: i64) -> Result<()
     Ok(())
 }
 
-pub fn get_flow(conn: &Connection, id: &str) -> Result<Option<FlowRecord>, StoreError> {
+pub fn get_flow(conn: &Conn<'_>, id: &str) -> Result<Option<FlowRecord>, StoreError> {
+    let conn = conn.raw();
     Ok(conn
         .query_row(
             &format!("SELECT {FLOW_COLUMNS} FROM flows WHERE id = ?1"),
@@ -149,11 +153,12 @@ pub fn get_flow(conn: &Connection, id: &str) -> Result<Option<FlowRecord>, Store
 }
 
 pub fn list_flows(
-    conn: &Connection,
+    conn: &Conn<'_>,
     state: Option<&str>,
     definition: Option<&str>,
     limit: u32,
 ) -> Result<Vec<FlowRecord>, StoreError> {
+    let conn = conn.raw();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {FLOW_COLUMNS} FROM flows
          WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR definition = ?2)
@@ -163,12 +168,8 @@ pub fn list_flows(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn set_flow_state(
-    conn: &Connection,
-    id: &str,
-    state: &str,
-    now: i64,
-) -> Result<(), StoreError> {
+pub fn set_flow_state(conn: &Tx<'_>, id: &str, state: &str, now: i64) -> Result<(), StoreError> {
+    let conn = conn.raw();
     conn.execute(
         "UPDATE flows SET state = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, state, now],
@@ -177,11 +178,12 @@ pub fn set_flow_state(
 }
 
 pub fn set_flow_context(
-    conn: &Connection,
+    conn: &Tx<'_>,
     id: &str,
     context: &Value,
     now: i64,
 ) -> Result<(), StoreError> {
+    let conn = conn.raw();
     conn.execute(
         "UPDATE flows SET context = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, context.to_string(), now],
@@ -189,7 +191,8 @@ pub fn set_flow_context(
     Ok(())
 }
 
-pub fn tasks_of(conn: &Connection, flow_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+pub fn tasks_of(conn: &Conn<'_>, flow_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+    let conn = conn.raw();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE flow_id = ?1 ORDER BY seq"
     ))?;
@@ -197,7 +200,8 @@ pub fn tasks_of(conn: &Connection, flow_id: &str) -> Result<Vec<TaskRecord>, Sto
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn get_task(conn: &Connection, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+pub fn get_task(conn: &Conn<'_>, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+    let conn = conn.raw();
     Ok(conn
         .query_row(
             &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"),
@@ -208,7 +212,8 @@ pub fn get_task(conn: &Connection, id: &str) -> Result<Option<TaskRecord>, Store
 }
 
 /// The task the flow is at: the first, in order, that is not finished.
-pub fn current_task(conn: &Connection, flow_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+pub fn current_task(conn: &Conn<'_>, flow_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+    let conn = conn.raw();
     Ok(conn
         .query_row(
             &format!(
@@ -221,7 +226,8 @@ pub fn current_task(conn: &Connection, flow_id: &str) -> Result<Option<TaskRecor
 }
 
 /// Writes a task's mutable fields back.
-pub fn update_task(conn: &Connection, task: &TaskRecord) -> Result<(), StoreError> {
+pub fn update_task(conn: &Tx<'_>, task: &TaskRecord) -> Result<(), StoreError> {
+    let conn = conn.raw();
     conn.execute(
         "UPDATE tasks SET state = ?2, due_at = ?3, opened_at = ?4, completed_at = ?5, outcome = ?6, data = ?7 WHERE id = ?1",
         params![
@@ -238,13 +244,14 @@ pub fn update_task(conn: &Connection, task: &TaskRecord) -> Result<(), StoreErro
 }
 
 pub fn add_history(
-    conn: &Connection,
+    conn: &Tx<'_>,
     flow_id: &str,
     at: i64,
     actor: &str,
     event: &str,
     detail: &Value,
 ) -> Result<(), StoreError> {
+    let conn = conn.raw();
     conn.execute(
         "INSERT INTO flow_history (flow_id, at, actor, event, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![flow_id, at, actor, event, detail.to_string()],
@@ -252,7 +259,8 @@ pub fn add_history(
     Ok(())
 }
 
-pub fn history_of(conn: &Connection, flow_id: &str) -> Result<Vec<HistoryRecord>, StoreError> {
+pub fn history_of(conn: &Conn<'_>, flow_id: &str) -> Result<Vec<HistoryRecord>, StoreError> {
+    let conn = conn.raw();
     let mut stmt = conn.prepare_cached(
         "SELECT at, actor, event, detail FROM flow_history WHERE flow_id = ?1 ORDER BY id",
     )?;
@@ -269,10 +277,11 @@ pub fn history_of(conn: &Connection, flow_id: &str) -> Result<Vec<HistoryRecord>
 
 /// Open manual tasks, oldest first.
 pub fn open_tasks(
-    conn: &Connection,
+    conn: &Conn<'_>,
     role: Option<&str>,
     limit: u32,
 ) -> Result<Vec<TaskRecord>, StoreError> {
+    let conn = conn.raw();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE state = 'open' AND kind = 'manual' AND (?1 IS NULL OR role = ?1)
          ORDER BY opened_at, id LIMIT ?2"
@@ -283,7 +292,8 @@ pub fn open_tasks(
 
 /// Running flows that can move now: their current task is pending, or is a
 /// timer that has come due.
-pub fn flows_ready(conn: &Connection, now: i64) -> Result<Vec<String>, StoreError> {
+pub fn flows_ready(conn: &Conn<'_>, now: i64) -> Result<Vec<String>, StoreError> {
+    let conn = conn.raw();
     let mut stmt = conn.prepare_cached(
         "SELECT f.id FROM flows f
          JOIN tasks t ON t.id = (SELECT id FROM tasks WHERE flow_id = f.id AND state IN ('pending', 'open') ORDER BY seq LIMIT 1)
@@ -297,7 +307,8 @@ pub fn flows_ready(conn: &Connection, now: i64) -> Result<Vec<String>, StoreErro
 
 /// Running flows whose current task is done or missing (all tasks finished)
 /// are completed by the engine; this finds flows stuck with no current task.
-pub fn running_without_current(conn: &Connection) -> Result<Vec<String>, StoreError> {
+pub fn running_without_current(conn: &Conn<'_>) -> Result<Vec<String>, StoreError> {
+    let conn = conn.raw();
     let mut stmt = conn.prepare_cached(
         "SELECT id FROM flows f WHERE state = 'running'
          AND NOT EXISTS (SELECT 1 FROM tasks WHERE flow_id = f.id AND state IN ('pending', 'open'))",
@@ -307,7 +318,8 @@ pub fn running_without_current(conn: &Connection) -> Result<Vec<String>, StoreEr
 }
 
 /// When the next open timer falls due.
-pub fn next_timer(conn: &Connection) -> Result<Option<i64>, StoreError> {
+pub fn next_timer(conn: &Conn<'_>) -> Result<Option<i64>, StoreError> {
+    let conn = conn.raw();
     Ok(conn.query_row(
         "SELECT MIN(due_at) FROM tasks WHERE kind = 'timer' AND state = 'open'",
         [],
@@ -316,7 +328,8 @@ pub fn next_timer(conn: &Connection) -> Result<Option<i64>, StoreError> {
 }
 
 /// Flow counts by state, and open manual tasks, for metrics.
-pub fn counts(conn: &Connection) -> Result<(Vec<(String, i64)>, i64), StoreError> {
+pub fn counts(conn: &Conn<'_>) -> Result<(Vec<(String, i64)>, i64), StoreError> {
+    let conn = conn.raw();
     let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM flows GROUP BY state")?;
     let by_state = stmt
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
@@ -327,4 +340,13 @@ pub fn counts(conn: &Connection) -> Result<(Vec<(String, i64)>, i64), StoreError
         |row| row.get(0),
     )?;
     Ok((by_state, open))
+}
+
+/// Moves every timer `ms` earlier, as if that long had passed: for tests
+/// of what a host finds due when it starts again.
+#[cfg(test)]
+pub fn move_timers_back(tx: &Tx<'_>, ms: i64) -> Result<(), StoreError> {
+    tx.raw()
+        .execute("UPDATE tasks SET due_at = due_at - ?1", [ms])?;
+    Ok(())
 }

@@ -231,17 +231,45 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO journal (id, db, applied) VALUES (1, random(), 0);
     "#,
+    // 7: durability is SQLite's log alone: the redo journal's table goes
+    // (`legacy_journal` redid what the file held before this ran). Accounts
+    // and requests get a version, bumped by every change, so a check
+    // decided on a read records only if what it read is unchanged. The
+    // decision log's ids come from the database (AUTOINCREMENT: never
+    // reused, even after the newest row is deleted), not from max(id).
+    r#"
+    DROP TABLE journal;
+    ALTER TABLE accounts ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE requests ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE decisions_v7 (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        at             INTEGER NOT NULL,
+        service        TEXT NOT NULL,
+        account_id     TEXT NOT NULL,
+        request_id     TEXT NOT NULL,
+        inputs_digest  TEXT NOT NULL,
+        inputs         TEXT NOT NULL,
+        verdict        TEXT NOT NULL,
+        level          TEXT,
+        failure_code   TEXT,
+        reason         TEXT,
+        plugin         TEXT NOT NULL,
+        plugin_digest  TEXT NOT NULL,
+        duration_us    INTEGER NOT NULL
+    );
+    INSERT INTO decisions_v7 SELECT id, at, service, account_id, request_id, inputs_digest, inputs,
+        verdict, level, failure_code, reason, plugin, plugin_digest, duration_us FROM decisions;
+    DROP TABLE decisions;
+    ALTER TABLE decisions_v7 RENAME TO decisions;
+    CREATE INDEX decisions_service ON decisions (service, id);
+    CREATE INDEX decisions_account ON decisions (account_id, id);
+    CREATE INDEX decisions_request ON decisions (request_id);
+    CREATE INDEX decisions_at ON decisions (at);
+    "#,
 ];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
-
-/// Whether the database has the redo journal's table (migration 6).
-pub(super) fn has_journal(conn: &Connection) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal'")?
-        .exists([])?)
-}
 
 pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
@@ -314,19 +342,21 @@ mod tests {
     }
 
     #[test]
-    fn decisions_keep_their_ids_without_autoincrement() {
-        let mut conn = at_version(4);
+    fn decisions_keep_their_ids_and_new_ones_follow_them_never_reused() {
+        let mut conn = at_version(6);
         conn.execute(
             "INSERT INTO decisions (id, at, service, account_id, request_id, inputs_digest, inputs,
                  verdict, plugin, plugin_digest, duration_us)
-             VALUES (7, 1, 'support', 'acme', 'req_1', 'd', '{}', 'pass', 'p', 'x', 3)",
+             VALUES (1700000000000007, 1, 'support', 'acme', 'req_1', 'd', '{}', 'pass', 'p', 'x', 3)",
             [],
         )
         .unwrap();
+        conn.execute("INSERT INTO accounts (id, status, paid_up, updated_at) VALUES ('acme', 'active', 1, 1)", [])
+            .unwrap();
         apply(&mut conn, Path::new(":memory:")).unwrap();
         let (request, duration): (String, i64) = conn
             .query_row(
-                "SELECT request_id, duration_us FROM decisions WHERE id = 7",
+                "SELECT request_id, duration_us FROM decisions WHERE id = 1700000000000007",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -339,9 +369,34 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(indexes, 3);
-        let ddl = ddl(&conn, "decisions");
-        assert!(!ddl.contains("AUTOINCREMENT"), "{ddl}");
+        assert_eq!(indexes, 4);
+        let insert =
+            "INSERT INTO decisions (at, service, account_id, request_id, inputs_digest, inputs,
+                 verdict, plugin, plugin_digest, duration_us)
+             VALUES (2, 'support', 'acme', 'req_2', 'd', '{}', 'pass', 'p', 'x', 3)";
+        conn.execute(insert, []).unwrap();
+        let newest = conn.last_insert_rowid();
+        assert_eq!(newest, 1700000000000008);
+        // The newest one deleted (with its request): its id is not given again.
+        conn.execute("DELETE FROM decisions WHERE id = ?1", [newest])
+            .unwrap();
+        conn.execute(insert, []).unwrap();
+        assert_eq!(conn.last_insert_rowid(), newest + 1);
+        // Rows from before keep a version to compare against.
+        let version: i64 = conn
+            .query_row("SELECT version FROM accounts WHERE id = 'acme'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(version, 0);
+        let journal: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'journal'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(journal, 0);
     }
 
     #[test]

@@ -1,50 +1,51 @@
 //! Storage: the SQLite schema, its migrations, and the queries of every part
-//! that keeps state (flows and their tasks, the outbox).
+//! that keeps state (accounts and checks, flows and their tasks, the
+//! outbox, plugin versions).
 //!
-//! SQLite is the embedded default: one file, WAL, one transaction around
-//! every state change. It is blocking: callers on the async executor use
-//! `spawn_blocking`, or [`Store::write_grouped`], which waits without a
-//! thread. Queries live here, in one module per table group, so a server
-//! database can later replace this module without touching the domain code.
+//! The store is an interface of domain operations: the query functions of
+//! `entitlement`, `flows`, `outbox`, `plugins` and `retention`, each taking
+//! a [`Conn`] (a read) or a [`Tx`] (a write transaction). Those handles are
+//! opaque outside `store/`, so no rusqlite type reaches the domain code and
+//! a second backend (PostgreSQL, for several hosts on one database) can
+//! give the same operations over its own connection. Nothing here relies
+//! on one process being the only writer for correctness: SQLite serializes
+//! writers across processes itself, ids come from the database or from the
+//! caller, and the time and anything random are parameters, never SQL.
 //!
-//! Connections: one writer (every write serializes on it, as SQLite's do
-//! anyway), a pool of readers that WAL lets run beside the writer, and a
-//! checkpointer thread that moves the WAL into the database off the commit
-//! path (see `checkpoint.rs`). Group commit (`group.rs`) shares one commit
-//! among the writes that queue while the previous one runs.
+//! Connections: one writer, owned by the writer thread (`writer.rs`), which
+//! runs every write through group commit; a pool of readers that WAL lets
+//! run beside it; and a checkpointer thread (`checkpoint.rs`) that moves the
+//! WAL into the database off the commit path.
 //!
-//! Durability: WAL with `synchronous = NORMAL`. A committed transaction
-//! survives the process being killed (`kill -9`) at any moment; a power
-//! loss or kernel crash may lose the last transactions before a checkpoint.
-//! A journaled write (a check's decision record, [`Store::write_logged`],
-//! [`Store::write_grouped`]) is answered once its record is appended to
-//! the redo journal (`journal.rs`), which gives it exactly the same
-//! guarantee; SQLite commits it with the others of its batch a few
-//! milliseconds later, and before any read that could miss it.
+//! Durability is SQLite's own log and nothing else. A write is answered
+//! after the COMMIT of its group returned. With `sync = "full"`
+//! (`synchronous = FULL`, the default) that commit was fsynced: the write
+//! survives a crash of the process, of the kernel and a power loss. With
+//! `sync = "normal"` (`synchronous = NORMAL`) the commit reached the
+//! operating system but not the disk: it survives the process being
+//! killed at any moment, and a power loss may undo the last commits (never
+//! corrupt the database).
 
 mod checkpoint;
+mod conn;
 pub mod entitlement;
 pub mod flows;
-mod group;
-mod journal;
+mod legacy_journal;
 mod migrations;
 pub mod outbox;
 pub mod plugins;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-pub use group::GroupStats;
-pub use journal::journal_path;
+pub use conn::{Conn, Tx};
+pub use legacy_journal::journal_path;
 pub use migrations::SCHEMA_VERSION;
-pub use writer::{Execute, Logged};
-
-use checkpoint::Nudge;
-use writer::Writer;
+pub use writer::StoreStats;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -69,22 +70,51 @@ pub enum StoreError {
     Commit(Arc<str>),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
-    #[error("the redo journal: {0}")]
-    Journal(String),
+    #[error("{0}")]
+    LegacyJournal(String),
 }
 
-/// How the store makes writes durable.
+/// What an answered write survives (`[store] sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// Each group's commit is fsynced: an answer survives a power loss.
+    #[default]
+    Full,
+    /// Commits reach the operating system, not the disk: an answer
+    /// survives the process being killed, not the machine going down.
+    Normal,
+}
+
+impl SyncMode {
+    fn pragma(self) -> &'static str {
+        match self {
+            SyncMode::Full => "FULL",
+            SyncMode::Normal => "NORMAL",
+        }
+    }
+}
+
+/// How the store commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// How long journaled writes may wait, durable in the journal, for the
-    /// SQLite commit they share. Zero: each write is its own commit.
-    pub batch_window: Duration,
+    pub sync: SyncMode,
+    /// Writes queued at most; past it, writers wait.
+    pub queue: usize,
+    /// PostgreSQL's `commit_delay`: with at least `commit_siblings` writes
+    /// in a group, the writer waits this long for more before it commits.
+    /// Zero (the default): no wait.
+    pub commit_delay: Duration,
+    pub commit_siblings: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            batch_window: Duration::from_millis(5),
+            sync: SyncMode::Full,
+            queue: 4096,
+            commit_delay: Duration::ZERO,
+            commit_siblings: 5,
         }
     }
 }
@@ -96,17 +126,28 @@ pub struct Store {
 }
 
 struct Inner {
-    writer: Arc<Mutex<Writer>>,
-    /// Shared with the checkpointer: is a batch open? `None` in memory.
-    nudge: Option<Arc<Nudge>>,
+    /// Dropped first: its thread ends once it has answered what was queued.
+    queue: Option<writer::Queue>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+    /// The writer connection. The writer thread holds it for each group;
+    /// an in-memory database's reads use it between groups too.
+    writer: Arc<Mutex<Connection>>,
     /// Idle read connections; `None` for an in-memory database, which only
     /// its one connection can see.
     readers: Option<Mutex<Vec<Connection>>>,
     path: PathBuf,
-    group: OnceLock<group::GroupCommit>,
-    group_stats: Arc<GroupStats>,
-    /// Held for its `Drop`, which stops and joins the thread.
-    _checkpointer: Option<checkpoint::Checkpointer>,
+    stats: Arc<StoreStats>,
+    checkpointer: Option<checkpoint::Checkpointer>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.writer_thread.take() {
+            let _ = thread.join();
+        }
+        self.checkpointer = None;
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -117,8 +158,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// How long a connection waits for a lock held elsewhere (another process,
-/// or the checkpointer restarting the WAL) before it reports busy.
+/// How long a connection waits for a lock held elsewhere (another process
+/// writing) before it reports busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Store {
@@ -128,8 +169,8 @@ impl Store {
         Store::open_with(path, StoreOptions::default())
     }
 
-    /// Opens (creating if needed) the database, redoes what a crash left
-    /// in its journal, and migrates it.
+    /// Opens (creating if needed) the database, redoes what an earlier
+    /// rulehost left in its journal, and migrates it.
     pub fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
@@ -138,40 +179,29 @@ impl Store {
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        conn.pragma_update(None, "synchronous", options.sync.pragma())
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
         // The checkpointer thread does this, so no commit waits for it.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(open_err)?;
+        // When the WAL starts over, a file grown past this shrinks back.
+        conn.pragma_update(
+            None,
+            "journal_size_limit",
+            checkpoint::TRUNCATE_BYTES as i64,
+        )
+        .map_err(open_err)?;
         // Waits in short steps: SQLite's own handler sleeps 1, 2, 5, 10 ms
         // between tries, which turns a 1 ms wait into 3 ms or 8.
         conn.busy_handler(Some(busy_wait)).map_err(open_err)?;
-        let mut journal = journal::Journal::open(path)?;
-        // Redone before migrating: the journal's statements were written
-        // against the schema the database has now. A database that gets
-        // the journal's table only now has nothing to redo, but a file
-        // left by another database is emptied.
-        let recovered = match &mut journal {
-            Some(journal) if migrations::has_journal(&conn)? => {
-                journal::recover(&mut conn, journal)?;
-                true
-            }
-            _ => false,
-        };
+        legacy_journal::redo_once(&mut conn, path)?;
         migrations::apply(&mut conn, path)?;
-        if let Some(journal) = &mut journal
-            && !recovered
-        {
-            journal::recover(&mut conn, journal)?;
-        }
-        let nudge = Arc::new(Nudge::default());
-        let writer = Writer::new(conn, journal, options.batch_window, Some(nudge.clone()))?;
-        let writer = Arc::new(Mutex::new(writer));
-        let checkpointer = checkpoint::Checkpointer::start(path, writer.clone(), nudge.clone())
-            .map_err(open_err)?;
-        Ok(Store::with(writer, Some((checkpointer, nudge)), path))
+        let stats = Arc::<StoreStats>::default();
+        let checkpointer =
+            checkpoint::Checkpointer::start(path, options.sync.pragma(), stats.clone())?;
+        Store::start(conn, Some(checkpointer), path, options, stats)
     }
 
     /// An in-memory database, for tests.
@@ -179,106 +209,121 @@ impl Store {
         let mut conn = Connection::open_in_memory()?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrations::apply(&mut conn, Path::new(":memory:"))?;
-        let writer = Writer::new(conn, None, Duration::ZERO, None)?;
-        Ok(Store::with(
-            Arc::new(Mutex::new(writer)),
+        Store::start(
+            conn,
             None,
             Path::new(":memory:"),
-        ))
+            StoreOptions::default(),
+            Arc::default(),
+        )
     }
 
-    fn with(
-        writer: Arc<Mutex<Writer>>,
-        background: Option<(checkpoint::Checkpointer, Arc<Nudge>)>,
+    fn start(
+        conn: Connection,
+        checkpointer: Option<checkpoint::Checkpointer>,
         path: &Path,
-    ) -> Store {
-        let (checkpointer, nudge) = background.unzip();
-        Store {
+        options: StoreOptions,
+        stats: Arc<StoreStats>,
+    ) -> Result<Store, StoreError> {
+        let writer = Arc::new(Mutex::new(conn));
+        let grouping = writer::Grouping {
+            queue: options.queue,
+            commit_delay: options.commit_delay,
+            commit_siblings: options.commit_siblings,
+        };
+        let (queue, thread) = writer::Queue::start(writer.clone(), grouping, stats.clone())?;
+        Ok(Store {
             inner: Arc::new(Inner {
+                queue: Some(queue),
+                writer_thread: Some(thread),
                 writer,
                 readers: checkpointer.is_some().then(|| Mutex::new(Vec::new())),
-                nudge,
                 path: path.to_owned(),
-                group: OnceLock::new(),
-                group_stats: Arc::default(),
-                _checkpointer: checkpointer,
+                stats,
+                checkpointer,
             }),
-        }
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
 
-    /// Runs `f` in one transaction: committed when it returns `Ok` (with
-    /// the open batch of journaled writes, if any), rolled back (nothing of
-    /// it changes) when it returns `Err`.
-    pub fn write<T, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, E>,
-    ) -> Result<T, E> {
-        lock(&self.inner.writer).write(f)
+    fn queue(&self) -> Result<&writer::Queue, StoreError> {
+        self.inner
+            .queue
+            .as_ref()
+            .ok_or_else(|| StoreError::Commit("the database writer has stopped".into()))
     }
 
-    /// Runs `f` as a journaled write: what it runs through
-    /// [`Execute::run`] is durable when this returns `Ok`, and SQLite
-    /// commits it with its batch. A write that changes rows any other way
-    /// is committed before this returns, like [`Store::write`]. Rolled back
-    /// (nothing of it changes) when `f` returns `Err`.
-    pub fn write_logged<T, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&Logged<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
-        lock(&self.inner.writer).write_logged(f)
+    /// Runs `f` in a write transaction of its own on the caller's thread,
+    /// between the writer thread's groups, and commits it: `Ok` means
+    /// stored, as [`SyncMode`] says. When `f` returns `Err`, nothing of it
+    /// is stored. For writes off the hot path (flows, accounts, plugin
+    /// versions); a check goes through [`Store::write_async`], which
+    /// shares its commit with the writes queued beside it.
+    pub fn write<T, E>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        writer::write_now(&self.inner.writer, &self.inner.stats, f)
     }
 
-    /// [`Store::write_logged`] in the next group and waits, without holding
-    /// a thread, until that group is durable. `f` runs on the store's
-    /// writer thread inside a savepoint: when it returns `Err`, its own
-    /// changes are rolled back and the rest of the group still stands.
+    /// Runs `f` as a write in the next group commit and waits, without
+    /// holding a thread, until that group committed: `Ok` means stored, as
+    /// [`SyncMode`] says. When `f` returns `Err`, its own changes are
+    /// rolled back and the error returned; the rest of the group still
+    /// commits. Waits while the writer's queue is full.
     ///
-    /// For short writes on the hot path (a check): `f` delays its whole
-    /// group, so it must be short and bounded.
-    pub async fn write_grouped<T, E>(
+    /// `f` runs on the writer thread and delays its whole group: reads and
+    /// decisions (a plugin call) belong before it, only the writes in it.
+    pub async fn write_async<T, E>(
         &self,
-        f: impl FnOnce(&Logged<'_>) -> Result<T, E> + Send + 'static,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<StoreError> + Send + 'static,
+        E: From<StoreError> + std::fmt::Display + Send + 'static,
     {
-        let group = self.inner.group.get_or_init(|| {
-            group::GroupCommit::start(self.inner.writer.clone(), self.inner.group_stats.clone())
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = writer::job(f, move |result| {
+            // The caller may have gone (a closed connection): the write
+            // stands all the same.
+            let _ = reply.send(result);
         });
-        group.submit(f).await
+        self.queue()?.send(job).await?;
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Commit("the database writer has stopped".into()).into())
+        })
     }
 
-    /// Counters of group commit, for metrics.
-    pub fn group_stats(&self) -> &GroupStats {
-        &self.inner.group_stats
+    /// Counters of the writer and the WAL, for metrics.
+    pub fn stats(&self) -> &StoreStats {
+        &self.inner.stats
     }
 
-    /// Runs read-only queries, on a reader connection when the database is
-    /// a file: it sees every write answered before the call (an open batch
-    /// of journaled writes is committed first), and otherwise never waits
-    /// for the writer.
+    /// Runs read-only queries in one read transaction (one snapshot), on a
+    /// reader connection when the database is a file: it sees every write
+    /// answered before the call and never waits for the writer.
     pub fn read<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, E>,
+        f: impl FnOnce(&Conn<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let Some(readers) = &self.inner.readers else {
-            return f(lock(&self.inner.writer).conn());
+            return f(&Conn::new(&lock(&self.inner.writer)));
         };
-        if self.inner.nudge.as_ref().is_some_and(|n| n.batch_open()) {
-            lock(&self.inner.writer).commit()?;
-        }
         let idle = lock(readers).pop();
         let conn = match idle {
             Some(conn) => conn,
             None => open_reader(&self.inner.path)?,
         };
-        let result = f(&conn);
-        lock(readers).push(conn);
+        writer::exec(&conn, "BEGIN")?;
+        let result = f(&Conn::new(&conn));
+        // A read transaction has nothing to lose: this only lets the WAL go.
+        let ended = writer::exec(&conn, "COMMIT");
+        if ended.is_ok() {
+            lock(readers).push(conn);
+        }
         result
     }
 }
@@ -336,10 +381,6 @@ pub(crate) fn json_column(text: String) -> Result<serde_json::Value, rusqlite::E
 /// Milliseconds since the Unix epoch, as stored.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
-}
-
-fn now_us() -> i64 {
-    jiff::Timestamp::now().as_microsecond()
 }
 
 /// A stored time as RFC 3339 text.

@@ -1,11 +1,11 @@
 //! The outbox: notifications written in the same transaction as the state
 //! change they report, and delivered afterwards, at least once.
 
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Row, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{StoreError, new_id, rfc3339};
+use super::{Conn, StoreError, Tx, new_id, rfc3339};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Notification {
@@ -51,12 +51,13 @@ fn row(row: &Row<'_>) -> Result<Notification, rusqlite::Error> {
 /// Queues a notification; returns its event id (the idempotency key the
 /// receiver sees). The payload gets `id`, `kind` and `at` around `data`.
 pub fn enqueue(
-    conn: &Connection,
+    conn: &Tx<'_>,
     kind: &str,
     target: Option<&str>,
     data: &Value,
     now: i64,
 ) -> Result<String, StoreError> {
+    let conn = conn.raw();
     let event_id = new_id("evt", 16);
     let payload =
         serde_json::json!({"id": event_id, "kind": kind, "at": rfc3339(now), "data": data});
@@ -69,7 +70,8 @@ pub fn enqueue(
 }
 
 /// Pending notifications whose next attempt is due, oldest first.
-pub fn due(conn: &Connection, now: i64, limit: u32) -> Result<Vec<Notification>, StoreError> {
+pub fn due(conn: &Conn<'_>, now: i64, limit: u32) -> Result<Vec<Notification>, StoreError> {
+    let conn = conn.raw();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2"
     ))?;
@@ -77,7 +79,8 @@ pub fn due(conn: &Connection, now: i64, limit: u32) -> Result<Vec<Notification>,
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn mark_delivered(conn: &Connection, id: i64, now: i64) -> Result<(), StoreError> {
+pub fn mark_delivered(conn: &Tx<'_>, id: i64, now: i64) -> Result<(), StoreError> {
+    let conn = conn.raw();
     conn.execute(
         "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2, last_error = NULL WHERE id = ?1",
         params![id, now],
@@ -86,11 +89,12 @@ pub fn mark_delivered(conn: &Connection, id: i64, now: i64) -> Result<(), StoreE
 }
 
 pub fn mark_failed(
-    conn: &Connection,
+    conn: &Tx<'_>,
     id: i64,
     next_attempt_at: i64,
     error: &str,
 ) -> Result<(), StoreError> {
+    let conn = conn.raw();
     conn.execute(
         "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
         params![id, next_attempt_at, error],
@@ -99,10 +103,11 @@ pub fn mark_failed(
 }
 
 pub fn list(
-    conn: &Connection,
+    conn: &Conn<'_>,
     state: Option<&str>,
     limit: u32,
 ) -> Result<Vec<Notification>, StoreError> {
+    let conn = conn.raw();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM outbox WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2"
     ))?;
@@ -111,7 +116,8 @@ pub fn list(
 }
 
 /// Pending notifications, and when the earliest is next due.
-pub fn backlog(conn: &Connection) -> Result<(i64, Option<i64>), StoreError> {
+pub fn backlog(conn: &Conn<'_>) -> Result<(i64, Option<i64>), StoreError> {
+    let conn = conn.raw();
     Ok(conn.query_row(
         "SELECT COUNT(*), MIN(next_attempt_at) FROM outbox WHERE state = 'pending'",
         [],

@@ -1,10 +1,10 @@
 //! Plugin versions: every version's bytes, every offer's outcome, and the
 //! live version of each plugin name.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::StoreError;
+use super::{Conn, StoreError, Tx};
 
 /// One offer of a version and what became of it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,12 +24,8 @@ pub struct PluginEvent {
     pub message: Option<String>,
 }
 
-pub fn put_version(
-    conn: &Connection,
-    digest: &str,
-    bytes: &[u8],
-    now: i64,
-) -> Result<(), StoreError> {
+pub fn put_version(conn: &Tx<'_>, digest: &str, bytes: &[u8], now: i64) -> Result<(), StoreError> {
+    let conn = conn.raw();
     conn.execute(
         "INSERT OR IGNORE INTO plugin_versions (digest, bytes, first_seen) VALUES (?1, ?2, ?3)",
         params![digest, bytes, now],
@@ -37,7 +33,8 @@ pub fn put_version(
     Ok(())
 }
 
-pub fn version_bytes(conn: &Connection, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+pub fn version_bytes(conn: &Conn<'_>, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let conn = conn.raw();
     Ok(conn
         .query_row(
             "SELECT bytes FROM plugin_versions WHERE digest = ?1",
@@ -47,7 +44,8 @@ pub fn version_bytes(conn: &Connection, digest: &str) -> Result<Option<Vec<u8>>,
         .optional()?)
 }
 
-pub fn add_event(conn: &Connection, e: &PluginEvent) -> Result<(), StoreError> {
+pub fn add_event(conn: &Tx<'_>, e: &PluginEvent) -> Result<(), StoreError> {
+    let conn = conn.raw();
     conn.execute(
         "INSERT INTO plugin_events (plugin, digest, at, source, path, result, step, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![e.plugin, e.digest, e.at, e.source, e.path, e.result, e.step, e.message],
@@ -56,7 +54,8 @@ pub fn add_event(conn: &Connection, e: &PluginEvent) -> Result<(), StoreError> {
 }
 
 /// The plugin's events, newest first.
-pub fn events(conn: &Connection, plugin: &str, limit: u32) -> Result<Vec<PluginEvent>, StoreError> {
+pub fn events(conn: &Conn<'_>, plugin: &str, limit: u32) -> Result<Vec<PluginEvent>, StoreError> {
+    let conn = conn.raw();
     let mut stmt = conn.prepare_cached(
         "SELECT id, plugin, digest, at, source, path, result, step, message FROM plugin_events WHERE plugin = ?1 ORDER BY id DESC LIMIT ?2",
     )?;
@@ -76,12 +75,8 @@ pub fn events(conn: &Connection, plugin: &str, limit: u32) -> Result<Vec<PluginE
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn set_active(
-    conn: &Connection,
-    plugin: &str,
-    digest: &str,
-    now: i64,
-) -> Result<(), StoreError> {
+pub fn set_active(conn: &Tx<'_>, plugin: &str, digest: &str, now: i64) -> Result<(), StoreError> {
+    let conn = conn.raw();
     conn.execute(
         "INSERT INTO plugin_active (plugin, digest, activated_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (plugin) DO UPDATE SET digest = ?2, activated_at = ?3",
@@ -91,7 +86,8 @@ pub fn set_active(
 }
 
 /// The live version of each plugin name: (plugin, digest, activated_at).
-pub fn active(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreError> {
+pub fn active(conn: &Conn<'_>) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let conn = conn.raw();
     let mut stmt = conn
         .prepare_cached("SELECT plugin, digest, activated_at FROM plugin_active ORDER BY plugin")?;
     let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
@@ -99,7 +95,8 @@ pub fn active(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreErro
 }
 
 /// Digests that were activated for `plugin`, newest first, without repeats.
-pub fn activated_digests(conn: &Connection, plugin: &str) -> Result<Vec<String>, StoreError> {
+pub fn activated_digests(conn: &Conn<'_>, plugin: &str) -> Result<Vec<String>, StoreError> {
+    let conn = conn.raw();
     let mut stmt = conn.prepare_cached(
         "SELECT digest FROM plugin_events WHERE plugin = ?1 AND result = 'activated' AND digest IS NOT NULL ORDER BY id DESC",
     )?;

@@ -1,627 +1,675 @@
-//! The writer connection and its batch: the one place that begins and
-//! commits write transactions.
+//! The writer thread: group commit over a bounded queue.
 //!
-//! A write is either plain ([`Writer::write`]: committed before it
-//! returns) or journaled ([`Writer::write_logged`], and every grouped
-//! write): its statements go through a [`Logged`] handle, which runs them
-//! and records them, and it is durable once its record is appended to the
-//! journal (`journal.rs`). The SQLite transaction then stays open as the
-//! batch, and the writes that follow join it, until one of them is not
-//! journaled, a reader needs it, or it is due (its age, or its size).
+//! Every write of the store is a job on one queue. One thread owns the
+//! writer connection; it takes everything queued, runs each job in a
+//! savepoint of one transaction (`BEGIN IMMEDIATE`), commits once, and only
+//! then answers each caller: an answer means the database's own COMMIT
+//! returned, with whatever `synchronous` promises (`StoreOptions::sync`).
+//! This is PostgreSQL's group commit: callers that queue while a commit
+//! runs share the next one.
 //!
-//! A journaled write that changed anything outside its `Logged` handle
-//! (counted by SQLite's change counter) is committed at once, like a plain
-//! one: what the journal does not hold, a commit must.
+//! A job that fails rolls back to its savepoint alone, and the rest of its
+//! group commits. A group that cannot commit (the COMMIT fails, the disk
+//! is full, SQLite rolls the transaction back on an I/O error) answers
+//! every caller in it with the error, and none of it is stored.
+//!
+//! The queue is bounded: when it is full a blocking caller waits in
+//! `send`, an async one waits on [`Queue::space`] until the writer takes
+//! the next group. Nothing is dropped; the callers slow down.
 
-use std::cell::{Cell, RefCell};
-use std::ops::Deref;
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use rusqlite::types::ToSql;
+use tokio::sync::Notify;
 
-use super::StoreError;
-use super::checkpoint::Nudge;
-use super::journal::{self, Journal, MAX_BATCH, Record};
+use super::{StoreError, Tx};
 
-/// A connection inside a journaled write. Reads (and, at the price of a
-/// commit, other writes) go through it as through the connection it
-/// dereferences to; [`Execute::run`] runs a statement and journals it.
-pub struct Logged<'c> {
-    conn: &'c Connection,
-    record: RefCell<Record>,
-    changes: Cell<u64>,
+/// Most writes in one group: bounds how long the first of them waits.
+const MAX_GROUP: usize = 1024;
+
+/// Answers a write once its group's fate is known: `Ok` when the group
+/// committed (or the write failed alone), `Err` with why it did not.
+type Answer = Box<dyn FnOnce(Result<(), Arc<str>>) + Send>;
+
+/// What running a job left: how to answer it, and the state of the
+/// group's transaction.
+pub(super) struct Ran {
+    answer: Answer,
+    /// The write returned `Ok`.
+    ok: bool,
+    /// Rolling its savepoint back failed: the transaction holds part of a
+    /// failed write, so the group must roll back.
+    broken: Option<String>,
 }
 
-impl Deref for Logged<'_> {
-    type Target = Connection;
+/// A queued write. Given the writer connection and whether to run in a
+/// savepoint (or why the group could not begin), it runs and says how to
+/// answer.
+pub(super) type Job = Box<dyn FnOnce(Result<(&Connection, bool), Arc<str>>) -> Ran + Send>;
 
-    fn deref(&self) -> &Connection {
-        self.conn
+/// Counters of the writer, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Groups committed: each one `COMMIT`.
+    pub commits: AtomicU64,
+    /// Writes they carried; divided by the commits, the mean group size.
+    pub writes: AtomicU64,
+    /// Groups that did not commit; every write in them was answered with
+    /// the error.
+    pub failed_groups: AtomicU64,
+    /// Times a caller found the queue full and waited.
+    pub queue_full_waits: AtomicU64,
+    /// Microseconds spent in `COMMIT` (with its fsync), summed.
+    pub commit_micros: AtomicU64,
+    /// The WAL file's size at the last checkpoint.
+    pub wal_bytes: AtomicU64,
+    /// Checkpoints that copied the WAL into the database.
+    pub checkpoints: AtomicU64,
+    /// Times the WAL file was truncated to zero.
+    pub wal_truncations: AtomicU64,
+}
+
+/// How the writer groups commits.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Grouping {
+    pub queue: usize,
+    pub commit_delay: Duration,
+    pub commit_siblings: usize,
+}
+
+/// The sending side of the writer's queue.
+pub(super) struct Queue {
+    jobs: SyncSender<Job>,
+    /// Raised each time the writer takes a group off the queue.
+    space: Arc<Notify>,
+    stats: Arc<StoreStats>,
+}
+
+thread_local! {
+    /// Set on the writer thread: a write submitted from inside a write
+    /// would wait for itself.
+    static ON_WRITER: Cell<bool> = const { Cell::new(false) };
+}
+
+fn stopped() -> StoreError {
+    StoreError::Commit("the database writer has stopped".into())
+}
+
+impl Queue {
+    /// Starts the writer thread on `conn`; it ends when the queue is
+    /// dropped, after answering what was queued.
+    pub fn start(
+        conn: Arc<Mutex<Connection>>,
+        grouping: Grouping,
+        stats: Arc<StoreStats>,
+    ) -> Result<(Queue, std::thread::JoinHandle<()>), StoreError> {
+        let (jobs, queue) = sync_channel::<Job>(grouping.queue.max(1));
+        let space = Arc::new(Notify::new());
+        let thread = std::thread::Builder::new()
+            .name("rulehost-writer".into())
+            .spawn({
+                let space = space.clone();
+                let stats = stats.clone();
+                move || {
+                    ON_WRITER.set(true);
+                    run(&conn, &queue, &space, &stats, grouping);
+                }
+            })
+            .map_err(|e| {
+                StoreError::Commit(format!("cannot start the writer thread: {e}").into())
+            })?;
+        Ok((Queue { jobs, space, stats }, thread))
     }
-}
 
-impl<'c> Logged<'c> {
-    fn new(conn: &'c Connection) -> Logged<'c> {
-        Logged {
-            conn,
-            record: RefCell::default(),
-            changes: Cell::new(0),
+    /// Queues `job`, waiting without a thread while the queue is full.
+    pub async fn send(&self, mut job: Job) -> Result<(), StoreError> {
+        let mut counted = false;
+        loop {
+            // Registered before trying, so a group taken in between still
+            // wakes this caller.
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.jobs.try_send(job) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(back)) => {
+                    job = back;
+                    if !counted {
+                        counted = true;
+                        self.stats.queue_full_waits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    notified.await;
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(stopped()),
+            }
         }
     }
-
-    /// What the write left for the batch, given the rows SQLite counted as
-    /// changed while it ran.
-    fn outcome(self, changed: u64) -> Outcome {
-        let record = self.record.into_inner();
-        if changed != self.changes.get() {
-            Outcome::Unlogged
-        } else if record.is_empty() {
-            Outcome::Nothing
-        } else {
-            Outcome::Record(record)
-        }
-    }
 }
 
-/// Where a write's statements run: a plain connection, or a journaled
-/// write's [`Logged`] handle, which journals them too. Queries that write
-/// on the hot path take this, so one query serves both kinds of write.
-pub trait Execute {
-    /// Runs `sql` (prepared once per connection) with `params`: the rows
-    /// it changed.
-    fn run(&self, sql: &str, params: &[&dyn ToSql]) -> Result<usize, StoreError>;
-
-    /// The connection, for reads and `last_insert_rowid`.
-    fn connection(&self) -> &Connection;
+/// Wraps a write `f` and the delivery of its result into a [`Job`].
+pub(super) fn job<T, E>(
+    f: impl FnOnce(&Tx<'_>) -> Result<T, E> + Send + 'static,
+    reply: impl FnOnce(Result<T, E>) + Send + 'static,
+) -> Job
+where
+    T: Send + 'static,
+    E: From<StoreError> + std::fmt::Display + Send + 'static,
+{
+    Box::new(move |conn| {
+        let (result, broken) = match conn {
+            Ok((conn, savepoint)) => match guarded(conn, savepoint, f) {
+                Ok(result) => (Ok(result), None),
+                Err(e) => (Err(Arc::<str>::from(e.to_string())), Some(e.to_string())),
+            },
+            Err(e) => (Err(e), None),
+        };
+        let ok = matches!(result, Ok(Ok(_)));
+        let answer: Answer = Box::new(move |committed| {
+            let result = match (result, committed) {
+                (Ok(Ok(value)), Ok(())) => Ok(value),
+                // The write's own error says more than the group's.
+                (Ok(Err(e)), _) => Err(e),
+                (Ok(Ok(_)), Err(e)) | (Err(e), _) => Err(StoreError::Commit(e).into()),
+            };
+            reply(result);
+        });
+        Ran { answer, ok, broken }
+    })
 }
 
-impl Execute for Connection {
-    fn run(&self, sql: &str, params: &[&dyn ToSql]) -> Result<usize, StoreError> {
-        Ok(self.prepare_cached(sql)?.execute(params)?)
-    }
-
-    fn connection(&self) -> &Connection {
-        self
-    }
-}
-
-impl Execute for Logged<'_> {
-    /// Runs the statement and adds it and its parameters to the write's
-    /// journal record. Recovery runs them again on the same state, so the
-    /// statement must give the same rows again: the time, an id or anything
-    /// random comes in as a parameter, never from SQL.
-    fn run(&self, sql: &str, params: &[&dyn ToSql]) -> Result<usize, StoreError> {
-        let changed = self.conn.prepare_cached(sql)?.execute(params)?;
-        self.record.borrow_mut().push(sql, params)?;
-        self.changes.set(self.changes.get() + changed as u64);
-        Ok(changed)
-    }
-
-    fn connection(&self) -> &Connection {
-        self.conn
-    }
-}
-
-/// What a journaled write needs to become durable.
-pub(super) enum Outcome {
-    /// It changed nothing.
-    Nothing,
-    /// Its record appended to the journal.
-    Record(Record),
-    /// A commit: it changed rows the journal does not know of.
-    Unlogged,
-}
-
-/// Runs `f` with a [`Logged`] handle, in a savepoint when `savepoint`
-/// (released on `Ok`, rolled back on `Err` or panic; without one, the
-/// caller rolls the whole transaction back).
-pub(super) fn run_logged<T, E: From<StoreError>>(
-    conn: &Connection,
-    savepoint: bool,
-    f: impl FnOnce(&Logged<'_>) -> Result<T, E>,
-) -> (Result<T, E>, Outcome) {
-    let before = conn.total_changes();
-    let logged = Logged::new(conn);
-    let result = guarded(conn, savepoint, |_| f(&logged));
-    let outcome = match &result {
-        Ok(_) => logged.outcome(conn.total_changes() - before),
-        Err(_) => Outcome::Nothing,
-    };
-    (result, outcome)
-}
-
-/// Runs `f`, a panic turned into an error; in a savepoint when
-/// `savepoint` (released on `Ok`, rolled back on `Err`). A write alone in
-/// its transaction needs none, and pays for one: inside a savepoint SQLite
-/// copies each page before its first change (reconcile/start: 400 → 590 µs).
+/// Runs `f` with a panic turned into an error; in a savepoint when
+/// `savepoint` (released on `Ok`, rolled back on `Err`). The outer `Err`:
+/// the savepoint could not be rolled back or released. A write alone in its
+/// transaction needs no savepoint, and would pay for one: inside a
+/// savepoint SQLite copies each page before its first change.
 fn guarded<T, E: From<StoreError>>(
     conn: &Connection,
     savepoint: bool,
-    f: impl FnOnce(&Connection) -> Result<T, E>,
-) -> Result<T, E> {
+    f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+) -> Result<Result<T, E>, StoreError> {
     if savepoint {
-        run(conn, "SAVEPOINT write")?;
+        exec(conn, "SAVEPOINT write")?;
     }
-    let result = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| {
+    let tx = Tx::new(conn);
+    let result = catch_unwind(AssertUnwindSafe(|| f(&tx))).unwrap_or_else(|_| {
+        tracing::error!("a write panicked; it was rolled back");
         Err(StoreError::Commit("the write panicked; it was rolled back".into()).into())
     });
     if savepoint {
         if result.is_err() {
-            run(conn, "ROLLBACK TO write")?;
+            exec(conn, "ROLLBACK TO write")?;
         }
-        run(conn, "RELEASE write")?;
+        exec(conn, "RELEASE write")?;
     }
+    Ok(result)
+}
+
+/// Runs `f` in a transaction of its own on the writer connection, taken
+/// between groups, and commits it.
+pub(super) fn write_now<T, E: From<StoreError>>(
+    conn: &Mutex<Connection>,
+    stats: &StoreStats,
+    f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    if ON_WRITER.get() {
+        return Err(StoreError::Commit(
+            "a write was started from inside another write; this is a bug of rulehost".into(),
+        )
+        .into());
+    }
+    let conn = super::lock(conn);
+    exec(&conn, "BEGIN IMMEDIATE")?;
+    let result = guarded(&conn, false, f)?;
+    if result.is_err() || conn.is_autocommit() {
+        if !conn.is_autocommit() {
+            exec(&conn, "ROLLBACK")?;
+        }
+        return match result {
+            Ok(_) => Err(StoreError::Commit(
+                "the database rolled the transaction back after an error".into(),
+            )
+            .into()),
+            Err(e) => Err(e),
+        };
+    }
+    if let Err(e) = exec(&conn, "COMMIT") {
+        if !conn.is_autocommit() {
+            let _ = exec(&conn, "ROLLBACK");
+        }
+        return Err(StoreError::Commit(format!("the commit failed: {e}").into()).into());
+    }
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats.writes.fetch_add(1, Ordering::Relaxed);
     result
 }
 
-/// A statement without parameters, prepared once per connection.
-fn run(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+/// A statement without parameters or rows, prepared once per connection.
+pub(super) fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
 }
 
-/// Journaled writes since the last commit.
-struct Batch {
-    opened: Instant,
-    writes: u32,
+fn drain(queue: &Receiver<Job>, group: &mut Vec<Job>) {
+    while group.len() < MAX_GROUP
+        && let Ok(job) = queue.try_recv()
+    {
+        group.push(job);
+    }
 }
 
-/// The writer connection, its journal, and the open batch.
-pub(super) struct Writer {
-    conn: Connection,
-    /// `None` for an in-memory database, a window of zero, or when another
-    /// process owns the journal: every write is then committed.
-    journal: Option<Journal>,
-    /// The journal id of the database (see [`Record::finish`]).
-    db: u64,
-    /// The sequence number of the last record appended.
-    seq: u64,
-    window: Duration,
-    batch: Option<Batch>,
-    nudge: Option<Arc<Nudge>>,
-    /// Set when a commit failed and the journal could not be redone:
-    /// writes are refused until a restart recovers from the journal.
-    broken: Option<Arc<str>>,
-}
-
-impl Writer {
-    /// A writer for `conn`, whose `journal` has been recovered
-    /// ([`journal::recover`]): it numbers on from the last record a commit
-    /// covered.
-    pub fn new(
-        conn: Connection,
-        mut journal: Option<Journal>,
-        window: Duration,
-        nudge: Option<Arc<Nudge>>,
-    ) -> Result<Writer, StoreError> {
-        let (db, seq) = match &journal {
-            Some(_) => journal::position(&conn)?,
-            None => (0, 0),
-        };
-        if window.is_zero() {
-            journal = None;
-        }
-        Ok(Writer {
-            conn,
-            journal,
-            db,
-            seq,
-            window,
-            batch: None,
-            nudge,
-            broken: None,
-        })
-    }
-
-    /// The connection, between writes (no savepoint is open). Inside the
-    /// open batch, if there is one: call [`Writer::commit`] first to act
-    /// outside any transaction.
-    pub fn conn(&self) -> &Connection {
-        &self.conn
-    }
-
-    /// Runs `f` in a transaction (the open batch's, if any) and commits it.
-    /// When `f` fails, its changes are rolled back and the batch stays.
-    pub fn write<T, E: From<StoreError>>(
-        &mut self,
-        f: impl FnOnce(&Connection) -> Result<T, E>,
-    ) -> Result<T, E> {
-        self.begin()?;
-        match guarded(&self.conn, self.batch.is_some(), f) {
-            Ok(value) => {
-                self.commit()?;
-                Ok(value)
-            }
-            Err(e) => {
-                self.end_unless_batch();
-                Err(e)
-            }
-        }
-    }
-
-    /// Runs `f` as a journaled write: durable when this returns `Ok`,
-    /// committed to SQLite with its batch.
-    pub fn write_logged<T, E: From<StoreError>>(
-        &mut self,
-        f: impl FnOnce(&Logged<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
-        self.begin()?;
-        let (result, outcome) = run_logged(&self.conn, self.batch.is_some(), f);
-        match result {
-            Ok(value) => {
-                self.settle([outcome])?;
-                Ok(value)
-            }
-            Err(e) => {
-                self.end_unless_batch();
-                Err(e)
-            }
-        }
-    }
-
-    /// Opens a transaction unless the batch's is open.
-    pub fn begin(&mut self) -> Result<(), StoreError> {
-        if let Some(broken) = &self.broken {
-            return Err(StoreError::Commit(broken.clone()));
-        }
-        if self.conn.is_autocommit() {
-            run(&self.conn, "BEGIN IMMEDIATE")?;
-        }
-        Ok(())
-    }
-
-    /// Makes the writes that ran since [`Writer::begin`] durable: their
-    /// records appended in one `write`, or a commit when one of them needs
-    /// it (or there is no journal).
-    pub fn settle(
-        &mut self,
-        outcomes: impl IntoIterator<Item = Outcome>,
-    ) -> Result<(), StoreError> {
-        let mut records = Vec::new();
-        let mut must_commit = false;
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Nothing => {}
-                Outcome::Record(record) => records.push(record),
-                Outcome::Unlogged => must_commit = true,
-            }
-        }
-        if must_commit {
-            return self.commit();
-        }
-        if records.is_empty() {
-            self.end_unless_batch();
-            return Ok(());
-        }
-        let Some(journal) = &mut self.journal else {
-            return self.commit();
-        };
-        let appended = records.len() as u32;
-        let mut frames = Vec::new();
-        let mut seq = self.seq;
-        for record in records {
-            seq += 1;
-            let frame = record.finish(self.db, seq);
-            // A lone write's frame is appended as it is, not copied.
-            if frames.is_empty() {
-                frames = frame;
-            } else {
-                frames.extend_from_slice(&frame);
-            }
-        }
-        if let Err(e) = journal.append(&frames) {
-            // What did reach the file may be a torn record, which would
-            // hide any record after it: commit instead, which empties it.
-            tracing::warn!("{e}; committing instead");
-            return self.commit();
-        }
-        self.seq = seq;
-        let batch = self.batch.get_or_insert_with(|| {
-            if let Some(nudge) = &self.nudge {
-                nudge.batch_opened();
-            }
-            Batch {
-                opened: Instant::now(),
-                writes: 0,
-            }
-        });
-        batch.writes += appended;
-        if batch.writes >= MAX_BATCH || batch.opened.elapsed() >= self.window {
-            // These writes are durable in the journal already: a failed
-            // commit is for the next write to hear of (see `commit`).
-            if let Err(e) = self.commit() {
-                tracing::error!("committing a batch failed: {e}");
-            }
-        }
-        Ok(())
-    }
-
-    /// Commits the open transaction, the batch with it, and empties the
-    /// journal it covered.
-    pub fn commit(&mut self) -> Result<(), StoreError> {
-        if self.conn.is_autocommit() {
-            return Ok(());
-        }
-        let batch = self.batch.take();
-        let committed = match batch {
-            Some(_) => {
-                journal::set_applied(&self.conn, self.seq).and_then(|()| run(&self.conn, "COMMIT"))
-            }
-            None => run(&self.conn, "COMMIT"),
-        };
-        if let Some(nudge) = &self.nudge {
-            nudge.batch_closed();
-        }
-        if let Err(e) = committed {
-            if !self.conn.is_autocommit() {
-                let _ = run(&self.conn, "ROLLBACK");
-            }
-            if batch.is_some() {
-                self.redo(&e);
-            }
-            return Err(e);
-        }
-        if let Some(nudge) = &self.nudge {
-            nudge.committed();
-        }
-        if batch.is_some()
-            && let Some(journal) = &mut self.journal
-            && let Err(e) = journal.reset()
+fn run(
+    conn: &Mutex<Connection>,
+    queue: &Receiver<Job>,
+    space: &Notify,
+    stats: &StoreStats,
+    grouping: Grouping,
+) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        drain(queue, &mut group);
+        // PostgreSQL's commit_delay: with enough writes arriving together,
+        // a short wait lets the next ones share this commit.
+        if !grouping.commit_delay.is_zero()
+            && group.len() >= grouping.commit_siblings
+            && group.len() < MAX_GROUP
         {
-            // Records already committed are skipped by recovery, but a
-            // torn one left in the file would hide those appended after it.
-            tracing::error!("{e}; writes are committed one by one from now on");
-            self.journal = None;
+            std::thread::sleep(grouping.commit_delay);
+            drain(queue, &mut group);
         }
-        Ok(())
-    }
-
-    /// Commits the batch if it has been open for the window: how long until
-    /// it is due otherwise, `None` when no batch is open.
-    pub fn commit_if_due(&mut self) -> Option<Duration> {
-        let age = self.batch.as_ref()?.opened.elapsed();
-        if age < self.window {
-            return Some(self.window - age);
+        space.notify_waiters();
+        let size = group.len() as u64;
+        let conn = super::lock(conn);
+        let (answers, outcome) = commit_group(&conn, group, stats);
+        drop(conn);
+        match &outcome {
+            Outcome::Committed => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.writes.fetch_add(size, Ordering::Relaxed);
+            }
+            Outcome::RolledBack => {}
+            Outcome::Failed(e) => {
+                stats.failed_groups.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    writes = size,
+                    "a group commit failed, none of its writes was stored: {e}"
+                );
+            }
         }
-        if let Err(e) = self.commit() {
-            tracing::error!("committing a batch failed: {e}");
-        }
-        None
-    }
-
-    /// The batch's commit failed and SQLite rolled back writes that were
-    /// answered: they are redone from the journal, in a transaction of
-    /// their own. If that fails too, writes are refused until a restart.
-    fn redo(&mut self, cause: &StoreError) {
-        let Some(journal) = &mut self.journal else {
-            return;
+        let committed = match outcome {
+            Outcome::Failed(e) => Err(e),
+            Outcome::Committed | Outcome::RolledBack => Ok(()),
         };
-        if let Err(e) = journal::recover(&mut self.conn, journal) {
-            let message = format!(
-                "the database could not commit ({cause}) nor redo its journal ({e}); answered writes are kept in `{}`: restart rulehost once the cause is fixed",
-                journal.path().display()
-            );
-            tracing::error!("{message}");
-            self.broken = Some(message.into());
-        }
-    }
-
-    /// Ends a transaction that holds nothing a batch needs.
-    fn end_unless_batch(&mut self) {
-        if self.batch.is_none() && !self.conn.is_autocommit() {
-            let _ = run(&self.conn, "ROLLBACK");
+        for answer in answers {
+            answer(committed.clone());
         }
     }
 }
 
-impl Drop for Writer {
-    fn drop(&mut self) {
-        // Left uncommitted, the batch would be redone at the next start;
-        // committed now, the journal is left empty.
-        if self.batch.is_some()
-            && let Err(e) = self.commit()
-        {
-            tracing::warn!("the last batch was not committed ({e}); the next start redoes it");
+/// How a group ended.
+enum Outcome {
+    Committed,
+    /// Its one write failed and was rolled back: it gets its own error.
+    RolledBack,
+    /// Nothing of it was stored.
+    Failed(Arc<str>),
+}
+
+/// Runs `group` in one transaction and commits it.
+fn commit_group(conn: &Connection, group: Vec<Job>, stats: &StoreStats) -> (Vec<Answer>, Outcome) {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+        let e: Arc<str> = format!("cannot begin a transaction: {e}").into();
+        let answers = group
+            .into_iter()
+            .map(|job| job(Err(e.clone())).answer)
+            .collect();
+        return (answers, Outcome::Failed(e));
+    }
+    let savepoints = group.len() > 1;
+    let mut answers = Vec::with_capacity(group.len());
+    let mut failed: Option<Arc<str>> = None;
+    let mut lone_failure = false;
+    for job in group {
+        if let Some(e) = &failed {
+            // The group is lost already: the rest do not run.
+            answers.push(job(Err(e.clone())).answer);
+            continue;
+        }
+        let ran = job(Ok((conn, savepoints)));
+        if let Some(e) = ran.broken {
+            failed = Some(format!("a write could not be rolled back alone: {e}").into());
+        } else if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (an I/O error, a
+            // full disk): the writes before this one are gone too.
+            failed = Some("the database rolled the transaction back after an error".into());
+        } else if !ran.ok && !savepoints {
+            lone_failure = true;
+        }
+        answers.push(ran.answer);
+    }
+    if failed.is_some() || lone_failure {
+        if !conn.is_autocommit() {
+            let _ = exec(conn, "ROLLBACK");
+        }
+        return match failed {
+            Some(e) => (answers, Outcome::Failed(e)),
+            None => (answers, Outcome::RolledBack),
+        };
+    }
+    let started = Instant::now();
+    let committed = exec(conn, "COMMIT");
+    stats
+        .commit_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    match committed {
+        Ok(()) => (answers, Outcome::Committed),
+        Err(e) => {
+            if !conn.is_autocommit() {
+                let _ = exec(conn, "ROLLBACK");
+            }
+            (
+                answers,
+                Outcome::Failed(format!("the commit failed: {e}").into()),
+            )
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
-    use rusqlite::Connection;
+    use crate::store::{Store, StoreError, StoreOptions};
 
-    use crate::store::{Execute, Store, StoreError, StoreOptions, journal_path};
-
-    /// A store whose batches wait `window` for their commit, with a table.
-    fn store(dir: &Path, window: Duration) -> Store {
-        let store = Store::open_with(
-            &dir.join("w.db"),
-            StoreOptions {
-                batch_window: window,
-            },
-        )
-        .unwrap();
+    fn store_at(path: &Path, options: StoreOptions) -> Store {
+        let store = Store::open_with(path, options).unwrap();
         store
-            .write(|c| {
-                c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, text TEXT NOT NULL)")
+            .write(|tx| {
+                tx.raw()
+                    .execute_batch(
+                        "CREATE TABLE grouped (n INTEGER UNIQUE);
+                         CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                         CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+                    )
                     .map_err(StoreError::from)
             })
             .unwrap();
         store
     }
 
-    fn insert(store: &Store, n: i64) {
-        store
-            .write_logged(|c| {
-                c.run(
-                    "INSERT INTO t (n, text) VALUES (?1, ?2)",
-                    &[&n, &format!("row {n}")],
-                )
-            })
-            .unwrap();
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_at(&dir.path().join("g.db"), StoreOptions::default());
+        (dir, store)
     }
 
-    /// Rows of `t` seen by a connection of its own: what is committed.
-    fn committed_rows(db: &Path) -> i64 {
-        let conn = Connection::open(db).unwrap();
-        conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-            .unwrap()
-    }
-
-    fn rows(store: &Store) -> i64 {
+    fn rows(store: &Store) -> Vec<i64> {
         store
             .read(|c| {
-                c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-                    .map_err(StoreError::from)
+                let mut stmt = c.raw().prepare("SELECT n FROM grouped ORDER BY n")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>().map_err(StoreError::from)
             })
             .unwrap()
     }
 
-    /// The files as a crash would leave them, copied to `to`: the
-    /// database, its WAL and the journal, with the batch not committed.
-    fn crash_copy(from: &Path, to: &Path) -> PathBuf {
-        for suffix in ["", "-wal", "-redo"] {
-            let name = format!("w.db{suffix}");
-            std::fs::copy(from.join(&name), to.join(&name)).unwrap();
-        }
-        to.join("w.db")
-    }
-
-    #[test]
-    fn journaled_writes_wait_for_their_batch_and_a_read_sees_them_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path(), Duration::from_secs(60));
-        for n in 0..10 {
-            insert(&store, n);
-        }
-        let db = dir.path().join("w.db");
-        assert_eq!(committed_rows(&db), 0, "the batch was committed per write");
-        assert!(std::fs::metadata(journal_path(&db)).unwrap().len() > 0);
-        // A read through the store commits the batch first.
-        assert_eq!(rows(&store), 10);
-        assert_eq!(committed_rows(&db), 10);
-        assert_eq!(std::fs::metadata(journal_path(&db)).unwrap().len(), 0);
-    }
-
-    #[test]
-    fn a_crash_loses_no_answered_write_and_a_torn_record_is_ignored() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path(), Duration::from_secs(60));
-        // Let the checkpointer settle the table's commit before copying.
-        std::thread::sleep(Duration::from_millis(100));
-        for n in 0..25 {
-            insert(&store, n);
-        }
-
-        let crashed = tempfile::tempdir().unwrap();
-        let db = crash_copy(dir.path(), crashed.path());
-        assert_eq!(committed_rows(&db), 0, "SQLite alone has none of them");
-        let recovered = Store::open(&db).unwrap();
-        assert_eq!(rows(&recovered), 25);
-        let (n, text): (i64, String) = recovered
-            .read(|c| {
-                c.query_row("SELECT n, text FROM t ORDER BY n DESC", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .map_err(StoreError::from)
-            })
-            .unwrap();
-        assert_eq!((n, text.as_str()), (24, "row 24"));
-        // It goes on numbering after what it redid, and a second start
-        // redoes nothing twice.
-        insert(&recovered, 25);
-        drop(recovered);
-        assert_eq!(rows(&Store::open(&db).unwrap()), 26);
-
-        // The last record cut short, as by a crash during its `write`: it
-        // was never answered, and the rest are redone.
-        let torn = tempfile::tempdir().unwrap();
-        let db = crash_copy(dir.path(), torn.path());
-        let redo = journal_path(&db);
-        let len = std::fs::metadata(&redo).unwrap().len();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&redo)
-            .unwrap()
-            .set_len(len - 5)
-            .unwrap();
-        assert_eq!(rows(&Store::open(&db).unwrap()), 24);
-        drop(store);
-    }
-
-    #[test]
-    fn another_databases_journal_is_not_redone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path(), Duration::from_secs(60));
-        std::thread::sleep(Duration::from_millis(100));
-        insert(&store, 1);
-        let crashed = tempfile::tempdir().unwrap();
-        let db = crash_copy(dir.path(), crashed.path());
-        // Another database with the same table, given this one's journal.
-        let other = tempfile::tempdir().unwrap();
-        let other_store = super::tests::store(other.path(), Duration::ZERO);
-        drop(other_store);
-        std::fs::copy(journal_path(&db), journal_path(&other.path().join("w.db"))).unwrap();
-        assert_eq!(rows(&Store::open(&other.path().join("w.db")).unwrap()), 0);
-        drop(store);
-    }
-
-    #[test]
-    fn a_write_that_changes_rows_outside_the_journal_is_committed_before_it_returns() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path(), Duration::from_secs(60));
-        insert(&store, 1);
+    async fn insert(store: &Store, n: i64) -> Result<usize, StoreError> {
         store
-            .write_logged(|c| {
-                c.execute("INSERT INTO t (n, text) VALUES (2, 'not journaled')", [])
+            .write_async(move |tx| {
+                tx.raw()
+                    .execute("INSERT INTO grouped VALUES (?1)", [n])
                     .map_err(StoreError::from)
             })
-            .unwrap();
-        // Committed with the batch it joined.
-        assert_eq!(committed_rows(&dir.path().join("w.db")), 2);
+            .await
+    }
+
+    async fn join_all<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+        let mut out = Vec::new();
+        for handle in handles {
+            out.push(handle.await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_commits_and_all_land() {
+        let (_dir, store) = store();
+        let before = store.stats().commits.load(Ordering::Relaxed);
+        let writes = (0..200)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { insert(&store, n).await })
+            })
+            .collect();
+        for write in join_all(writes).await {
+            assert_eq!(write.unwrap(), 1);
+        }
+        assert_eq!(rows(&store).len(), 200);
+        let commits = store.stats().commits.load(Ordering::Relaxed) - before;
+        assert!(
+            commits < 200,
+            "no write shared a commit ({commits} commits)"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_is_rolled_back_alone_and_its_group_commits() {
+        let (_dir, store) = store();
+        let mut writes = Vec::new();
+        for n in [1, 2, 2, 3] {
+            let store = store.clone();
+            writes.push(tokio::spawn(async move {
+                store
+                    .write_async(move |tx| {
+                        tx.raw().execute("INSERT INTO grouped VALUES (?1)", [n])?;
+                        tx.raw()
+                            .execute("INSERT INTO grouped VALUES (?1)", [n * 100])?;
+                        // Half a write, then a failure: none of it may stay.
+                        if n == 2 {
+                            return Err(StoreError::Corrupt(format!("write {n} refused")));
+                        }
+                        Ok(())
+                    })
+                    .await
+            }));
+        }
+        let results: Vec<_> = join_all(writes).await;
+        assert!(results[0].is_ok() && results[3].is_ok(), "{results:?}");
+        assert!(results[1].is_err() && results[2].is_err(), "{results:?}");
+        assert_eq!(rows(&store), vec![1, 3, 100, 300]);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_is_rolled_back_and_the_writer_goes_on() {
+        let (_dir, store) = store();
+        let panicked = store
+            .write_async(|tx| -> Result<(), StoreError> {
+                tx.raw().execute("INSERT INTO grouped VALUES (7)", [])?;
+                panic!("a bug in a write")
+            })
+            .await;
+        assert!(
+            matches!(panicked, Err(StoreError::Commit(_))),
+            "{panicked:?}"
+        );
+        insert(&store, 8).await.unwrap();
+        assert_eq!(rows(&store), vec![8]);
+    }
+
+    /// A deferred foreign key is checked at COMMIT: one write that breaks
+    /// it makes its whole group's COMMIT fail.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_that_fails_answers_its_whole_group_with_the_error_and_stores_none_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // A wait before each commit gathers the writes into one group.
+        let options = StoreOptions {
+            commit_delay: Duration::from_millis(50),
+            commit_siblings: 1,
+            ..StoreOptions::default()
+        };
+        let store = store_at(&dir.path().join("f.db"), options);
+        let mut writes = Vec::new();
+        for n in 0..6 {
+            let store = store.clone();
+            writes.push(tokio::spawn(async move {
+                store
+                    .write_async(move |tx| {
+                        tx.raw().execute("INSERT INTO grouped VALUES (?1)", [n])?;
+                        if n == 3 {
+                            // An orphan: refused only when the group commits.
+                            tx.raw().execute("INSERT INTO child VALUES (99)", [])?;
+                        }
+                        Ok::<_, StoreError>(())
+                    })
+                    .await
+            }));
+            if n == 0 {
+                // The first one in a group of its own, committed.
+                tokio::time::sleep(Duration::from_millis(120)).await;
+            }
+        }
+        let results = join_all(writes).await;
+        assert!(results[0].is_ok(), "{:?}", results[0]);
+        for result in &results[1..] {
+            let Err(StoreError::Commit(message)) = result else {
+                panic!("expected the commit's error, got {result:?}");
+            };
+            assert!(message.contains("commit failed"), "{message}");
+        }
+        assert_eq!(rows(&store), vec![0]);
+        assert!(store.stats().failed_groups.load(Ordering::Relaxed) >= 1);
+        // Later writes work.
+        insert(&store, 10).await.unwrap();
+        assert_eq!(rows(&store), vec![0, 10]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_makes_writers_wait_and_drops_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            queue: 2,
+            ..StoreOptions::default()
+        };
+        let store = store_at(&dir.path().join("q.db"), options);
+        let writes = (0..100)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { insert(&store, n).await })
+            })
+            .collect();
+        for write in join_all(writes).await {
+            write.unwrap();
+        }
+        assert_eq!(rows(&store).len(), 100);
+        assert!(
+            store.stats().queue_full_waits.load(Ordering::Relaxed) > 0,
+            "no writer ever found the queue full"
+        );
     }
 
     #[test]
-    fn a_failed_journaled_write_leaves_nothing_and_the_batch_stands() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path(), Duration::from_secs(60));
-        insert(&store, 1);
-        let failed = store.write_logged(|c| {
-            c.run("INSERT INTO t (n, text) VALUES (2, 'half')", &[])?;
+    fn a_blocking_write_that_fails_leaves_nothing() {
+        let (_dir, store) = store();
+        let failed = store.write(|tx| {
+            tx.raw().execute("INSERT INTO grouped VALUES (1)", [])?;
             Err::<(), _>(StoreError::Corrupt("refused halfway".into()))
         });
         assert!(failed.is_err());
-        assert_eq!(rows(&store), 1);
+        assert!(rows(&store).is_empty());
+        // Nor does one whose COMMIT fails.
+        let failed = store.write(|tx| {
+            tx.raw().execute("INSERT INTO grouped VALUES (2)", [])?;
+            tx.raw().execute("INSERT INTO child VALUES (99)", [])?;
+            Ok::<_, StoreError>(())
+        });
+        assert!(matches!(failed, Err(StoreError::Commit(_))), "{failed:?}");
+        assert!(rows(&store).is_empty());
     }
 
-    #[test]
-    fn the_background_thread_commits_a_batch_when_it_is_due() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path(), Duration::from_millis(20));
-        insert(&store, 1);
-        let db = dir.path().join("w.db");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while committed_rows(&db) == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the batch was never committed"
-            );
-            std::thread::sleep(Duration::from_millis(5));
+    fn is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+            status
+                .lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+    }
+
+    /// A 4 MiB tmpfs fills up under the store: the writes of the group that
+    /// hit it get the error and none of them stays; every write answered
+    /// before is there; once space is freed, writes work again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_fails_the_group_that_hits_it_and_nothing_else() {
+        if !is_root() {
+            eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
+            return;
         }
-        drop(store);
-    }
-
-    #[test]
-    fn a_window_of_zero_commits_every_write() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path(), Duration::ZERO);
-        insert(&store, 1);
-        assert_eq!(committed_rows(&dir.path().join("w.db")), 1);
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "cannot mount a tmpfs");
+        struct Unmount<'a>(&'a Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(self.0).status();
+            }
+        }
+        let _unmount = Unmount(dir.path());
+        let ballast = dir.path().join("ballast");
+        std::fs::write(&ballast, vec![0u8; 1 << 20]).unwrap();
+        let store = store_at(&dir.path().join("full.db"), StoreOptions::default());
+        store
+            .write(|tx| {
+                tx.raw()
+                    .execute_batch("CREATE TABLE ballast (n INTEGER, body BLOB)")
+                    .map_err(StoreError::from)
+            })
+            .unwrap();
+        let mut answered = Vec::new();
+        let mut failure = None;
+        for n in 0..400 {
+            let result = store
+                .write_async(move |tx| {
+                    tx.raw().execute("INSERT INTO grouped VALUES (?1)", [n])?;
+                    tx.raw()
+                        .execute("INSERT INTO ballast VALUES (?1, randomblob(65536))", [n])?;
+                    Ok::<_, StoreError>(())
+                })
+                .await;
+            match result {
+                Ok(()) => answered.push(n),
+                Err(e) => {
+                    failure = Some((n, e.to_string()));
+                    break;
+                }
+            }
+        }
+        let (failed, message) = failure.expect("the disk never filled");
+        assert!(message.to_lowercase().contains("full"), "{message}");
+        std::fs::remove_file(&ballast).unwrap();
+        // Room again: a write that frees space, then one that adds a row.
+        store
+            .write(|tx| {
+                tx.raw()
+                    .execute("DELETE FROM ballast", [])
+                    .map_err(StoreError::from)
+            })
+            .unwrap();
+        insert(&store, 1000).await.unwrap();
+        let mut expected = answered.clone();
+        expected.push(1000);
+        assert_eq!(
+            rows(&store),
+            expected,
+            "write {failed} failed but left rows"
+        );
     }
 }
