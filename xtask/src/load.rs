@@ -1,7 +1,11 @@
 //! `cargo xtask load`: checks per second and latency percentiles for
 //! `POST /v1/checks` against the real `rulehost serve` on loopback, with
-//! `wrk` (Debian's package) at 1, 10 and 100 concurrent clients. Bounded in
-//! time (`LOAD_SECONDS`, default 10 per level) and stops by itself.
+//! `wrk` (Debian's package) at 1, 10 and 100 concurrent clients, each level
+//! beside `GET /healthz` on the same server in the same run (the HTTP
+//! floor) and the ratio between them; for `[store] sync = "full"` and
+//! `"normal"` (`LOAD_SYNC=full` for one). Then a long run at 10 clients
+//! (`LOAD_LONG_SECONDS`, default 60; 0 skips it). Bounded in time
+//! (`LOAD_SECONDS`, default 10 per level) and stops by itself.
 //!
 //! `LOAD_SPIN=1` adds a service whose plugin spins to its 50 ms time limit
 //! (`hostile-loop`) and checks it about 10 times a second throughout: what
@@ -17,15 +21,27 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 /// Prints p50/p99/p99.9 (µs) and the non-2xx count after the run.
-const SCRIPT: &str = r#"wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"service": "support-contract", "account_id": "load-1"}'
+const REPORT: &str = r#"
 done = function(summary, latency, requests)
   io.write(string.format("RESULT requests=%d duration_us=%d errors=%d p50=%d p99=%d p999=%d\n",
     summary.requests, summary.duration, summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
 end
 "#;
+
+const CHECK: &str = r#"wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"service": "support-contract", "account_id": "load-1"}'
+"#;
+
+/// One wrk run's figures.
+struct Figures {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    errors: u64,
+}
 
 struct Server(Child);
 
@@ -42,10 +58,15 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     if Command::new("wrk").arg("--version").output().is_err() {
         bail!("`wrk` is not installed: `apt-get install -y wrk`");
     }
-    let seconds: u64 = std::env::var("LOAD_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let env_secs = |name: &str, default: u64| -> u64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let seconds = env_secs("LOAD_SECONDS", 10);
+    let long = env_secs("LOAD_LONG_SECONDS", 60);
+    let modes = std::env::var("LOAD_SYNC").unwrap_or_else(|_| "full,normal".into());
     let spin = std::env::var_os("LOAD_SPIN").is_some_and(|v| v != "0");
     let dir = std::env::temp_dir().join(format!("rulehost-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -60,6 +81,77 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     } else {
         root.join("rules")
     };
+    let check = dir.join("check.lua");
+    std::fs::write(&check, format!("{CHECK}{REPORT}"))?;
+    let healthz = dir.join("healthz.lua");
+    std::fs::write(&healthz, REPORT)?;
+    for mode in modes.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let db = dir.join(format!("load-{mode}.db"));
+        let config = dir.join(format!("{mode}.toml"));
+        std::fs::write(&config, format!("[store]\nsync = \"{mode}\"\n"))?;
+        let (server, base) = serve(root, &rules, &db, &config)?;
+        create_account(&base)?;
+        println!(
+            "\n[store] sync = \"{mode}\": POST {base}/v1/checks (support-contract) beside GET /healthz, {seconds} s each, wrk on the same machine"
+        );
+        let spinning = spin.then(|| spin_checks(&base));
+        if spinning.is_some() {
+            println!(
+                "beside checks of `spinning`, whose plugin spins to its 50 ms limit, about 10 a second"
+            );
+        }
+        println!(
+            "{:>8}  {:>10}  {:>10}  {:>6}  {:>9}  {:>9}  {:>9}  {:>7}",
+            "clients", "healthz/s", "checks/s", "ratio", "p50 ms", "p99 ms", "p99.9 ms", "errors"
+        );
+        let mut levels: Vec<(u32, u64)> = [1u32, 10, 100].map(|c| (c, seconds)).to_vec();
+        if long > 0 {
+            levels.push((10, long));
+        }
+        for (clients, secs) in levels {
+            let floor = wrk(&healthz, &format!("{base}/healthz"), clients, secs)?;
+            std::thread::sleep(Duration::from_millis(500));
+            let checks = wrk(&check, &format!("{base}/v1/checks"), clients, secs)?;
+            let label = if secs == seconds {
+                clients.to_string()
+            } else {
+                format!("{clients} ({secs} s)")
+            };
+            println!(
+                "{label:>8}  {:>10.0}  {:>10.0}  {:>6.2}  {:>9.2}  {:>9.2}  {:>9.2}  {:>7}",
+                floor.rate,
+                checks.rate,
+                checks.rate / floor.rate.max(1.0),
+                checks.p50_ms,
+                checks.p99_ms,
+                checks.p999_ms,
+                checks.errors
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", server.0.id())).unwrap_or_default();
+        for key in ["VmRSS", "VmHWM"] {
+            if let Some(line) = status.lines().find(|l| l.starts_with(key)) {
+                println!(
+                    "host {}",
+                    line.split_whitespace().collect::<Vec<_>>().join(" ")
+                );
+            }
+        }
+        if let Some((stop, thread)) = spinning {
+            stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
+        report_store(&base)?;
+        drop(server);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Starts `rulehost serve` (release) on free ports: the server and its base URL.
+fn serve(root: &Path, rules: &Path, db: &Path, config: &Path) -> anyhow::Result<(Server, String)> {
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into);
     let mut child = Command::new(Path::new(&target).join("release").join("rulehost"))
@@ -71,9 +163,11 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             "127.0.0.1:0",
         ])
         .arg("--db")
-        .arg(dir.join("load.db"))
+        .arg(db)
         .arg("--rules")
-        .arg(&rules)
+        .arg(rules)
+        .arg("--config")
+        .arg(config)
         .arg("--plugins")
         .arg(root.join("plugins").join("dist"))
         .stdout(Stdio::piped())
@@ -81,8 +175,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         .spawn()
         .context("cannot start rulehost serve")?;
     let stdout = child.stdout.take().context("no stdout")?;
-    let pid = child.id();
-    let _server = Server(child);
+    let server = Server(child);
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {
         let line = lines
@@ -92,6 +185,10 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             break url.to_owned();
         }
     };
+    Ok((server, base))
+}
+
+fn create_account(base: &str) -> anyhow::Result<()> {
     let status = Command::new("curl")
         .args([
             "-s",
@@ -112,74 +209,50 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     if !String::from_utf8_lossy(&status.stdout).starts_with('2') {
         bail!("could not create the load account");
     }
-    let script = dir.join("check.lua");
-    std::fs::write(&script, SCRIPT)?;
-    println!(
-        "POST {base}/v1/checks, support-contract, {seconds} s per level, wrk on the same machine"
-    );
-    let spinning = spin.then(|| spin_checks(&base));
-    if spinning.is_some() {
-        println!(
-            "beside checks of `spinning`, whose plugin spins to its 50 ms limit, about 10 a second"
-        );
-    }
-    println!(
-        "{:>8}  {:>10}  {:>9}  {:>9}  {:>9}  {:>7}",
-        "clients", "checks/s", "p50 ms", "p99 ms", "p99.9 ms", "errors"
-    );
-    for clients in [1u32, 10, 100] {
-        let threads = clients.min(2).to_string();
-        let out = Command::new("wrk")
-            .args([
-                "-t",
-                &threads,
-                "-c",
-                &clients.to_string(),
-                "-d",
-                &format!("{seconds}s"),
-                "-s",
-            ])
-            .arg(&script)
-            .arg(format!("{base}/v1/checks"))
-            .output()
-            .context("cannot run wrk")?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let result = text
-            .lines()
-            .find_map(|l| l.strip_prefix("RESULT "))
-            .context("wrk printed no result")?;
-        let field = |name: &str| -> f64 {
-            result
-                .split_whitespace()
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0)
-        };
-        let rate = field("requests") / (field("duration_us") / 1e6);
-        println!(
-            "{clients:>8}  {rate:>10.0}  {:>9.2}  {:>9.2}  {:>9.2}  {:>7}",
-            field("p50") / 1000.0,
-            field("p99") / 1000.0,
-            field("p999") / 1000.0,
-            field("errors")
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    for key in ["VmRSS", "VmHWM"] {
-        if let Some(line) = status.lines().find(|l| l.starts_with(key)) {
-            println!(
-                "host {}",
-                line.split_whitespace().collect::<Vec<_>>().join(" ")
-            );
-        }
-    }
-    if let Some((stop, thread)) = spinning {
-        stop.store(true, Ordering::Relaxed);
-        let _ = thread.join();
-    }
-    // How the checks went through the store: the mean group, and how many
-    // were decided apart (a plugin call over the writer's budget).
+    Ok(())
+}
+
+/// Runs wrk with `script` against `url`.
+fn wrk(script: &Path, url: &str, clients: u32, seconds: u64) -> anyhow::Result<Figures> {
+    let threads = clients.min(2).to_string();
+    let out = Command::new("wrk")
+        .args([
+            "-t",
+            &threads,
+            "-c",
+            &clients.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            "-s",
+        ])
+        .arg(script)
+        .arg(url)
+        .output()
+        .context("cannot run wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let result = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .context("wrk printed no result")?;
+    let field = |name: &str| -> f64 {
+        result
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(Figures {
+        rate: field("requests") / (field("duration_us") / 1e6),
+        p50_ms: field("p50") / 1000.0,
+        p99_ms: field("p99") / 1000.0,
+        p999_ms: field("p999") / 1000.0,
+        errors: field("errors") as u64,
+    })
+}
+
+/// How the checks went through the store: the mean group, the time in
+/// COMMIT, and how many checks were decided again.
+fn report_store(base: &str) -> anyhow::Result<()> {
     let metrics = Command::new("curl")
         .args(["-s", &format!("{base}/metrics")])
         .output()
@@ -193,11 +266,13 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     };
     let commits = value("rulehost_store_group_commits_total").max(1.0);
     println!(
-        "group commits: mean {:.1} writes; checks decided apart: {}",
+        "group commits: {commits:.0}, mean {:.1} writes, {:.0} µs in COMMIT each; queue full {} times; checks decided again: {}; WAL {:.1} MiB",
         value("rulehost_store_group_writes_total") / commits,
-        value("rulehost_checks_decided_apart_total")
+        value("rulehost_store_commit_microseconds_total") / commits,
+        value("rulehost_store_queue_full_waits_total"),
+        value("rulehost_checks_redecided_total"),
+        value("rulehost_store_wal_bytes") / (1024.0 * 1024.0),
     );
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
