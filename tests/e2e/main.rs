@@ -18,5 +18,6 @@ mod reload;
 mod runtime;
 mod serve;
 mod server;
+mod store;
 mod support;
 mod webhook;

@@ -185,8 +185,13 @@ impl Setup {
 
     /// Runs `rulehost serve --listen 127.0.0.1:0 --db .. --rules .. --plugins ..`
     /// and waits for its "listening" line.
-    #[allow(clippy::panic)] // a server that cannot start must stop the test
     pub fn start(&self) -> Host {
+        self.start_with_env(&[])
+    }
+
+    /// [`Setup::start`] with more environment variables for the server.
+    #[allow(clippy::panic)] // a server that cannot start must stop the test
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Host {
         let n = self.starts.get() + 1;
         self.starts.set(n);
         let log_path = self.dir.path().join(format!("serve-{n}.log"));
@@ -207,6 +212,7 @@ impl Setup {
                 "RULEHOST_CACHE_DIR",
                 std::env::temp_dir().join("rulehost-e2e-cache"),
             )
+            .envs(env.iter().copied())
             // Nothing the server writes by default lands in the repository.
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
