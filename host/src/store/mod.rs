@@ -30,6 +30,7 @@ mod journal;
 mod migrations;
 pub mod outbox;
 pub mod plugins;
+pub mod retention;
 mod writer;
 
 use std::path::{Path, PathBuf};
