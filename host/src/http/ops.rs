@@ -9,6 +9,7 @@ use serde_json::json;
 use super::json::Query;
 use super::metrics::{counter, gauge};
 use super::{ApiError, AppState, blocking};
+use crate::store::retention::Kind;
 use crate::store::{flows, outbox};
 
 pub async fn healthz() -> impl IntoResponse {
@@ -72,6 +73,16 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
         let value = value.load(std::sync::atomic::Ordering::Relaxed) as i64;
         counter(&mut out, name, help, &[(String::new(), value)]);
     }
+    let pruned = Kind::ALL.map(|kind| {
+        let n = i64::try_from(s.pruned.get(kind)).unwrap_or(i64::MAX);
+        (format!("kind=\"{}\"", kind.name()), n)
+    });
+    counter(
+        &mut out,
+        "rulehost_pruned_total",
+        "Stored records deleted past their retention ([retention]), by kind; flows count without their tasks and history.",
+        &pruned,
+    );
     s.metrics.render(&mut out);
     Ok(([("content-type", "text/plain; version=0.0.4")], out))
 }
