@@ -1,11 +1,14 @@
 //! The decision log on the real binary: paging through `GET /v1/decisions`
-//! with its cursor.
+//! with its cursor, `rulehost export decisions` as JSON Lines beside a
+//! running host, and the pruner's counters in `GET /metrics`.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
+use crate::serve::metric;
 use crate::server::{Host, Setup};
+use crate::support::{rulehost_bare, stderr, stdout};
 
 /// `checks` passing checks of support-contract for `account`; their request ids.
 fn passing_checks(host: &Host, account: &str, checks: usize) -> Vec<String> {
@@ -143,4 +146,137 @@ fn paging_with_after_reads_every_decision_exactly_once() {
     }
     let too_big = host.get(&format!("/v1/decisions?after={}", u64::MAX));
     assert_eq!(too_big.status, 422, "{too_big}");
+}
+
+#[test]
+fn export_decisions_prints_the_log_as_json_lines_beside_a_running_host() {
+    let setup = Setup::new("");
+    // The retention settings are accepted; nothing here is old enough to go.
+    setup.write_config(
+        "[retention]\nnotifications_days = 1\nbatch_rows = 100\ninterval_seconds = 1\n",
+    );
+    let host = setup.start();
+    let requests = passing_checks(&host, "acme-x1", 12);
+    let listed = host.get("/v1/decisions?order=asc&limit=1000");
+    let listed = listed.json["decisions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(listed.len(), 12);
+
+    let db = setup.db_path().to_string_lossy().into_owned();
+    let export = |extra: &[&str]| {
+        let mut args = vec!["export", "decisions", "--db", db.as_str()];
+        args.extend_from_slice(extra);
+        rulehost_bare(&args)
+    };
+    let out = export(&["--since", "2000-01-01T00:00:00Z"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exported 12 decisions"),
+        "{}",
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert_eq!(lines.len(), 12, "{text}");
+    for (line, listed) in lines.iter().zip(&listed) {
+        // Oldest first, the same decisions the API lists, every column.
+        for column in [
+            "id",
+            "at",
+            "service",
+            "account_id",
+            "request_id",
+            "inputs_digest",
+            "verdict",
+            "level",
+            "plugin",
+            "plugin_digest",
+            "duration_us",
+        ] {
+            assert_eq!(line[column], listed[column], "{column}: {line}");
+        }
+        for column in ["failure_code", "reason"] {
+            assert!(
+                line.get(column).is_some_and(Value::is_null),
+                "{column}: {line}"
+            );
+        }
+        assert!(line["inputs"].is_object(), "inputs as JSON: {line}");
+        let at = line["at"].as_str().unwrap_or_default();
+        assert!(
+            at.parse::<jiff::Timestamp>().is_ok(),
+            "at in RFC 3339: {line}"
+        );
+    }
+    let exported: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["request_id"].as_str())
+        .collect();
+    assert_eq!(exported, requests);
+
+    // A window before anything was decided, and another service: nothing.
+    let out = export(&[
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--until",
+        "2001-01-01T00:00:00Z",
+    ]);
+    assert_eq!(
+        (out.status.code(), stdout(&out).as_str()),
+        (Some(0), ""),
+        "{}",
+        stderr(&out)
+    );
+    let out = export(&[
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--service",
+        "premium-support",
+    ]);
+    assert_eq!(
+        (out.status.code(), stdout(&out).as_str()),
+        (Some(0), ""),
+        "{}",
+        stderr(&out)
+    );
+    // From the 7th decision's time on: at least the last 6.
+    let seventh = lines[6]["at"].as_str().unwrap_or_default();
+    let out = export(&["--since", seventh]);
+    let later = stdout(&out).lines().count();
+    assert!((6..=12).contains(&later), "{later} from {seventh}");
+
+    // Could not run: exit 2, saying why.
+    let out = export(&["--since", "last tuesday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not an RFC 3339 time"),
+        "{}",
+        stderr(&out)
+    );
+    let out = rulehost_bare(&[
+        "export",
+        "decisions",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--db",
+        "/nonexistent/rulehost.db",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no database at"), "{}", stderr(&out));
+
+    // The pruner runs, and has found nothing old enough.
+    let metrics = host.get("/metrics").text;
+    for kind in ["decisions", "notifications", "requests", "flows"] {
+        let label = format!("kind=\"{kind}\"");
+        assert_eq!(
+            metric(&metrics, "rulehost_pruned_total", &[&label]),
+            Some(0.0),
+            "{kind}: {metrics}"
+        );
+    }
 }
