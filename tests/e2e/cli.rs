@@ -1032,10 +1032,19 @@ fn every_subcommand_has_help() {
     let out = rulehost_bare(&["--help"]);
     assert_exit(&out, 0);
     let text = stdout(&out);
-    for command in ["test", "eval", "check"] {
+    for command in ["test", "eval", "check", "export"] {
         assert!(
             text.lines().any(|l| l.trim_start().starts_with(command)),
             "`{command}` not listed\n{text}"
+        );
+    }
+    let out = rulehost_bare(&["export", "decisions", "--help"]);
+    assert_exit(&out, 0);
+    for flag in ["--since", "--until", "--service", "--db"] {
+        assert!(
+            stdout(&out).contains(flag),
+            "`rulehost export decisions --help` lacks {flag}\n{}",
+            stdout(&out)
         );
     }
     for (command, flags) in [

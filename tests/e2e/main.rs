@@ -10,6 +10,7 @@
 
 mod browser;
 mod cli;
+mod decisions;
 mod embedded;
 mod entitlement;
 mod live;

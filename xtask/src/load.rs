@@ -4,7 +4,8 @@
 //! beside `GET /healthz` on the same server in the same run (the HTTP
 //! floor) and the ratio between them; for `[store] sync = "full"` and
 //! `"normal"` (`LOAD_SYNC=full` for one). Then a long run at 10 clients
-//! (`LOAD_LONG_SECONDS`, default 60; 0 skips it). Bounded in time
+//! (`LOAD_LONG_SECONDS`, default 60; 0 skips it). `LOAD_COMMIT_DELAY_US`
+//! sets `[store] commit_delay_us` (with `commit_siblings = 2`). Bounded in time
 //! (`LOAD_SECONDS`, default 10 per level) and stops by itself.
 //!
 //! `LOAD_SPIN=1` adds a service whose plugin spins to its 50 ms time limit
@@ -88,11 +89,19 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     for mode in modes.split(',').map(str::trim).filter(|m| !m.is_empty()) {
         let db = dir.join(format!("load-{mode}.db"));
         let config = dir.join(format!("{mode}.toml"));
-        std::fs::write(&config, format!("[store]\nsync = \"{mode}\"\n"))?;
+        // `LOAD_COMMIT_DELAY_US` tries PostgreSQL's commit_delay.
+        let delay = std::env::var("LOAD_COMMIT_DELAY_US").unwrap_or_default();
+        let delay = if delay.is_empty() {
+            String::new()
+        } else {
+            format!("commit_delay_us = {delay}\ncommit_siblings = 2\n")
+        };
+        std::fs::write(&config, format!("[store]\nsync = \"{mode}\"\n{delay}"))?;
         let (server, base) = serve(root, &rules, &db, &config)?;
         create_account(&base)?;
         println!(
-            "\n[store] sync = \"{mode}\": POST {base}/v1/checks (support-contract) beside GET /healthz, {seconds} s each, wrk on the same machine"
+            "\n[store] sync = \"{mode}\" {}: POST {base}/v1/checks (support-contract) beside GET /healthz, {seconds} s each, wrk on the same machine",
+            delay.replace('\n', " ")
         );
         let spinning = spin.then(|| spin_checks(&base));
         if spinning.is_some() {

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::notify::MailConfig;
 use crate::registry::Diagnostic;
+use crate::store::retention::{DAY, DEFAULT_INTERVAL, Policy};
 use crate::store::{StoreOptions, SyncMode};
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -22,6 +23,8 @@ pub struct HostConfig {
     pub reconciliation: ReconciliationConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -84,6 +87,92 @@ impl StoreConfig {
     }
 }
 
+/// How long stored records are kept, in days per kind (0: forever), and
+/// how the pruner deletes the rest (`store::retention`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// The decision log (default 30).
+    pub decisions_days: Option<u32>,
+    /// Delivered outbox rows (default 7).
+    pub notifications_days: Option<u32>,
+    /// Finished requests, since their last change (default 30).
+    pub requests_days: Option<u32>,
+    /// Finished flows with their tasks and history, since their last change (default 30).
+    pub flows_days: Option<u32>,
+    /// How often the pruner runs, in seconds (default 60).
+    pub interval_seconds: Option<u64>,
+    /// Rows deleted per write transaction, at most (default 500).
+    pub batch_rows: Option<u32>,
+}
+
+/// The longest retention accepted, in days (a century; 0 keeps forever).
+const MAX_RETENTION_DAYS: u32 = 36_500;
+/// The longest pause between two passes of the pruner: a day.
+const MAX_INTERVAL_SECONDS: u64 = 86_400;
+/// The most rows one delete transaction may hold the writer for.
+const MAX_BATCH_ROWS: u32 = 10_000;
+
+impl RetentionConfig {
+    pub fn policy(&self) -> Policy {
+        let default = Policy::default();
+        let keep = |days: Option<u32>, default: Option<Duration>| match days {
+            None => default,
+            Some(0) => None,
+            Some(days) => Some(DAY * days),
+        };
+        Policy {
+            decisions: keep(self.decisions_days, default.decisions),
+            notifications: keep(self.notifications_days, default.notifications),
+            requests: keep(self.requests_days, default.requests),
+            flows: keep(self.flows_days, default.flows),
+            batch_rows: self.batch_rows.unwrap_or(default.batch_rows),
+        }
+    }
+
+    /// How long the pruner waits between two passes.
+    pub fn interval(&self) -> Duration {
+        self.interval_seconds
+            .map_or(DEFAULT_INTERVAL, Duration::from_secs)
+    }
+
+    /// The first value out of its range, as a message naming the key.
+    fn problem(&self) -> Option<String> {
+        let days = [
+            ("decisions_days", self.decisions_days),
+            ("notifications_days", self.notifications_days),
+            ("requests_days", self.requests_days),
+            ("flows_days", self.flows_days),
+        ];
+        for (key, value) in days {
+            if let Some(n) = value
+                && n > MAX_RETENTION_DAYS
+            {
+                return Some(format!(
+                    "[retention] {key} = {n} is more than {MAX_RETENTION_DAYS} days; use 0 to keep these records forever"
+                ));
+            }
+        }
+        if let Some(n) = self.interval_seconds
+            && !(1..=MAX_INTERVAL_SECONDS).contains(&n)
+        {
+            return Some(format!(
+                "[retention] interval_seconds = {n} is not between 1 and {MAX_INTERVAL_SECONDS}; it is how often the pruner runs (default {})",
+                DEFAULT_INTERVAL.as_secs()
+            ));
+        }
+        if let Some(n) = self.batch_rows
+            && !(1..=MAX_BATCH_ROWS).contains(&n)
+        {
+            return Some(format!(
+                "[retention] batch_rows = {n} is not between 1 and {MAX_BATCH_ROWS}; each batch holds the database's writer while it deletes (default {})",
+                Policy::default().batch_rows
+            ));
+        }
+        None
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublicConfig {
@@ -119,6 +208,9 @@ impl HostConfig {
         if let Some(problem) = config.store.problems().into_iter().next() {
             return Err(Diagnostic::error(path, None, problem));
         }
+        if let Some(message) = config.retention.problem() {
+            return Err(Diagnostic::error(path, None, message));
+        }
         Ok(config)
     }
 }
@@ -148,6 +240,55 @@ mod tests {
         assert_eq!(set.sync, SyncMode::Normal);
         assert_eq!(set.commit_delay, Duration::from_micros(200));
         assert_eq!((set.commit_siblings, set.queue), (3, 64));
+    }
+
+    #[test]
+    fn the_retention_section_sets_days_per_kind_with_0_for_forever() {
+        let default = load("").unwrap().retention;
+        assert_eq!(default.policy(), Policy::default());
+        assert_eq!(default.policy().notifications, Some(DAY * 7));
+        assert_eq!(default.interval(), Duration::from_secs(60));
+        let set = load(
+            "[retention]\ndecisions_days = 0\nnotifications_days = 1\nrequests_days = 90\nflows_days = 365\ninterval_seconds = 5\nbatch_rows = 50\n",
+        )
+        .unwrap()
+        .retention;
+        let policy = set.policy();
+        assert_eq!(policy.decisions, None);
+        assert_eq!(policy.notifications, Some(DAY));
+        assert_eq!(policy.requests, Some(DAY * 90));
+        assert_eq!(policy.flows, Some(DAY * 365));
+        assert_eq!(policy.batch_rows, 50);
+        assert_eq!(set.interval(), Duration::from_secs(5));
+        let forever = load("[retention]\ndecisions_days = 0\nnotifications_days = 0\nrequests_days = 0\nflows_days = 0\n")
+            .unwrap()
+            .retention
+            .policy();
+        assert!(forever.keeps_everything());
+    }
+
+    #[test]
+    fn retention_values_out_of_range_or_misspelt_are_refused() {
+        for (text, expected) in [
+            (
+                "batch_rows = 0",
+                "batch_rows = 0 is not between 1 and 10000",
+            ),
+            ("batch_rows = 10001", "batch_rows = 10001"),
+            (
+                "interval_seconds = 0",
+                "interval_seconds = 0 is not between 1",
+            ),
+            (
+                "flows_days = 36501",
+                "flows_days = 36501 is more than 36500 days",
+            ),
+            ("decisions_day = 3", "decisions_day"),
+            ("requests_days = -1", ":2: invalid value"),
+        ] {
+            let err = load(&format!("[retention]\n{text}\n")).unwrap_err();
+            assert!(err.to_string().contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]

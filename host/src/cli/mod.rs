@@ -5,6 +5,7 @@
 mod check;
 mod config;
 mod eval;
+mod export;
 mod format;
 mod plugins;
 mod replay;
@@ -45,6 +46,8 @@ pub enum Command {
     Plugins(plugins::PluginsArgs),
     /// Re-run a service's recorded decisions on a candidate plugin; exit 1 if any differ.
     Replay(replay::ReplayArgs),
+    /// Write stored records out for shipping elsewhere: `export decisions` as JSON Lines.
+    Export(export::ExportArgs),
 }
 
 /// Where plugins come from and how they are compiled.
@@ -92,6 +95,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Plugins(args) => plugins::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Export(args) => export::run(args),
     }
 }
 

@@ -17,6 +17,7 @@ use crate::flow::{Driver, FlowEngine, Roles, load_definitions};
 use crate::http::{self, AppState, Metrics};
 use crate::notify::{DeliveryWorker, Signal};
 use crate::registry::{Live, Sources, Watcher};
+use crate::store::retention::{PruneStats, Pruner};
 use crate::store::{Store, StoreOptions};
 
 #[derive(Debug, Args)]
@@ -34,7 +35,7 @@ pub struct ServeArgs {
     /// Address of the public site (reconciliation pages only). Port 0 picks a free port.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7701")]
     public_listen: SocketAddr,
-    /// The host's settings: [mail] smtp, [public] url, [reconciliation], [store].
+    /// The host's settings: [mail] smtp, [public] url, [reconciliation], [store], [retention].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -127,6 +128,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         engine.clone(),
         outbox_signal.clone(),
     ));
+    // Records past their retention are deleted in small batches beside the serving.
+    let pruned = Arc::new(PruneStats::default());
+    let mut pruner = Pruner::start(
+        store.clone(),
+        config.retention.policy(),
+        config.retention.interval(),
+        pruned.clone(),
+    )
+    .context("cannot start the pruner")?;
     let mut worker = DeliveryWorker::start(store, outbox_signal, config.mail.clone())
         .context("cannot start the outbox worker")?;
     let mut driver = Driver::start(engine.clone()).context("cannot start the flow driver")?;
@@ -139,6 +149,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         live,
         entitlement: entitlement.clone(),
         metrics: Arc::new(Metrics::default()),
+        pruned,
     };
     let served = async_runtime.block_on(async move {
         println!("rulehost listening on http://{address}");
@@ -162,6 +173,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     drop(watcher);
     driver.stop();
     worker.stop();
+    pruner.stop();
     served?;
     tracing::info!("rulehost stopped");
     Ok(ExitCode::SUCCESS)

@@ -198,22 +198,21 @@ impl Entitlement {
         self: Arc<Self>,
         mut req: CheckRequest,
     ) -> Result<CheckResponse, EntitlementError> {
-        let permits = self.permits(&req.service);
+        let permits = self.permits(&req.service)?;
         for _ in 0..MAX_TRIES {
-            let decision = {
-                let _permit = permits.acquire().await.map_err(|e| {
-                    EntitlementError::Internal(format!("deciding the check failed: {e}"))
-                })?;
-                let this = self.clone();
-                tokio::task::spawn_blocking(move || {
-                    let inputs = this.shared.store.read(|c| this.read_inputs(c, req))?;
-                    this.decide(inputs, None)
-                })
-                .await
-                .map_err(|e| {
-                    EntitlementError::Internal(format!("deciding the check failed: {e}"))
-                })??
-            };
+            // Owned and moved into the worker: a caller that goes away (a
+            // closed connection) cannot free its place while the plugin runs.
+            let permit = permits.clone().acquire_owned().await.map_err(|e| {
+                EntitlementError::Internal(format!("deciding the check failed: {e}"))
+            })?;
+            let this = self.clone();
+            let decision = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let inputs = this.shared.store.read(|c| this.read_inputs(c, req))?;
+                this.decide(inputs, None)
+            })
+            .await
+            .map_err(|e| EntitlementError::Internal(format!("deciding the check failed: {e}")))??;
             let this = self.clone();
             let recording = self
                 .shared

@@ -105,19 +105,25 @@ impl Entitlement {
         std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
     }
 
-    fn permits(&self, service: &str) -> Arc<Semaphore> {
+    /// The permits of a registered service; an unknown one is refused here,
+    /// before it could take a place.
+    fn permits(&self, service: &str) -> Result<Arc<Semaphore>, EntitlementError> {
+        let registry = self.registry();
+        if registry.service(service).is_none() {
+            return Err(EntitlementError::UnknownService {
+                name: service.to_owned(),
+                known: registry.services.keys().cloned().collect(),
+            });
+        }
         let mut permits = self.permits.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(semaphore) = permits.get(service) {
-            return semaphore.clone();
+        // Services removed by a rules change give their places back.
+        if permits.len() > registry.services.len() {
+            permits.retain(|name, _| registry.service(name).is_some());
         }
-        let semaphore = Arc::new(Semaphore::new(Self::plugin_concurrency()));
-        // Keyed by the name a request gave, known or not: bounded, since
-        // an unknown service is refused on the blocking pool after one
-        // permit, and a rules change keeps the few names there are.
-        if permits.len() < 10_000 {
-            permits.insert(service.to_owned(), semaphore.clone());
-        }
-        semaphore
+        Ok(permits
+            .entry(service.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(Self::plugin_concurrency())))
+            .clone())
     }
 
     pub fn store(&self) -> &Store {

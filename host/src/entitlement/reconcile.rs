@@ -627,7 +627,6 @@ impl Entitlement {
                 }
                 return Err(LinkError::Internal);
             }
-            // Only a call given a time budget stops at one; this one has none.
             Err(e) => return Err(internal(e)),
         };
         let level = match verdict {

@@ -124,20 +124,59 @@ pub struct DecisionsQuery {
     service: Option<String>,
     account: Option<String>,
     limit: Option<u32>,
+    /// Continue after this decision id, in the listing's order.
+    after: Option<u64>,
+    order: Option<ListOrder>,
 }
 
+/// `order=asc|desc`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ListOrder {
+    Asc,
+    Desc,
+}
+
+/// The decision log, a page at a time: `{"decisions": [...], "next": id}`,
+/// `next` being the `after` of the following page, `null` on the last.
 pub async fn decisions(
     State(s): State<AppState>,
     Query(query): Query<DecisionsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = blocking(move || {
-        Ok(s.entitlement.store().read(|c| {
-            q::list_decisions(c, query.service.as_deref(), query.account.as_deref(), limit)
-        })?)
+    let after = query
+        .after
+        .map(|after| {
+            i64::try_from(after).map_err(|_| {
+                ApiError::invalid(format!(
+                    "`after` is `{after}`, larger than any decision id; give the `next` of the previous page"
+                ))
+            })
+        })
+        .transpose()?;
+    let order = match query.order {
+        Some(ListOrder::Asc) => q::Order::Asc,
+        Some(ListOrder::Desc) | None => q::Order::Desc,
+    };
+    let mut rows = blocking(move || {
+        let filter = q::DecisionFilter {
+            service: query.service.as_deref(),
+            account: query.account.as_deref(),
+            ..q::DecisionFilter::default()
+        };
+        // One more than asked: whether a page follows.
+        Ok(s.entitlement
+            .store()
+            .read(|c| q::page_decisions(c, &filter, order, after, limit + 1))?)
     })
     .await?;
-    Ok(axum::Json(json!({"decisions": rows})))
+    let next = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|d| d.id)
+    } else {
+        None
+    };
+    Ok(axum::Json(json!({"decisions": rows, "next": next})))
 }
 
 pub async fn request(

@@ -32,6 +32,7 @@ pub use metrics::Metrics;
 use crate::entitlement::Entitlement;
 use crate::flow::FlowEngine;
 use crate::registry::Live;
+use crate::store::retention::PruneStats;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -40,6 +41,8 @@ pub struct AppState {
     pub live: Arc<Live>,
     pub entitlement: Arc<Entitlement>,
     pub metrics: Arc<Metrics>,
+    /// Records the pruner deleted past their retention, for `/metrics`.
+    pub pruned: Arc<PruneStats>,
 }
 
 /// Runs blocking work (SQLite, plugin calls) off the executor's threads.

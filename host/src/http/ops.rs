@@ -9,6 +9,7 @@ use serde_json::json;
 use super::json::Query;
 use super::metrics::{counter, gauge};
 use super::{ApiError, AppState, blocking};
+use crate::store::retention::Kind;
 use crate::store::{flows, outbox};
 
 pub async fn healthz() -> impl IntoResponse {
@@ -49,12 +50,12 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
     let counters = [
         (
             "rulehost_store_group_commits_total",
-            "Group commits: each one SQLite COMMIT (fsynced with sync = full).",
+            "Commits of the store's writer: group commits and lone writes, each one SQLite COMMIT (fsynced with sync = full).",
             &store.commits,
         ),
         (
             "rulehost_store_group_writes_total",
-            "Writes carried by group commits; divided by the commits, the mean group size.",
+            "Writes those commits carried; divided by the commits, the mean group size.",
             &store.writes,
         ),
         (
@@ -105,6 +106,16 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
             String::new(),
             store.wal_bytes.load(std::sync::atomic::Ordering::Relaxed) as i64,
         )],
+    );
+    let pruned = Kind::ALL.map(|kind| {
+        let n = i64::try_from(s.pruned.get(kind)).unwrap_or(i64::MAX);
+        (format!("kind=\"{}\"", kind.name()), n)
+    });
+    counter(
+        &mut out,
+        "rulehost_pruned_total",
+        "Stored records deleted past their retention ([retention]), by kind; flows count without their tasks and history.",
+        &pruned,
     );
     s.metrics.render(&mut out);
     Ok(([("content-type", "text/plain; version=0.0.4")], out))

@@ -93,12 +93,16 @@ fn run(conn: &Connection, wal: &Path, stats: &StoreStats, stop: &(Mutex<bool>, C
         }
         drop(guard);
         let commits = stats.commits.load(Ordering::Relaxed);
-        if commits == seen {
+        // Also while the WAL is over its bound and was not truncated yet.
+        let oversize = stats.wal_bytes.load(Ordering::Relaxed) > TRUNCATE_BYTES;
+        if commits == seen && !oversize {
             continue;
         }
-        seen = commits;
-        if let Err(e) = checkpoint(conn, wal, stats) {
-            tracing::warn!("WAL checkpoint failed (retried in {INTERVAL:?}): {e}");
+        // A failed checkpoint leaves SQLite's backfill mark where it was: the
+        // next one copies the same frames again, fsync included.
+        match checkpoint(conn, wal, stats) {
+            Ok(()) => seen = commits,
+            Err(e) => tracing::warn!("WAL checkpoint failed (retried in {INTERVAL:?}): {e}"),
         }
     }
 }

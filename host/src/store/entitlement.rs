@@ -27,12 +27,21 @@ pub fn put_account(tx: &Tx<'_>, a: &AccountRow) -> Result<bool, StoreError> {
     let existed = account_version(tx, &a.id)?.is_some();
     tx.raw().prepare_cached(
         "INSERT INTO accounts (id, status, paid_up, tier, contract_end, contact, attributes, updated_at, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (id) DO UPDATE SET status = ?2, paid_up = ?3, tier = ?4, contract_end = ?5, contact = ?6, attributes = ?7, updated_at = ?8,
              version = accounts.version + 1",
     )?
-    .execute(params![a.id, a.status, a.paid_up, a.tier, a.contract_end, a.contact.as_ref().map(Value::to_string), a.attributes.to_string(), a.updated_at])?;
+    .execute(params![a.id, a.status, a.paid_up, a.tier, a.contract_end, a.contact.as_ref().map(Value::to_string), a.attributes.to_string(), a.updated_at, first_version()])?;
     Ok(!existed)
+}
+
+/// The version a new row starts at: random, so that a row deleted and made
+/// again (the pruner, a lapse) never repeats a version a check read before.
+fn first_version() -> i64 {
+    let mut bytes = [0u8; 8];
+    super::random_bytes(&mut bytes);
+    // Positive, with room to count up.
+    (i64::from_le_bytes(bytes) & (i64::MAX >> 1)).max(1)
 }
 
 /// The account's version, `None` when there is no such account.
@@ -130,7 +139,7 @@ pub fn get_request(conn: &Conn<'_>, id: &str) -> Result<Option<RequestRow>, Stor
 
 pub fn put_request(tx: &Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
     tx.raw().prepare_cached("INSERT INTO requests (id, service, account_id, description, attributes, state, level, failure, reconciliation_id, created_at, updated_at, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT (id) DO UPDATE SET description = ?4, attributes = ?5, state = ?6, level = ?7, failure = ?8,
              reconciliation_id = ?9, updated_at = ?11, version = requests.version + 1",
     )?
@@ -145,7 +154,8 @@ pub fn put_request(tx: &Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
             r.failure.as_ref().map(Value::to_string),
             r.reconciliation_id,
             r.created_at,
-            r.updated_at
+            r.updated_at,
+            first_version()
         ])?;
     Ok(())
 }
@@ -218,6 +228,27 @@ pub fn insert_decision(tx: &Tx<'_>, d: &NewDecision<'_>) -> Result<i64, StoreErr
     Ok(conn.last_insert_rowid())
 }
 
+/// Which way a listing of the decision log runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    #[default]
+    Desc,
+}
+
+/// Which decisions a listing holds; every field set narrows it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecisionFilter<'a> {
+    pub service: Option<&'a str>,
+    pub account: Option<&'a str>,
+    /// Made at or after this time (ms).
+    pub since: Option<i64>,
+    /// Made before this time (ms).
+    pub until: Option<i64>,
+}
+
 /// The newest decisions first, filtered by service and account.
 pub fn list_decisions(
     conn: &Conn<'_>,
@@ -225,30 +256,90 @@ pub fn list_decisions(
     account: Option<&str>,
     limit: u32,
 ) -> Result<Vec<DecisionRow>, StoreError> {
+    let filter = DecisionFilter {
+        service,
+        account,
+        ..DecisionFilter::default()
+    };
+    page_decisions(conn, &filter, Order::Desc, None, limit)
+}
+
+/// One page of the decision log, by id in `order`: at most `limit`
+/// decisions that `filter` holds, after the decision `after` in that order
+/// (its id; it need not exist any more). Ids only grow, so paging on with
+/// the last id of each page reads every decision once.
+pub fn page_decisions(
+    conn: &Conn<'_>,
+    filter: &DecisionFilter<'_>,
+    order: Order,
+    after: Option<i64>,
+    limit: u32,
+) -> Result<Vec<DecisionRow>, StoreError> {
     let conn = conn.raw();
-    let mut stmt = conn.prepare_cached(
+    use rusqlite::types::Value as Param;
+    // Only the conditions given, so that SQLite can use the index of the
+    // service or the account (`?1 IS NULL OR service = ?1` defeats it).
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    let mut condition = |sql: &str, value: Param| {
+        values.push(value);
+        conditions.push(format!("{sql} ?{}", values.len()));
+    };
+    if let Some(service) = filter.service {
+        condition("service =", Param::Text(service.to_owned()));
+    }
+    if let Some(account) = filter.account {
+        condition("account_id =", Param::Text(account.to_owned()));
+    }
+    if let Some(since) = filter.since {
+        condition("at >=", Param::Integer(since));
+    }
+    if let Some(until) = filter.until {
+        condition("at <", Param::Integer(until));
+    }
+    if let Some(after) = after {
+        let op = match order {
+            Order::Asc => "id >",
+            Order::Desc => "id <",
+        };
+        condition(op, Param::Integer(after));
+    }
+    values.push(Param::Integer(i64::from(limit)));
+    let filter_sql = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let direction = match order {
+        Order::Asc => "ASC",
+        Order::Desc => "DESC",
+    };
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT id, at, service, account_id, request_id, inputs_digest, inputs, verdict, level, failure_code, reason, plugin, plugin_digest, duration_us
-         FROM decisions WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR account_id = ?2) ORDER BY id DESC LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![service, account, limit], |row| {
-        Ok(DecisionRow {
-            id: row.get(0)?,
-            at: row.get(1)?,
-            service: row.get(2)?,
-            account_id: row.get(3)?,
-            request_id: row.get(4)?,
-            inputs_digest: row.get(5)?,
-            inputs: super::json_column(row.get(6)?)?,
-            verdict: row.get(7)?,
-            level: row.get(8)?,
-            failure_code: row.get(9)?,
-            reason: row.get(10)?,
-            plugin: row.get(11)?,
-            plugin_digest: row.get(12)?,
-            duration_us: row.get(13)?,
-        })
-    })?;
+         FROM decisions {filter_sql} ORDER BY id {direction} LIMIT ?{}",
+        values.len()
+    ))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values), decision_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn decision_row(row: &Row<'_>) -> Result<DecisionRow, rusqlite::Error> {
+    Ok(DecisionRow {
+        id: row.get(0)?,
+        at: row.get(1)?,
+        service: row.get(2)?,
+        account_id: row.get(3)?,
+        request_id: row.get(4)?,
+        inputs_digest: row.get(5)?,
+        inputs: super::json_column(row.get(6)?)?,
+        verdict: row.get(7)?,
+        level: row.get(8)?,
+        failure_code: row.get(9)?,
+        reason: row.get(10)?,
+        plugin: row.get(11)?,
+        plugin_digest: row.get(12)?,
+        duration_us: row.get(13)?,
+    })
 }
 
 pub fn delete_decisions_of(conn: &Tx<'_>, request_id: &str) -> Result<(), StoreError> {
@@ -384,6 +475,85 @@ mod tests {
             plugin_digest: "x",
             duration_us: 1,
         }
+    }
+
+    /// Every page of the listing, each after the last id of the one before.
+    fn pages(
+        store: &Store,
+        filter: &DecisionFilter<'_>,
+        order: Order,
+        limit: u32,
+    ) -> Vec<Vec<i64>> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .read(|c| page_decisions(c, filter, order, after, limit))
+                .unwrap();
+            let ids: Vec<i64> = page.iter().map(|d| d.id).collect();
+            after = ids.last().copied();
+            if ids.is_empty() {
+                return out;
+            }
+            out.push(ids);
+        }
+    }
+
+    #[test]
+    fn paging_reads_every_decision_once_in_either_order_with_filters() {
+        let store = Store::in_memory().unwrap();
+        let ids: Vec<(i64, &str)> = store
+            .write(|tx| {
+                (0..23)
+                    .map(|i| {
+                        let service = if i % 3 == 0 { "other" } else { "support" };
+                        let d = NewDecision {
+                            at: 1_000 + i,
+                            service,
+                            ..decision("req")
+                        };
+                        insert_decision(tx, &d).map(|id| (id, service))
+                    })
+                    .collect::<Result<_, StoreError>>()
+            })
+            .unwrap();
+        let all: Vec<i64> = ids.iter().map(|(id, _)| *id).collect();
+
+        let asc = pages(&store, &DecisionFilter::default(), Order::Asc, 5);
+        assert_eq!(
+            asc.iter().map(Vec::len).collect::<Vec<_>>(),
+            [5, 5, 5, 5, 3]
+        );
+        assert_eq!(asc.concat(), all);
+        let desc = pages(&store, &DecisionFilter::default(), Order::Desc, 7);
+        let mut newest_first = all.clone();
+        newest_first.reverse();
+        assert_eq!(desc.concat(), newest_first);
+
+        let support = DecisionFilter {
+            service: Some("support"),
+            ..DecisionFilter::default()
+        };
+        let expected: Vec<i64> = ids
+            .iter()
+            .filter(|(_, s)| *s == "support")
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(pages(&store, &support, Order::Asc, 4).concat(), expected);
+
+        // Made in [1005, 1010): the 6th to the 10th.
+        let window = DecisionFilter {
+            since: Some(1_005),
+            until: Some(1_010),
+            ..DecisionFilter::default()
+        };
+        assert_eq!(pages(&store, &window, Order::Asc, 2).concat(), all[5..10]);
+        // The newest first, as before.
+        let newest = store.read(|c| list_decisions(c, None, None, 2)).unwrap();
+        assert_eq!(
+            newest.iter().map(|d| d.id).collect::<Vec<_>>(),
+            newest_first[..2]
+        );
     }
 
     #[test]

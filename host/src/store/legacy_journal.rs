@@ -35,11 +35,28 @@ pub fn journal_path(db: &Path) -> PathBuf {
 /// then removes the file. Called before migrating, on the writer.
 pub(super) fn redo_once(conn: &mut Connection, db: &Path) -> Result<(), StoreError> {
     let path = journal_path(db);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
+    let mut file = match std::fs::File::open(&path) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(refused(&path, format!("cannot read it: {e}"))),
     };
+    // An earlier rulehost serving this database holds the file locked,
+    // and still commits what it holds: its records are not ours to redo.
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(StoreError::LegacyJournal(format!(
+                "an earlier rulehost is still serving this database (it holds `{}` locked); stop it, then start this one",
+                path.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(refused(&path, format!("cannot lock it: {e}")));
+        }
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes)
+        .map_err(|e| refused(&path, format!("cannot read it: {e}")))?;
     let (records, torn) = decode_all(&bytes);
     if torn > 0 {
         tracing::warn!(
@@ -65,6 +82,15 @@ pub(super) fn redo_once(conn: &mut Connection, db: &Path) -> Result<(), StoreErr
                 .collect()
         }
         None if records.is_empty() => Vec::new(),
+        // Migrated past the journal: this release redid the file before
+        // migrating, so it is what a power loss brought back.
+        None if super::migrations::version(conn)? >= 7 => {
+            tracing::warn!(
+                journal = %path.display(),
+                "removing an earlier rulehost's journal that was redone before this database was migrated"
+            );
+            Vec::new()
+        }
         None => {
             return Err(refused(
                 &path,
@@ -90,7 +116,7 @@ pub(super) fn redo_once(conn: &mut Connection, db: &Path) -> Result<(), StoreErr
         }
     }
     if let Some(last) = redo.last() {
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for record in &redo {
             record.apply(&tx).map_err(|e| {
                 refused(
@@ -110,7 +136,24 @@ pub(super) fn redo_once(conn: &mut Connection, db: &Path) -> Result<(), StoreErr
             "redid answered writes that an earlier rulehost had left in its journal"
         );
     }
-    std::fs::remove_file(&path).map_err(|e| refused(&path, format!("cannot remove it: {e}")))?;
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        // Another start removed it first.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(refused(&path, format!("cannot remove it: {e}"))),
+    }
+    // The removal made durable before the migration drops the journal's
+    // position, so a power loss cannot bring the file back without it.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| {
+                refused(
+                    &path,
+                    format!("cannot sync its folder after removing it: {e}"),
+                )
+            })?;
+    }
     Ok(())
 }
 
@@ -348,6 +391,21 @@ mod tests {
         let e = redo_once(&mut conn, &db).unwrap_err().to_string();
         assert!(e.contains("cannot be redone"), "{e}");
         assert!(rows(&conn).is_empty(), "half a journal was applied");
+    }
+
+    #[test]
+    fn a_journal_an_earlier_rulehost_still_holds_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, mut conn) = old_database(dir.path(), 0);
+        std::fs::write(journal_path(&db), insert(1, 1)).unwrap();
+        let held = std::fs::File::open(journal_path(&db)).unwrap();
+        held.lock().unwrap();
+        let e = redo_once(&mut conn, &db).unwrap_err().to_string();
+        assert!(e.contains("still serving this database"), "{e}");
+        assert!(rows(&conn).is_empty());
+        drop(held);
+        redo_once(&mut conn, &db).unwrap();
+        assert_eq!(rows(&conn), vec![1]);
     }
 
     #[test]

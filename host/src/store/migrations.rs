@@ -194,8 +194,9 @@ const MIGRATIONS: &[&str] = &[
     // update was one more page in every check's commit (8 µs of a lone
     // check). Ids stay unique and increasing without it: each insert takes
     // the larger of the time in µs and the last id plus one
-    // (`store::entitlement::insert_decision`), so an id deleted with its
-    // request is never handed out again.
+    // (`store::entitlement::insert_decision` until migration 7, which
+    // hands ids to AUTOINCREMENT), so an id deleted with its request is
+    // never handed out again.
     r#"
     CREATE TABLE decisions_v5 (
         id             INTEGER PRIMARY KEY,
@@ -234,8 +235,9 @@ const MIGRATIONS: &[&str] = &[
     // 7: durability is SQLite's log alone: the redo journal's table goes
     // (`legacy_journal` redid what the file held before this ran). Accounts
     // and requests get a version, bumped by every change, so a check
-    // decided on a read records only if what it read is unchanged. The
-    // decision log's ids come from the database (AUTOINCREMENT: never
+    // decided on a read records only if what it read is unchanged (a new
+    // row starts at a random version, so a row made again never repeats
+    // one). The decision log's ids come from the database (AUTOINCREMENT: never
     // reused, even after the newest row is deleted), not from max(id).
     r#"
     DROP TABLE journal;
@@ -271,8 +273,13 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The schema version of the database on `conn`.
+pub(super) fn version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)
+}
+
 pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let found = version(conn)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
             path: path.to_owned(),

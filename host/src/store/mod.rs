@@ -34,6 +34,7 @@ mod legacy_journal;
 mod migrations;
 pub mod outbox;
 pub mod plugins;
+pub mod retention;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -47,13 +48,16 @@ pub use legacy_journal::journal_path;
 pub use migrations::SCHEMA_VERSION;
 pub use writer::StoreStats;
 
+/// An error of the database itself (SQLite's today), opaque so that no
+/// backend's type is part of the store's interface.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DbError(rusqlite::Error);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the database `{}`: {source}", path.display())]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: DbError },
     #[error(
         "the database `{}` has schema version {found}, newer than this rulehost understands ({supported}); run a newer rulehost",
         path.display()
@@ -63,8 +67,17 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    #[error(
+        "the database `{}` has schema version {found} and this rulehost reads {supported}; use the rulehost that serves it",
+        path.display()
+    )]
+    SchemaMismatch {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(DbError),
     /// A group commit failed: nothing of the group was stored.
     #[error("database error, nothing was stored: {0}")]
     Commit(Arc<str>),
@@ -72,6 +85,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     LegacyJournal(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(DbError(e))
+    }
 }
 
 /// What an answered write survives (`[store] sync`).
@@ -143,7 +162,11 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.queue = None;
-        if let Some(thread) = self.writer_thread.take() {
+        // The last handle may go inside a write (a job held it): the writer
+        // thread then ends by itself once its queue is empty.
+        if let Some(thread) = self.writer_thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
             let _ = thread.join();
         }
         self.checkpointer = None;
@@ -174,7 +197,7 @@ impl Store {
     pub fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
-            source,
+            source: DbError(source),
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -202,6 +225,32 @@ impl Store {
         let checkpointer =
             checkpoint::Checkpointer::start(path, options.sync.pragma(), stats.clone())?;
         Store::start(conn, Some(checkpointer), path, options, stats)
+    }
+
+    /// Opens an existing database to read only (`rulehost export`): no
+    /// writer, no checkpointer, no migration. A database of another schema
+    /// version is refused, so a host serving it is never disturbed.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let conn = open_reader(path)?;
+        let found = migrations::version(&conn)?;
+        if found != SCHEMA_VERSION {
+            return Err(StoreError::SchemaMismatch {
+                path: path.to_owned(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                queue: None,
+                writer_thread: None,
+                writer: Arc::new(Mutex::new(conn)),
+                readers: Some(Mutex::new(Vec::new())),
+                path: path.to_owned(),
+                stats: Arc::default(),
+                checkpointer: None,
+            }),
+        })
     }
 
     /// An in-memory database, for tests.
@@ -253,7 +302,7 @@ impl Store {
         self.inner
             .queue
             .as_ref()
-            .ok_or_else(|| StoreError::Commit("the database writer has stopped".into()))
+            .ok_or_else(|| StoreError::Commit("this database was opened to read only".into()))
     }
 
     /// Runs `f` in a write transaction of its own on the caller's thread,
@@ -266,6 +315,7 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        self.queue()?;
         writer::write_now(&self.inner.writer, &self.inner.stats, f)
     }
 
@@ -329,8 +379,9 @@ impl Store {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave a transaction open
-    // (rusqlite rolls back on drop), so the connection is still sound.
+    // A panic while holding the writer's lock may leave a transaction
+    // open: whoever takes the writer next rolls it back first
+    // (`writer::begin`).
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -351,7 +402,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     )
     .map_err(|source| StoreError::Open {
         path: path.to_owned(),
-        source,
+        source: DbError(source),
     })?;
     conn.busy_handler(Some(busy_wait))?;
     Ok(conn)
@@ -407,7 +458,7 @@ pub fn new_id(prefix: &str, bytes: usize) -> String {
 /// Fills `buf` from the OS RNG, fetched 256 bytes at a time per thread: one
 /// `getrandom` call per id was a microsecond of a check. These bytes make
 /// ids unique, not secret (link keys read the OS RNG directly).
-fn random_bytes(buf: &mut [u8]) {
+pub(crate) fn random_bytes(buf: &mut [u8]) {
     use std::cell::RefCell;
     use std::sync::atomic::{AtomicU64, Ordering};
     const BATCH: usize = 256;

@@ -13,9 +13,15 @@
 //! is full, SQLite rolls the transaction back on an I/O error) answers
 //! every caller in it with the error, and none of it is stored.
 //!
-//! The queue is bounded: when it is full a blocking caller waits in
-//! `send`, an async one waits on [`Queue::space`] until the writer takes
-//! the next group. Nothing is dropped; the callers slow down.
+//! The queue is bounded: when it is full a caller waits (without a thread)
+//! until the writer takes the next group. Nothing is dropped; the callers
+//! slow down. `Store::write` (off the hot path) does not queue: it runs a
+//! transaction of its own on the caller's thread, between two groups.
+//!
+//! When a COMMIT fails on an I/O error (a failed fsync), SQLite has not
+//! made the group visible and the next commit writes over its WAL frames;
+//! as in every database, a crash before that next commit leaves the failed
+//! group's outcome to recovery.
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -223,7 +229,7 @@ pub(super) fn write_now<T, E: From<StoreError>>(
         .into());
     }
     let conn = super::lock(conn);
-    exec(&conn, "BEGIN IMMEDIATE")?;
+    begin(&conn)?;
     let result = guarded(&conn, false, f)?;
     if result.is_err() || conn.is_autocommit() {
         if !conn.is_autocommit() {
@@ -246,6 +252,16 @@ pub(super) fn write_now<T, E: From<StoreError>>(
     stats.commits.fetch_add(1, Ordering::Relaxed);
     stats.writes.fetch_add(1, Ordering::Relaxed);
     result
+}
+
+/// Begins a write transaction, first rolling back one that a failure
+/// (a ROLLBACK that failed, a panic) left open.
+fn begin(conn: &Connection) -> Result<(), StoreError> {
+    if !conn.is_autocommit() {
+        tracing::warn!("the writer found a transaction left open by a failure; rolling it back");
+        exec(conn, "ROLLBACK")?;
+    }
+    exec(conn, "BEGIN IMMEDIATE")
 }
 
 /// A statement without parameters or rows, prepared once per connection.
@@ -284,7 +300,15 @@ fn run(
         space.notify_waiters();
         let size = group.len() as u64;
         let conn = super::lock(conn);
-        let (answers, outcome) = commit_group(&conn, group, stats);
+        // A panic outside the writes themselves (they are guarded) is a
+        // bug: the group's callers hear that the writer dropped them, and
+        // the next group rolls back what it left open.
+        let Ok((answers, outcome)) =
+            catch_unwind(AssertUnwindSafe(|| commit_group(&conn, group, stats)))
+        else {
+            tracing::error!("the writer panicked; the group's writes were not stored");
+            continue;
+        };
         drop(conn);
         match &outcome {
             Outcome::Committed => {
@@ -321,7 +345,7 @@ enum Outcome {
 
 /// Runs `group` in one transaction and commits it.
 fn commit_group(conn: &Connection, group: Vec<Job>, stats: &StoreStats) -> (Vec<Answer>, Outcome) {
-    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+    if let Err(e) = begin(conn) {
         let e: Arc<str> = format!("cannot begin a transaction: {e}").into();
         let answers = group
             .into_iter()
