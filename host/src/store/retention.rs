@@ -267,14 +267,29 @@ pub fn due_decisions(
 /// Deletes the decisions `ids` that are still due: made before `cutoff`,
 /// of a request no open reconciliation holds. Returns how many went.
 pub fn delete_decisions(conn: &Tx<'_>, ids: &[i64], cutoff: i64) -> Result<u64, StoreError> {
-    let conn = conn.raw();
-    let mut stmt = conn.prepare_cached(concat!(
-        "DELETE FROM decisions WHERE id = ?1 AND at < ?2 AND NOT ",
-        held!("decisions.request_id")
-    ))?;
+    delete_each(
+        conn,
+        concat!(
+            "DELETE FROM decisions WHERE id = ?1 AND at < ?2 AND NOT ",
+            held!("decisions.request_id")
+        ),
+        ids,
+        cutoff,
+    )
+}
+
+/// Runs `sql` (a DELETE of the row `?1` if still due before `?2`) once per
+/// key: how many rows went.
+fn delete_each<K: rusqlite::ToSql>(
+    tx: &Tx<'_>,
+    sql: &str,
+    keys: impl IntoIterator<Item = K>,
+    cutoff: i64,
+) -> Result<u64, StoreError> {
+    let mut stmt = tx.raw().prepare_cached(sql)?;
     let mut deleted = 0;
-    for id in ids {
-        deleted += stmt.execute(params![id, cutoff])? as u64;
+    for key in keys {
+        deleted += stmt.execute(params![key, cutoff])? as u64;
     }
     Ok(deleted)
 }
@@ -312,15 +327,12 @@ pub fn delete_notifications(
     keys: &[(i64, i64)],
     cutoff: i64,
 ) -> Result<u64, StoreError> {
-    let conn = conn.raw();
-    let mut stmt = conn.prepare_cached(
+    delete_each(
+        conn,
         "DELETE FROM outbox WHERE id = ?1 AND state = 'delivered' AND delivered_at < ?2",
-    )?;
-    let mut deleted = 0;
-    for (_, id) in keys {
-        deleted += stmt.execute(params![id, cutoff])? as u64;
-    }
-    Ok(deleted)
+        keys.iter().map(|(_, id)| id),
+        cutoff,
+    )
 }
 
 /// Finished requests last changed before `cutoff` (ms) and held by no
@@ -346,16 +358,15 @@ pub fn due_requests(
 /// Deletes the requests `ids` that are still due (finished, last changed
 /// before `cutoff`, held by no reconciliation record). Returns how many went.
 pub fn delete_requests(conn: &Tx<'_>, ids: &[String], cutoff: i64) -> Result<u64, StoreError> {
-    let conn = conn.raw();
-    let mut stmt = conn.prepare_cached(concat!(
-        "DELETE FROM requests WHERE id = ?1 AND updated_at < ?2 AND ",
-        finished_request!("requests")
-    ))?;
-    let mut deleted = 0;
-    for id in ids {
-        deleted += stmt.execute(params![id, cutoff])? as u64;
-    }
-    Ok(deleted)
+    delete_each(
+        conn,
+        concat!(
+            "DELETE FROM requests WHERE id = ?1 AND updated_at < ?2 AND ",
+            finished_request!("requests")
+        ),
+        ids,
+        cutoff,
+    )
 }
 
 /// Flows in a final state last changed before `cutoff` (ms) that no open
