@@ -215,8 +215,9 @@ fn create_account(base: &str) -> anyhow::Result<()> {
         ])
         .output()
         .context("cannot run curl")?;
-    if !String::from_utf8_lossy(&status.stdout).starts_with('2') {
-        bail!("could not create the load account");
+    let code = String::from_utf8_lossy(&status.stdout);
+    if !code.starts_with('2') {
+        bail!("could not create the load account at {base}: HTTP {code}");
     }
     Ok(())
 }

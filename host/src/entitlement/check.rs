@@ -189,7 +189,7 @@ impl Entitlement {
 
     /// A check from async code, what `POST /v1/checks` runs: the account
     /// and the held request are read and the plugins run on the blocking
-    /// pool (at most [`Entitlement::plugin_concurrency`] at once per
+    /// pool (at most [`Entitlement::plugin_concurrency`] calls at once per
     /// service), then the decision is recorded through the store's group
     /// commit, sharing its COMMIT with the checks queued beside it, and
     /// answered once that commit returned. When what the decision read
@@ -198,27 +198,39 @@ impl Entitlement {
         self: Arc<Self>,
         mut req: CheckRequest,
     ) -> Result<CheckResponse, EntitlementError> {
-        let permits = self.permits(&req.service)?;
         for _ in 0..MAX_TRIES {
-            // Owned and moved into the worker: a caller that goes away (a
-            // closed connection) cannot free its place while the plugin runs.
-            let permit = permits.clone().acquire_owned().await.map_err(|e| {
-                EntitlementError::Internal(format!("deciding the check failed: {e}"))
-            })?;
+            // Read and decide on a worker, which queues the record itself:
+            // the executor hears back once, when the commit answers.
+            let (answer, answered) = tokio::sync::oneshot::channel();
             let this = self.clone();
-            let decision = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                let inputs = this.shared.store.read(|c| this.read_inputs(c, req))?;
-                this.decide(inputs, None)
-            })
-            .await
-            .map_err(|e| EntitlementError::Internal(format!("deciding the check failed: {e}")))??;
-            let this = self.clone();
-            let recording = self
-                .shared
-                .store
-                .write_async(move |tx| this.record_if_current(tx, decision))
-                .await?;
+            tokio::task::spawn_blocking(move || {
+                let decided = this
+                    .shared
+                    .store
+                    .read(|c| this.read_inputs(c, req))
+                    .and_then(|inputs| this.decide(inputs, None));
+                let decision = match decided {
+                    Ok(decision) => decision,
+                    Err(e) => {
+                        let _ = answer.send(Err(e));
+                        return;
+                    }
+                };
+                let store = this.shared.store.clone();
+                // If it cannot be queued, `answer` is dropped with the write
+                // and the check hears that below.
+                let _ = store.queue_write(
+                    move |tx| this.record_if_current(tx, decision),
+                    move |recorded| {
+                        let _ = answer.send(recorded);
+                    },
+                );
+            });
+            let recording = answered.await.map_err(|_| {
+                EntitlementError::Internal(
+                    "deciding the check failed: the database writer has stopped".into(),
+                )
+            })??;
             match recording {
                 Recording::Recorded(decision, started) => {
                     return self.answer_async(decision, started).await;
@@ -554,7 +566,10 @@ impl Entitlement {
                 Recorded::new(plugin.name(), plugin.digest().to_string(), &ctx, &call, 0),
             )
         };
-        let report = match binding.call(&ctx, &call) {
+        let slot = self.slots(service.id()).take();
+        let report = binding.call(&ctx, &call);
+        drop(slot);
+        let report = match report {
             Ok(report) => report,
             Err(e) => {
                 // A fault of the live version: the previous good one answers
@@ -624,7 +639,10 @@ impl Entitlement {
             failure: failure.clone(),
             account,
         });
-        match binding.call(&ctx, &call) {
+        let slot = self.slots(service.id()).take();
+        let report = binding.call(&ctx, &call);
+        drop(slot);
+        match report {
             Ok(CallReport {
                 outcome: Outcome::Procedure(p),
                 ..

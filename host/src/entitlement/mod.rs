@@ -13,13 +13,14 @@ mod accounts;
 mod check;
 mod reconcile;
 mod site;
+mod slots;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use slots::Slots;
 
 use arc_swap::ArcSwap;
 
@@ -71,8 +72,8 @@ pub struct Entitlement {
     engine: Arc<FlowEngine>,
     outbox_signal: Arc<Signal>,
     pub stats: CheckStats,
-    /// Per service, the plugin calls of checks that may run at once.
-    permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Per service, its plugin calls that may run at once.
+    slots: Mutex<HashMap<String, Arc<Slots>>>,
 }
 
 /// Counters of how checks were decided, for metrics.
@@ -93,37 +94,31 @@ impl Entitlement {
             engine,
             outbox_signal,
             stats: CheckStats::default(),
-            permits: Mutex::default(),
+            slots: Mutex::default(),
         }
     }
 
-    /// How many checks of one service run their plugins at once: half the
+    /// How many calls of one service's plugins run at once: half the
     /// cores, at least one. A plugin spinning to its time limit then holds
     /// at most that many cores; the other services' checks, reads and
-    /// commits keep the rest. Further checks of the service wait their turn.
+    /// commits keep the rest. Further calls of the service wait their turn.
     pub fn plugin_concurrency() -> usize {
         std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
     }
 
-    /// The permits of a registered service; an unknown one is refused here,
-    /// before it could take a place.
-    fn permits(&self, service: &str) -> Result<Arc<Semaphore>, EntitlementError> {
-        let registry = self.registry();
-        if registry.service(service).is_none() {
-            return Err(EntitlementError::UnknownService {
-                name: service.to_owned(),
-                known: registry.services.keys().cloned().collect(),
-            });
+    /// The places for the plugin calls of `service` (a registered one).
+    fn slots(&self, service: &str) -> Arc<Slots> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = slots.get(service) {
+            return found.clone();
         }
-        let mut permits = self.permits.lock().unwrap_or_else(|e| e.into_inner());
         // Services removed by a rules change give their places back.
-        if permits.len() > registry.services.len() {
-            permits.retain(|name, _| registry.service(name).is_some());
-        }
-        Ok(permits
+        let registry = self.registry();
+        slots.retain(|name, _| registry.service(name).is_some());
+        slots
             .entry(service.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(Self::plugin_concurrency())))
-            .clone())
+            .or_insert_with(|| Arc::new(Slots::new(Self::plugin_concurrency())))
+            .clone()
     }
 
     pub fn store(&self) -> &Store {

@@ -25,8 +25,11 @@ use rusqlite::Connection;
 use super::StoreError;
 use super::writer::StoreStats;
 
-/// How often the thread looks for new commits.
-const INTERVAL: Duration = Duration::from_millis(50);
+/// How often the thread checkpoints when anything was committed. Often, so
+/// that each checkpoint has little to sync: while a checkpoint fsyncs the
+/// WAL, the writer's next write to a page under writeback waits for it
+/// (once a second, with tens of MiB behind each, a check's p99 was 70 ms).
+const INTERVAL: Duration = Duration::from_millis(20);
 
 /// WAL size past which a TRUNCATE checkpoint is tried.
 pub(super) const TRUNCATE_BYTES: u64 = 64 << 20;

@@ -347,6 +347,23 @@ impl Store {
         })
     }
 
+    /// Queues `f` as a write in the next group commit from a worker thread
+    /// and returns at once (after waiting while the queue is full); `reply`
+    /// gets what [`Store::write_async`] would return, on the writer thread,
+    /// once the group committed. For a caller that decided on a worker and
+    /// should not hop back to the executor just to queue its record.
+    pub fn queue_write<T, E>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E> + Send + 'static,
+        reply: impl FnOnce(Result<T, E>) + Send + 'static,
+    ) -> Result<(), StoreError>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + std::fmt::Display + Send + 'static,
+    {
+        self.queue()?.send_blocking(writer::job(f, reply))
+    }
+
     /// Counters of the writer and the WAL, for metrics.
     pub fn stats(&self) -> &StoreStats {
         &self.inner.stats

@@ -13,8 +13,9 @@
 //! is full, SQLite rolls the transaction back on an I/O error) answers
 //! every caller in it with the error, and none of it is stored.
 //!
-//! The queue is bounded: when it is full a caller waits (without a thread)
-//! until the writer takes the next group. Nothing is dropped; the callers
+//! The queue is bounded: when it is full a caller waits (an async one
+//! without a thread, a worker thread in `send`) until the writer takes the
+//! next group. Nothing is dropped; the callers
 //! slow down. `Store::write` (off the hot path) does not queue: it runs a
 //! transaction of its own on the caller's thread, between two groups.
 //!
@@ -130,6 +131,23 @@ impl Queue {
                 StoreError::Commit(format!("cannot start the writer thread: {e}").into())
             })?;
         Ok((Queue { jobs, space, stats }, thread))
+    }
+
+    /// Queues `job`, waiting in this (worker) thread while the queue is full.
+    pub fn send_blocking(&self, job: Job) -> Result<(), StoreError> {
+        if ON_WRITER.get() {
+            return Err(StoreError::Commit(
+                "a write was queued from inside another write; this is a bug of rulehost".into(),
+            ));
+        }
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(job)) => {
+                self.stats.queue_full_waits.fetch_add(1, Ordering::Relaxed);
+                self.jobs.send(job).map_err(|_| stopped())
+            }
+            Err(TrySendError::Disconnected(_)) => Err(stopped()),
+        }
     }
 
     /// Queues `job`, waiting without a thread while the queue is full.
