@@ -194,6 +194,8 @@ fn serve(root: &Path, rules: &Path, db: &Path, config: &Path) -> anyhow::Result<
             break url.to_owned();
         }
     };
+    // Read on, so the server never writes to a closed pipe (and dies of it).
+    std::thread::spawn(move || lines.for_each(drop));
     Ok((server, base))
 }
 
