@@ -79,6 +79,11 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
             &store.checkpoints,
         ),
         (
+            "rulehost_store_wal_restarts_total",
+            "Times the writer started the WAL over from its beginning, between two groups.",
+            &store.wal_restarts,
+        ),
+        (
             "rulehost_store_wal_truncations_total",
             "Times the WAL file was truncated to zero.",
             &store.wal_truncations,

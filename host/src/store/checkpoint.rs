@@ -31,6 +31,9 @@ use super::writer::StoreStats;
 /// (once a second, with tens of MiB behind each, a check's p99 was 70 ms).
 const INTERVAL: Duration = Duration::from_millis(20);
 
+/// WAL size past which the writer restarts the WAL between two groups.
+const RESTART_BYTES: u64 = 4 << 20;
+
 /// WAL size past which a TRUNCATE checkpoint is tried.
 pub(super) const TRUNCATE_BYTES: u64 = 64 << 20;
 
@@ -117,6 +120,11 @@ fn checkpoint(conn: &Connection, wal: &Path, stats: &StoreStats) -> Result<(), S
     stats.checkpoints.fetch_add(1, Ordering::Relaxed);
     let bytes = std::fs::metadata(wal).map_or(0, |m| m.len());
     stats.wal_bytes.store(bytes, Ordering::Relaxed);
+    // The file keeps its size when the WAL starts over: what matters is
+    // how far past the start the log runs, SQLite's frame count.
+    if frames.saturating_mul(4096) as u64 > RESTART_BYTES {
+        stats.wal_restart_wanted.store(true, Ordering::Relaxed);
+    }
     if bytes > TRUNCATE_BYTES && frames == copied {
         // This connection has no busy handler: a busy log ends the try.
         match wal_checkpoint(conn, "TRUNCATE") {

@@ -79,6 +79,11 @@ pub struct StoreStats {
     pub checkpoints: AtomicU64,
     /// Times the WAL file was truncated to zero.
     pub wal_truncations: AtomicU64,
+    /// Times the writer started the WAL over from its beginning.
+    pub wal_restarts: AtomicU64,
+    /// Set by the checkpointer when the WAL has grown past
+    /// `checkpoint::RESTART_BYTES`: the writer restarts it between groups.
+    pub(super) wal_restart_wanted: std::sync::atomic::AtomicBool,
 }
 
 /// How the writer groups commits.
@@ -317,17 +322,17 @@ fn run(
         }
         space.notify_waiters();
         let size = group.len() as u64;
-        let conn = super::lock(conn);
+        let guard = super::lock(conn);
         // A panic outside the writes themselves (they are guarded) is a
         // bug: the group's callers hear that the writer dropped them, and
         // the next group rolls back what it left open.
         let Ok((answers, outcome)) =
-            catch_unwind(AssertUnwindSafe(|| commit_group(&conn, group, stats)))
+            catch_unwind(AssertUnwindSafe(|| commit_group(&guard, group, stats)))
         else {
             tracing::error!("the writer panicked; the group's writes were not stored");
             continue;
         };
-        drop(conn);
+        drop(guard);
         match &outcome {
             Outcome::Committed => {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -349,6 +354,30 @@ fn run(
         for answer in answers {
             answer(committed.clone());
         }
+        if stats.wal_restart_wanted.swap(false, Ordering::Relaxed) {
+            restart_wal(&super::lock(conn), stats);
+        }
+    }
+}
+
+/// Starts the WAL over from its beginning, between two groups: a PASSIVE
+/// checkpoint cannot, while groups keep coming, and a WAL that only grows
+/// makes every commit's fsync journal the file's new size, which on ext4
+/// waits for the checkpoint's own writeback (a tail of 100 ms). Copies the
+/// few frames the last passive checkpoint left; gives up at once, without
+/// waiting, when a reader still holds the log.
+fn restart_wal(conn: &Connection, stats: &StoreStats) {
+    let _ = conn.busy_handler(None);
+    let restarted: Result<bool, rusqlite::Error> =
+        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| row.get(0));
+    let _ = conn.busy_handler(Some(super::busy_wait));
+    match restarted {
+        Ok(false) => {
+            stats.wal_restarts.fetch_add(1, Ordering::Relaxed);
+        }
+        // A reader holds the log: the checkpointer asks again.
+        Ok(true) => {}
+        Err(e) => tracing::warn!("restarting the WAL failed: {e}"),
     }
 }
 
