@@ -3,16 +3,17 @@
 //!
 //! SQLite's default runs a checkpoint inside whichever commit crosses 1,000
 //! WAL pages: that commit, and every write queued behind it, waits. Here
-//! the writer never checkpoints (`wal_autocheckpoint = 0`); this thread
-//! runs a PASSIVE checkpoint, which never takes a lock that a reader or the
-//! writer waits for, whenever groups were committed since the last one.
-//! Once every frame is copied and no reader is inside the WAL, the writer
-//! starts the WAL over from its beginning by itself, and
-//! `journal_size_limit` shrinks the file when it does. If readers keep the
-//! WAL busy so that it grows past [`TRUNCATE_BYTES`], a TRUNCATE
-//! checkpoint is tried without a busy handler: it succeeds only when no
-//! reader holds the log, and otherwise gives up at once rather than hold
-//! the writer while it waits.
+//! the writer never checkpoints inside a commit (`wal_autocheckpoint = 0`);
+//! this thread runs a PASSIVE checkpoint, which never takes a lock that a
+//! reader or the writer waits for, every [`INTERVAL`] when groups were
+//! committed. Under continuous writes a passive checkpoint never catches
+//! the writer, so the WAL would only grow; once it runs past
+//! [`RESTART_BYTES`] this thread asks the writer to start it over between
+//! two groups (`writer::restart_wal`). If readers keep the WAL busy so that
+//! the file grows past [`TRUNCATE_BYTES`], a TRUNCATE checkpoint is tried
+//! without a busy handler: it succeeds only when no reader holds the log,
+//! and otherwise gives up at once rather than hold the writer while it
+//! waits.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
