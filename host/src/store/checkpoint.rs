@@ -52,13 +52,14 @@ impl Checkpointer {
         let conn = Connection::open(path)?;
         // A checkpoint syncs as the writer's commits do.
         conn.pragma_update(None, "synchronous", synchronous)?;
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let wal = wal_path(path);
         let thread = std::thread::Builder::new()
             .name("rulehost-checkpoint".into())
             .spawn({
                 let stop = stop.clone();
-                move || run(&conn, &wal, &stats, &stop)
+                move || run(&conn, &wal, page_size, &stats, &stop)
             })
             .map_err(|e| {
                 StoreError::Commit(format!("cannot start the checkpoint thread: {e}").into())
@@ -86,7 +87,13 @@ fn wal_path(db: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn run(conn: &Connection, wal: &Path, stats: &StoreStats, stop: &(Mutex<bool>, Condvar)) {
+fn run(
+    conn: &Connection,
+    wal: &Path,
+    page_size: i64,
+    stats: &StoreStats,
+    stop: &(Mutex<bool>, Condvar),
+) {
     let mut seen = 0;
     loop {
         let guard = super::lock(&stop.0);
@@ -107,7 +114,7 @@ fn run(conn: &Connection, wal: &Path, stats: &StoreStats, stop: &(Mutex<bool>, C
         }
         // A failed checkpoint leaves SQLite's backfill mark where it was: the
         // next one copies the same frames again, fsync included.
-        match checkpoint(conn, wal, stats) {
+        match checkpoint(conn, wal, page_size, stats) {
             Ok(()) => seen = commits,
             Err(e) => tracing::warn!("WAL checkpoint failed (retried in {INTERVAL:?}): {e}"),
         }
@@ -116,14 +123,19 @@ fn run(conn: &Connection, wal: &Path, stats: &StoreStats, stop: &(Mutex<bool>, C
 
 /// One passive checkpoint; a truncating one, tried once, when the WAL is
 /// past [`TRUNCATE_BYTES`] and the passive one copied every frame.
-fn checkpoint(conn: &Connection, wal: &Path, stats: &StoreStats) -> Result<(), StoreError> {
+fn checkpoint(
+    conn: &Connection,
+    wal: &Path,
+    page_size: i64,
+    stats: &StoreStats,
+) -> Result<(), StoreError> {
     let (_, frames, copied) = wal_checkpoint(conn, "PASSIVE")?;
     stats.checkpoints.fetch_add(1, Ordering::Relaxed);
     let bytes = std::fs::metadata(wal).map_or(0, |m| m.len());
     stats.wal_bytes.store(bytes, Ordering::Relaxed);
     // The file keeps its size when the WAL starts over: what matters is
     // how far past the start the log runs, SQLite's frame count.
-    if frames.saturating_mul(4096) as u64 > RESTART_BYTES {
+    if frames.saturating_mul(page_size) as u64 > RESTART_BYTES {
         stats.wal_restart_wanted.store(true, Ordering::Relaxed);
     }
     if bytes > TRUNCATE_BYTES && frames == copied {

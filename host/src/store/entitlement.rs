@@ -454,27 +454,33 @@ pub fn tombstone(conn: &Conn<'_>, id: &str) -> Result<Option<String>, StoreError
         .optional()?)
 }
 
+/// A decision of `request_id` at `at`, for the store's tests.
+#[cfg(test)]
+pub(crate) fn sample_decision(request_id: &str, at: i64) -> NewDecision<'_> {
+    NewDecision {
+        at,
+        service: "support",
+        account_id: "acme",
+        request_id,
+        inputs_digest: "d",
+        inputs: "{}",
+        verdict: "pass",
+        level: Some("standard"),
+        failure_code: None,
+        reason: None,
+        plugin: "p",
+        plugin_digest: "x",
+        duration_us: 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::Store;
 
     fn decision(request_id: &str) -> NewDecision<'_> {
-        NewDecision {
-            at: 1,
-            service: "support",
-            account_id: "acme",
-            request_id,
-            inputs_digest: "d",
-            inputs: "{}",
-            verdict: "pass",
-            level: Some("standard"),
-            failure_code: None,
-            reason: None,
-            plugin: "p",
-            plugin_digest: "x",
-            duration_us: 1,
-        }
+        sample_decision(request_id, 1)
     }
 
     /// Every page of the listing, each after the last id of the one before.

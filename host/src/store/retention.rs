@@ -655,8 +655,8 @@ mod tests {
 
     use super::*;
     use crate::store::entitlement::{
-        NewDecision, ReconciliationRow, RequestRow, bury_reconciliation, insert_decision,
-        put_reconciliation, put_request,
+        ReconciliationRow, RequestRow, bury_reconciliation, insert_decision, put_reconciliation,
+        put_request, sample_decision,
     };
     use crate::store::flows::{FlowRecord, NewTask, add_history, insert_flow, insert_task};
     use crate::store::outbox::{enqueue, mark_delivered};
@@ -712,21 +712,7 @@ mod tests {
     }
 
     fn decision(store: &Store, request_id: &str, at: i64) -> i64 {
-        let d = NewDecision {
-            at,
-            service: "support",
-            account_id: "acme",
-            request_id,
-            inputs_digest: "d",
-            inputs: "{}",
-            verdict: "pass",
-            level: Some("standard"),
-            failure_code: None,
-            reason: None,
-            plugin: "p",
-            plugin_digest: "x",
-            duration_us: 1,
-        };
+        let d = sample_decision(request_id, at);
         store.write(|tx| insert_decision(tx, &d)).unwrap()
     }
 
