@@ -8,6 +8,8 @@ pub mod flow;
 pub mod harness;
 pub mod http;
 pub mod notify;
+#[cfg(test)]
+mod prop_text;
 pub mod registry;
 pub mod runtime;
 pub mod store;

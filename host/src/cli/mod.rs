@@ -4,6 +4,8 @@
 
 mod check;
 mod config;
+#[cfg(test)]
+mod config_props;
 mod eval;
 mod export;
 mod format;

@@ -9,6 +9,8 @@
 mod definition;
 mod driver;
 mod engine;
+#[cfg(test)]
+mod props;
 mod roles;
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,8 @@
 
 mod case;
 mod expect;
+#[cfg(test)]
+mod props;
 pub mod replay;
 
 use std::time::{Duration, Instant};

@@ -77,6 +77,8 @@ struct LimitsFile {
 pub const MAX_MEMORY_MIB: u64 = 256;
 /// Longest time limit a manifest may ask for, in ms.
 pub const MAX_TIMEOUT_MS: u64 = 10_000;
+/// Largest answer a manifest may allow a call, in KiB (64 MiB).
+pub const MAX_OUTPUT_KIB: u64 = 64 << 10;
 
 /// Whether `id` is a usable service id: lowercase letters, digits and dashes.
 pub fn valid_id(id: &str) -> bool {
@@ -182,11 +184,11 @@ impl Manifest {
             limits.timeout = Duration::from_millis(*ms.get_ref());
         }
         if let Some(kib) = l.output_kib {
-            if *kib.get_ref() == 0 {
+            if *kib.get_ref() == 0 || *kib.get_ref() > MAX_OUTPUT_KIB {
                 problems.push(Diagnostic::error(
                     path,
                     at(kib.span()),
-                    "`output_kib` must be at least 1",
+                    format!("`output_kib` must be between 1 and {MAX_OUTPUT_KIB}"),
                 ));
             }
             limits.output_bytes = kib.get_ref() << 10;

@@ -8,6 +8,8 @@
 mod diagnostic;
 mod live;
 mod manifest;
+#[cfg(test)]
+mod props;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -19,7 +21,8 @@ pub use live::{
     Live, Offered, PluginStatus, Rejection, RollbackError, ServiceUse, Source, Stats, Step,
 };
 pub use manifest::{
-    MAX_MEMORY_MIB, MAX_TIMEOUT_MS, Manifest, OnPluginError, valid_id, valid_plugin_name,
+    MAX_MEMORY_MIB, MAX_OUTPUT_KIB, MAX_TIMEOUT_MS, Manifest, OnPluginError, valid_id,
+    valid_plugin_name,
 };
 pub use watch::Watcher;
 
