@@ -307,7 +307,7 @@ fn spin_checks(base: &str) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
 }
 
 /// Copies the folder `from` into `to`, recursively.
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;

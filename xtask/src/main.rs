@@ -19,6 +19,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 mod load;
+mod soak;
 
 fn main() -> anyhow::Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -48,6 +49,11 @@ fn main() -> anyhow::Result<()> {
             cargo(&["build", "--release", "-p", "rulehost"])?;
             load::run(&root)
         }
+        "soak" => {
+            build_plugins(&root)?;
+            cargo(&["build", "--release", "-p", "rulehost"])?;
+            soak::run(&root)
+        }
         "bench" => {
             build_plugins(&root)?;
             cargo(&["bench", "-p", "rulehost", "--bench", "core"])?;
@@ -73,7 +79,9 @@ fn main() -> anyhow::Result<()> {
             run_tests()
         }
         other => {
-            bail!("unknown task `{other}`; tasks: plugins, serve, test, demo, load, bench, ci")
+            bail!(
+                "unknown task `{other}`; tasks: plugins, serve, test, demo, load, soak, bench, ci"
+            )
         }
     }
 }
