@@ -15,6 +15,7 @@ mod embedded;
 mod entitlement;
 mod live;
 mod mail;
+mod props;
 mod reload;
 mod runtime;
 mod serve;
