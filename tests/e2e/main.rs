@@ -21,4 +21,5 @@ mod serve;
 mod server;
 mod store;
 mod support;
+mod tokens;
 mod webhook;

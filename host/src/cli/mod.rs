@@ -11,6 +11,7 @@ mod plugins;
 mod replay;
 mod serve;
 mod test;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -48,6 +49,8 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Write stored records out for shipping elsewhere: `export decisions` as JSON Lines.
     Export(export::ExportArgs),
+    /// The internal API's tokens: `tokens create --role R`, `list`, `revoke`.
+    Tokens(tokens::TokensArgs),
 }
 
 /// Where plugins come from and how they are compiled.
@@ -96,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugins(args) => plugins::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Export(args) => export::run(args),
+        Command::Tokens(args) => tokens::run(args),
     }
 }
 
