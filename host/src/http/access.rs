@@ -35,14 +35,16 @@ pub struct Routes {
     table: HashMap<&'static str, Vec<(Method, Access)>>,
 }
 
-impl Routes {
-    pub fn new() -> Routes {
+impl Default for Routes {
+    fn default() -> Routes {
         Routes {
             router: Router::new(),
             table: HashMap::new(),
         }
     }
+}
 
+impl Routes {
     pub fn get<H: Handler<T, AppState>, T: 'static>(
         self,
         path: &'static str,
@@ -221,8 +223,7 @@ pub async fn authorize(State(guard): State<Guard>, mut request: Request, next: N
         Some(principal) => principal,
         None => {
             let tokens = guard.tokens.clone();
-            match blocking(move || Ok(tokens.lookup(&presented).map_err(ApiError::internal)?)).await
-            {
+            match blocking(move || tokens.lookup(&presented).map_err(ApiError::internal)).await {
                 Ok(Some(principal)) => principal,
                 Ok(None) => {
                     return unauthorized(

@@ -96,7 +96,7 @@ pub(crate) fn routes(open: OpenRoutes) -> access::Routes {
         if open.healthz { Open } else { Token },
         if open.metrics { Open } else { Read },
     );
-    access::Routes::new()
+    access::Routes::default()
         .get("/healthz", healthz, ops::healthz)
         .get("/metrics", metrics, ops::metrics)
         .get("/v1/outbox", Read, ops::outbox)
