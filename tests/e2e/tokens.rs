@@ -373,30 +373,42 @@ fn sha256_hex(token: &str) -> String {
 fn a_revoked_token_is_refused_by_the_running_host_without_a_restart() {
     let setup = Setup::new("");
     let host = setup.start();
-    let viewer = create(&setup, "viewer", &[], "temp");
-    assert_eq!(
-        host.call_as(Some(&viewer), "GET", "/v1/flows", None).status,
-        200
+    let deputy = create(&setup, "operator", &[], "deputy");
+    let reply = host.call_as(
+        Some(&deputy),
+        "PUT",
+        "/v1/accounts/acme-1",
+        Some(&account_body()),
     );
-    let out = tokens(&setup, &["revoke", "temp"]);
+    assert_eq!(reply.status, 201, "{reply}");
+    let out = tokens(&setup, &["revoke", "deputy"]);
     assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
     assert!(
-        stdout(&out).contains("revoked viewer token `temp`"),
+        stdout(&out).contains("revoked operator token `deputy`"),
         "{}",
         shown(&out)
     );
     // Within the cache's second (polled: the machine may be slow).
     let reply = wait_for(Duration::from_secs(10), "the revoked token refused", || {
-        let reply = host.call_as(Some(&viewer), "GET", "/v1/flows", None);
+        let reply = host.call_as(Some(&deputy), "GET", "/v1/flows", None);
         if reply.status == 401 {
             Ok(reply)
         } else {
             Err(reply.to_string())
         }
     });
-    assert_unauthorized(&reply, "revoked");
-    // Revoking again names the problem; the operator's token still works.
-    let again = tokens(&setup, &["revoke", "temp"]);
+    assert_unauthorized(&reply, "revoked, a read");
+    // A change with it: 401, and nothing stored.
+    let reply = host.call_as(
+        Some(&deputy),
+        "PUT",
+        "/v1/accounts/acme-2",
+        Some(&account_body()),
+    );
+    assert_unauthorized(&reply, "revoked, a change");
+    assert_eq!(host.get("/v1/accounts/acme-2").status, 404);
+    // Revoking again names the problem; the first operator token still works.
+    let again = tokens(&setup, &["revoke", "deputy"]);
     assert_eq!(again.status.code(), Some(2), "{}", shown(&again));
     assert!(
         stderr(&again).contains("no token that is not revoked"),
@@ -404,6 +416,15 @@ fn a_revoked_token_is_refused_by_the_running_host_without_a_restart() {
         shown(&again)
     );
     assert_eq!(host.get("/v1/flows").status, 200);
+    // The list keeps it, revoked.
+    let listed: Value =
+        serde_json::from_str(&stdout(&tokens(&setup, &["list", "--json"]))).unwrap();
+    let deputy = listed["tokens"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "deputy"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(deputy["revoked_at"].is_string(), "{listed}");
 }
 
 #[test]
@@ -474,4 +495,28 @@ fn the_plugins_command_sends_a_token_and_says_what_to_do_without_one() {
     assert_eq!(by_env.status.code(), Some(0), "{}", shown(&by_env));
     let by_default = run(setup.dir(), &[], &[]);
     assert_eq!(by_default.status.code(), Some(0), "{}", shown(&by_default));
+}
+
+/// A refused request's body is read before the answer, so a keep-alive
+/// client's next request on the same connection is answered (it used to
+/// fail now and then with "peer disconnected").
+#[test]
+fn a_refused_request_with_a_body_leaves_the_connection_usable() {
+    let setup = Setup::new("");
+    let host = setup.start();
+    let viewer = create(&setup, "viewer", &[], "reader");
+    let body = json!({"definition": "connect-client", "subject": "acme", "context": {"pad": "x".repeat(20_000)}});
+    for round in 0..30 {
+        assert_unauthorized(
+            &host.call_as(None, "POST", "/v1/flows", Some(&body)),
+            "no token",
+        );
+        assert_forbidden(
+            &host.call_as(Some(&viewer), "POST", "/v1/flows", Some(&body)),
+            "viewer",
+        );
+        let reply = host.call_as(Some(&viewer), "GET", "/v1/flows", None);
+        assert_eq!(reply.status, 200, "round {round}: {reply}");
+    }
+    assert_eq!(flows(&host), 0);
 }

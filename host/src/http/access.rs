@@ -26,7 +26,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 
-use super::{ApiError, AppState, blocking};
+use super::{ApiError, AppState, MAX_BODY, blocking};
 use crate::auth::{Access, Presented, Principal, Tokens};
 
 /// The router being built, and the access each (method, route) needs.
@@ -215,47 +215,69 @@ pub async fn authorize(State(guard): State<Guard>, mut request: Request, next: N
     if access == Access::Open {
         return next.run(request).await;
     }
-    let presented = match bearer(&request) {
-        Ok(presented) => presented,
-        Err(response) => return response,
+    let principal = match bearer(&request) {
+        Ok(presented) => caller(&guard, presented).await,
+        Err(refused) => Err(refused),
     };
-    let principal = match guard.tokens.cached(&presented) {
-        Some(principal) => principal,
-        None => {
-            let tokens = guard.tokens.clone();
-            match blocking(move || tokens.lookup(&presented).map_err(ApiError::internal)).await {
-                Ok(Some(principal)) => principal,
-                Ok(None) => {
-                    return unauthorized(
-                        "invalid_token",
-                        "the API token is unknown or revoked; `rulehost tokens list` shows the valid ones",
-                    );
-                }
-                Err(e) => return e.into_response(),
-            }
+    let refused = match principal {
+        Ok(principal) if access.admits(principal.role) => {
+            request.extensions_mut().insert(Caller(principal));
+            return next.run(request).await;
         }
+        Ok(principal) => {
+            let verb = if request.method() == Method::GET {
+                "read"
+            } else {
+                "call"
+            };
+            forbidden(format!(
+                "token `{}` has the role {}; to {verb} {} {} takes a token of role {}",
+                principal.name,
+                principal.role,
+                request.method(),
+                request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("this route", |p| p.as_str()),
+                access.roles(),
+            ))
+            .into_response()
+        }
+        Err(refused) => refused,
     };
-    if !access.admits(principal.role) {
-        let verb = if request.method() == Method::GET {
-            "read"
-        } else {
-            "call"
-        };
-        return forbidden(format!(
-            "token `{}` has the role {}; to {verb} {} {} takes a token of role {}",
-            principal.name,
-            principal.role,
-            request.method(),
-            request
-                .extensions()
-                .get::<MatchedPath>()
-                .map_or("this route", |p| p.as_str()),
-            access.roles(),
-        ))
-        .into_response();
+    refuse(request, refused).await
+}
+
+/// Who the presented token belongs to, or the 401.
+async fn caller(guard: &Guard, presented: Presented) -> Result<Arc<Principal>, Response> {
+    if let Some(principal) = guard.tokens.cached(&presented) {
+        return Ok(principal);
     }
-    request.extensions_mut().insert(Caller(principal));
-    next.run(request).await
+    let tokens = guard.tokens.clone();
+    match blocking(move || tokens.lookup(&presented).map_err(ApiError::internal)).await {
+        Ok(Some(principal)) => Ok(principal),
+        Ok(None) => Err(unauthorized(
+            "invalid_token",
+            "the API token is unknown or revoked; `rulehost tokens list` shows the valid ones",
+        )),
+        Err(e) => Err(e.into_response()),
+    }
+}
+
+/// Answers a refused request after reading what is left of its body (up
+/// to [`MAX_BODY`]): answering before would leave the connection unusable
+/// for the client's next request (hyper closes it, and a keep-alive client
+/// sees its next request fail). A longer body closes the connection instead.
+async fn refuse(request: Request, mut refused: Response) -> Response {
+    if axum::body::to_bytes(request.into_body(), MAX_BODY)
+        .await
+        .is_err()
+    {
+        refused
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    refused
 }
 
 /// The well-formed token of `Authorization: Bearer <token>`, or the 401.

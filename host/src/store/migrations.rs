@@ -268,7 +268,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX decisions_request ON decisions (request_id);
     CREATE INDEX decisions_at ON decisions (at);
     "#,
-    // 8: placeholder: the harden-reconcile branch's migration 8 replaces this at merge
+    // 8
+    // placeholder: the harden-reconcile branch's migration 8 replaces this at merge
     "",
     // 9: API tokens (`auth`): only the SHA-256 of each token is kept, never
     // the token. A revoked token stays listed (who had access, until when);
