@@ -1,6 +1,7 @@
 //! rulehost: the fixed core that runs per-service business rules written as
 //! WebAssembly components. See ARCHITECTURE.md for the map of its parts.
 
+pub mod auth;
 pub mod cli;
 pub mod contract;
 pub mod entitlement;

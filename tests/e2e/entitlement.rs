@@ -338,6 +338,7 @@ fn checks_answered_before_a_kill_9_under_load_are_all_there_once() {
         let clients: Vec<_> = (0..4)
             .map(|client| {
                 let base = host.base().to_owned();
+                let bearer = format!("Bearer {}", host.token().unwrap_or_default());
                 let answered = answered.clone();
                 std::thread::spawn(move || {
                     let agent = ureq::agent();
@@ -347,6 +348,7 @@ fn checks_answered_before_a_kill_9_under_load_are_all_there_once() {
                         let body = json!({"service": "support-contract", "account_id": account, "request_id": id});
                         let Ok(mut reply) = agent
                             .post(&format!("{base}/v1/checks"))
+                            .header("authorization", &bearer)
                             .header("content-type", "application/json")
                             .send(body.to_string())
                         else {

@@ -22,4 +22,5 @@ mod serve;
 mod server;
 mod store;
 mod support;
+mod tokens;
 mod webhook;

@@ -279,7 +279,9 @@ impl Drop for StopOnDrop<'_> {
 /// Sends checks as fast as it can until `stop` (or 60 s), judging each
 /// answer: 200, a pass, and the level of the version whose digest it reports
 /// (`levels`: digest to level).
-fn hammer(base: &str, stop: &AtomicBool, levels: &BTreeMap<String, String>) -> Tally {
+fn hammer(host: &Host, stop: &AtomicBool, levels: &BTreeMap<String, String>) -> Tally {
+    let base = host.base();
+    let bearer = format!("Bearer {}", host.token().unwrap_or_default());
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(15)))
@@ -293,6 +295,7 @@ fn hammer(base: &str, stop: &AtomicBool, levels: &BTreeMap<String, String>) -> T
         tally.total += 1;
         let response = agent
             .post(&url)
+            .header("authorization", &bearer)
             .header("content-type", "application/json")
             .send(&body);
         let (status, text) = match response {
@@ -346,7 +349,7 @@ fn twenty_swaps_under_load_fail_no_check_and_never_activate_a_broken_version() {
     let tally = std::thread::scope(|scope| {
         let _stop = StopOnDrop(&stop);
         let clients: Vec<_> = (0..2)
-            .map(|_| scope.spawn(|| hammer(host.base(), &stop, &levels)))
+            .map(|_| scope.spawn(|| hammer(&host, &stop, &levels)))
             .collect();
         // Let the clients get going on version a.
         std::thread::sleep(Duration::from_millis(300));

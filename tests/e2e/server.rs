@@ -9,6 +9,8 @@
 //! database is another `start` on the same `Setup`.
 //! [`Setup::use_own_plugins`] gives the server a writable plugins folder of
 //! its own (for hot reload) instead of the repository's `plugins/dist`.
+//! Every helper sends the operator token that the first start wrote
+//! beside the database (`call_as` sends another, or none).
 //!
 //! The helpers panic when they cannot do their job (clippy denies `panic`
 //! outside `#[test]` functions, hence the `allow`s): a broken setup must stop
@@ -163,6 +165,16 @@ impl Setup {
         &self.db
     }
 
+    /// Where the first start writes the operator token (`<db>.operator-token`).
+    pub fn operator_token_path(&self) -> PathBuf {
+        self.dir.path().join("rulehost.db.operator-token")
+    }
+
+    /// The test's folder (the servers' working directory).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Writes a file under the rules folder (e.g. a manifest).
     pub fn write_rules(&self, relative: &str, text: &str) {
         self.write_rules_file(relative, text);
@@ -241,6 +253,7 @@ impl Setup {
             port: 0,
             log: log_path,
             agent: agent(),
+            token: None,
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut seen = Vec::new();
@@ -257,6 +270,9 @@ impl Setup {
                             .unwrap_or_else(|| panic!("no port in the ready line `{line}`"));
                         host.base = url;
                         host.port = port;
+                        host.token = std::fs::read_to_string(self.operator_token_path())
+                            .ok()
+                            .map(|t| t.trim().to_owned());
                         // The public site's line follows at once.
                         if let Ok(next) = lines.recv_timeout(Duration::from_secs(5))
                             && let Some(public) = next.trim().strip_prefix(PUBLIC_PREFIX)
@@ -305,6 +321,9 @@ pub struct Host {
     port: u16,
     log: PathBuf,
     agent: ureq::Agent,
+    /// The operator token every helper sends to the internal API (read from
+    /// `<db>.operator-token`, which the first start writes).
+    token: Option<String>,
 }
 
 /// An HTTP answer: status, content type, body text and body as JSON
@@ -315,6 +334,8 @@ pub struct Reply {
     pub content_type: String,
     pub text: String,
     pub json: Value,
+    /// `WWW-Authenticate`, when the answer has one.
+    pub www_authenticate: Option<String>,
 }
 
 impl Reply {
@@ -325,6 +346,7 @@ impl Reply {
             content_type,
             text,
             json,
+            www_authenticate: None,
         }
     }
 }
@@ -357,28 +379,93 @@ impl Host {
     pub fn put(&self, path: &str, body: &Value) -> Reply {
         let url = format!("{}{path}", self.base);
         let result = self
-            .agent
-            .put(&url)
+            .authorized(self.agent.put(&url), self.token.as_deref())
             .header("content-type", "application/json")
             .send(body.to_string());
         self.reply("PUT", path, result)
     }
 
+    /// The operator token the helpers send.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// `Authorization: Bearer <token>` on `request` when there is a token.
+    fn authorized<B>(
+        &self,
+        request: ureq::RequestBuilder<B>,
+        token: Option<&str>,
+    ) -> ureq::RequestBuilder<B> {
+        match token {
+            Some(token) => request.header("authorization", &format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
+    /// `method path` on the internal API with `token` (or none) instead of
+    /// the operator's, and `body` as JSON for a POST or PUT.
+    #[allow(clippy::panic)] // a method the helper does not know is the test's mistake
+    pub fn call_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Reply {
+        let url = format!("{}{path}", self.base);
+        let text = body.map(Value::to_string).unwrap_or_default();
+        let result = match method {
+            "GET" => self.authorized(self.agent.get(&url), token).call(),
+            "POST" => self
+                .authorized(self.agent.post(&url), token)
+                .header("content-type", "application/json")
+                .send(text),
+            "PUT" => self
+                .authorized(self.agent.put(&url), token)
+                .header("content-type", "application/json")
+                .send(text),
+            "DELETE" => self.authorized(self.agent.delete(&url), token).call(),
+            other => panic!("call_as: no helper for {other}"),
+        };
+        self.reply(method, path, result)
+    }
+
     /// GETs a full URL (e.g. a reconciliation link on the public site).
     pub fn get_url(&self, url: &str) -> Reply {
-        let result = self.agent.get(url).call();
+        let token = self.token_for(url);
+        let result = self.authorized(self.agent.get(url), token).call();
+        self.reply("GET", url, result)
+    }
+
+    /// GETs a full URL with one header of the test's and no token.
+    pub fn get_url_with_header(&self, url: &str, (name, value): (&str, &str)) -> Reply {
+        let result = self.agent.get(url).header(name, value).call();
         self.reply("GET", url, result)
     }
 
     /// POSTs an HTML form to a full URL.
     pub fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Reply {
-        let result = self.agent.post(url).send_form(fields.iter().copied());
+        let token = self.token_for(url);
+        let result = self
+            .authorized(self.agent.post(url), token)
+            .send_form(fields.iter().copied());
         self.reply("POST", url, result)
+    }
+
+    /// The token for a full URL: the operator's on the internal API, none
+    /// on the public site (which takes no tokens).
+    fn token_for(&self, url: &str) -> Option<&str> {
+        url.strip_prefix(&self.base)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            .then_some(self.token.as_deref())
+            .flatten()
     }
 
     pub fn get(&self, path: &str) -> Reply {
         let url = format!("{}{path}", self.base);
-        let result = self.agent.get(&url).call();
+        let result = self
+            .authorized(self.agent.get(&url), self.token.as_deref())
+            .call();
         self.reply("GET", path, result)
     }
 
@@ -390,8 +477,7 @@ impl Host {
     pub fn post_text(&self, path: &str, body: &str) -> Reply {
         let url = format!("{}{path}", self.base);
         let result = self
-            .agent
-            .post(&url)
+            .authorized(self.agent.post(&url), self.token.as_deref())
             .header("content-type", "application/json")
             .send(body);
         self.reply("POST", path, result)
@@ -401,8 +487,7 @@ impl Host {
     pub fn post_bytes(&self, path: &str, content_type: &str, body: &[u8]) -> Reply {
         let url = format!("{}{path}", self.base);
         let result = self
-            .agent
-            .post(&url)
+            .authorized(self.agent.post(&url), self.token.as_deref())
             .header("content-type", content_type)
             .send(body);
         self.reply("POST", path, result)
@@ -422,17 +507,23 @@ impl Host {
             )
         });
         let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = header("content-type").unwrap_or_default();
+        let www_authenticate = header("www-authenticate");
         let text = response
             .into_body()
             .read_to_string()
             .unwrap_or_else(|e| panic!("{method} {path}: cannot read the body: {e}"));
-        Reply::new(status, content_type, text)
+        Reply {
+            www_authenticate,
+            ..Reply::new(status, content_type, text)
+        }
     }
 
     /// POSTs `body` (as JSON) over a raw connection, reading the answer while
@@ -444,8 +535,13 @@ impl Host {
             .unwrap_or_else(|e| panic!("POST {path}: cannot connect: {e}"));
         let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
         let _ = stream.set_write_timeout(Some(Duration::from_secs(15)));
+        let authorization = self
+            .token
+            .as_deref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             self.port,
             body.len()
         );

@@ -11,6 +11,10 @@
 //! `LOAD_SPIN=1` adds a service whose plugin spins to its 50 ms time limit
 //! (`hostile-loop`) and checks it about 10 times a second throughout: what
 //! one bad plugin costs everyone else.
+//!
+//! Each database is fresh, so its first start writes an operator token
+//! beside it (`<db>.operator-token`); curl and wrk send it. `/healthz` and
+//! `/metrics` need none.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -32,6 +36,7 @@ end
 
 const CHECK: &str = r#"wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer TOKEN"
 wrk.body = '{"service": "support-contract", "account_id": "load-1"}'
 "#;
 
@@ -83,7 +88,6 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         root.join("rules")
     };
     let check = dir.join("check.lua");
-    std::fs::write(&check, format!("{CHECK}{REPORT}"))?;
     let healthz = dir.join("healthz.lua");
     std::fs::write(&healthz, REPORT)?;
     for mode in modes.split(',').map(str::trim).filter(|m| !m.is_empty()) {
@@ -98,12 +102,23 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         };
         std::fs::write(&config, format!("[store]\nsync = \"{mode}\"\n{delay}"))?;
         let (server, base) = serve(root, &rules, &db, &config)?;
-        create_account(&base)?;
+        // The operator token the fresh database's first start wrote.
+        let token_file = dir.join(format!("load-{mode}.db.operator-token"));
+        let token = std::fs::read_to_string(&token_file)
+            .with_context(|| format!("no operator token at {}", token_file.display()))?
+            .trim()
+            .to_owned();
+        let bearer = format!("Authorization: Bearer {token}");
+        std::fs::write(
+            &check,
+            format!("{}{REPORT}", CHECK.replace("TOKEN", &token)),
+        )?;
+        create_account(&base, &bearer)?;
         println!(
             "\n[store] sync = \"{mode}\" {}: POST {base}/v1/checks (support-contract) beside GET /healthz, {seconds} s each, wrk on the same machine",
             delay.replace('\n', " ")
         );
-        let spinning = spin.then(|| spin_checks(&base));
+        let spinning = spin.then(|| spin_checks(&base, &bearer));
         if spinning.is_some() {
             println!(
                 "beside checks of `spinning`, whose plugin spins to its 50 ms limit, about 10 a second"
@@ -199,10 +214,12 @@ fn serve(root: &Path, rules: &Path, db: &Path, config: &Path) -> anyhow::Result<
     Ok((server, base))
 }
 
-fn create_account(base: &str) -> anyhow::Result<()> {
+fn create_account(base: &str, bearer: &str) -> anyhow::Result<()> {
     let status = Command::new("curl")
         .args([
             "-s",
+            "-H",
+            bearer,
             "-o",
             "/dev/null",
             "-w",
@@ -290,14 +307,25 @@ fn report_store(base: &str) -> anyhow::Result<()> {
 
 /// Checks the `spinning` service about 10 times a second (each takes its
 /// 50 ms limit) until told to stop.
-fn spin_checks(base: &str) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+fn spin_checks(base: &str, bearer: &str) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let url = format!("{base}/v1/checks");
+    let bearer = bearer.to_owned();
     let flag = stop.clone();
     let thread = std::thread::spawn(move || {
         while !flag.load(Ordering::Relaxed) {
             let _ = Command::new("curl")
-                .args(["-s", "-o", "/dev/null", "-X", "POST", &url, "-d"])
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-H",
+                    &bearer,
+                    "-X",
+                    "POST",
+                    &url,
+                    "-d",
+                ])
                 .arg(r#"{"service": "spinning", "account_id": "load-1"}"#)
                 .status();
             std::thread::sleep(Duration::from_millis(50));

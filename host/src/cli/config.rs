@@ -1,11 +1,12 @@
 //! The host's own settings file (`rulehost serve --config rulehost.toml`):
 //! what is about this host rather than about services' rules.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::http::OpenRoutes;
 use crate::notify::MailConfig;
 use crate::registry::Diagnostic;
 use crate::store::retention::{DAY, DEFAULT_INTERVAL, Policy};
@@ -25,6 +26,40 @@ pub struct HostConfig {
     pub store: StoreConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// Access to the internal API (`auth`, `http::access`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `GET /healthz` without a token (default true).
+    pub open_healthz: Option<bool>,
+    /// `GET /metrics` without a token (default true); else an operator or viewer token.
+    pub open_metrics: Option<bool>,
+    /// Where a fresh database's first operator token is written (default
+    /// `<db>.operator-token`).
+    pub operator_token_file: Option<PathBuf>,
+}
+
+impl AuthConfig {
+    pub fn open_routes(&self) -> OpenRoutes {
+        let default = OpenRoutes::default();
+        OpenRoutes {
+            healthz: self.open_healthz.unwrap_or(default.healthz),
+            metrics: self.open_metrics.unwrap_or(default.metrics),
+        }
+    }
+
+    /// The operator token file for the database `db`.
+    pub fn operator_token_file(&self, db: &Path) -> PathBuf {
+        self.operator_token_file.clone().unwrap_or_else(|| {
+            let mut path = db.as_os_str().to_owned();
+            path.push(".operator-token");
+            PathBuf::from(path)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -224,6 +259,28 @@ mod tests {
         let path = dir.path().join("rulehost.toml");
         std::fs::write(&path, text).unwrap();
         HostConfig::load(&path)
+    }
+
+    #[test]
+    fn the_auth_section_opens_or_closes_health_and_metrics_and_places_the_token_file() {
+        let default = load("").unwrap().auth;
+        let open = default.open_routes();
+        assert!(open.healthz && open.metrics);
+        assert_eq!(
+            default.operator_token_file(Path::new("data/rulehost.db")),
+            Path::new("data/rulehost.db.operator-token")
+        );
+        let set = load("[auth]\nopen_healthz = false\nopen_metrics = false\noperator_token_file = \"/run/op\"\n")
+            .unwrap()
+            .auth;
+        let open = set.open_routes();
+        assert!(!open.healthz && !open.metrics);
+        assert_eq!(
+            set.operator_token_file(Path::new("x.db")),
+            Path::new("/run/op")
+        );
+        let err = load("[auth]\nopen_metric = true\n").unwrap_err();
+        assert!(err.to_string().contains("open_metric"), "{err}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod plugins;
 mod replay;
 mod serve;
 mod test;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -50,6 +51,8 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Write stored records out for shipping elsewhere: `export decisions` as JSON Lines.
     Export(export::ExportArgs),
+    /// The internal API's tokens: `tokens create --role R`, `list`, `revoke`.
+    Tokens(tokens::TokensArgs),
 }
 
 /// Where plugins come from and how they are compiled.
@@ -98,6 +101,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugins(args) => plugins::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Export(args) => export::run(args),
+        Command::Tokens(args) => tokens::run(args),
     }
 }
 

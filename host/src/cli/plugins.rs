@@ -4,6 +4,7 @@
 //! Exit status: 0 ok; 1 the host answered with an error (its message is
 //! printed); 2 the host cannot be reached, or the command is malformed.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -27,8 +28,36 @@ pub struct PluginsArgs {
         default_value = "http://127.0.0.1:7700"
     )]
     host: String,
+    /// A file holding the API token to send [default: `RULEHOST_TOKEN`,
+    /// else `rulehost.db.operator-token` if it exists here].
+    #[arg(long, global = true, value_name = "FILE", env = "RULEHOST_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: PluginsCommand,
+}
+
+/// The operator token file of the default database in this folder.
+const DEFAULT_TOKEN_FILE: &str = "rulehost.db.operator-token";
+
+/// The token to send: `--token-file`, else `RULEHOST_TOKEN`, else the
+/// default database's operator token file when there is one.
+fn token(args: &PluginsArgs) -> anyhow::Result<Option<String>> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path)
+            .map(|t| t.trim().to_owned())
+            .with_context(|| format!("cannot read the token file `{}`", path.display()))
+    };
+    if let Some(path) = &args.token_file {
+        return read(path).map(Some);
+    }
+    if let Ok(token) = std::env::var("RULEHOST_TOKEN") {
+        return Ok(Some(token.trim().to_owned()));
+    }
+    let default = Path::new(DEFAULT_TOKEN_FILE);
+    if default.exists() {
+        return read(default).map(Some);
+    }
+    Ok(None)
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,7 +92,7 @@ enum PluginsCommand {
 }
 
 pub fn run(args: PluginsArgs) -> anyhow::Result<ExitCode> {
-    let host = Host::new(&args.host);
+    let host = Host::new(&args.host, token(&args)?);
     let result = match args.command {
         PluginsCommand::List { json } => list(&host, json),
         PluginsCommand::History { name, limit, json } => history(&host, &name, limit, json),
@@ -95,13 +124,16 @@ impl From<anyhow::Error> for Failure {
 
 struct Host {
     base: String,
+    /// `Bearer <token>`, when there is a token to send.
+    authorization: Option<String>,
     agent: ureq::Agent,
 }
 
 impl Host {
-    fn new(base: &str) -> Host {
+    fn new(base: &str, token: Option<String>) -> Host {
         Host {
             base: base.trim_end_matches('/').to_owned(),
+            authorization: token.map(|t| format!("Bearer {t}")),
             agent: ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 // A rollback compiles and runs the service's cases.
@@ -114,16 +146,23 @@ impl Host {
 
     fn get(&self, path: &str) -> Result<Value, Failure> {
         let url = format!("{}{path}", self.base);
-        self.answer(&url, self.agent.get(&url).call())
+        let mut request = self.agent.get(&url);
+        if let Some(authorization) = &self.authorization {
+            request = request.header("authorization", authorization);
+        }
+        self.answer(&url, request.call())
     }
 
     fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
         let url = format!("{}{path}", self.base);
-        let result = self
+        let mut request = self
             .agent
             .post(&url)
-            .header("content-type", "application/json")
-            .send(body.to_string());
+            .header("content-type", "application/json");
+        if let Some(authorization) = &self.authorization {
+            request = request.header("authorization", authorization);
+        }
+        let result = request.send(body.to_string());
         self.answer(&url, result)
     }
 
@@ -157,6 +196,11 @@ impl Host {
             .and_then(|b| b["error"]["message"].as_str())
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{status}: {}", fit(text.trim(), 200)));
+        if status == 401 {
+            return Err(Failure::Answered(format!(
+                "{message} (give an operator or viewer token: --token-file FILE or RULEHOST_TOKEN)"
+            )));
+        }
         Err(Failure::Answered(message))
     }
 }
@@ -493,7 +537,7 @@ mod tests {
     #[test]
     fn an_unreachable_host_cannot_run() {
         // Port 9 (discard) on loopback: nothing listens there in tests.
-        let host = Host::new("http://127.0.0.1:9/");
+        let host = Host::new("http://127.0.0.1:9/", None);
         assert_eq!(host.base, "http://127.0.0.1:9");
         match host.get("/v1/plugins") {
             Err(Failure::CannotRun(e)) => {

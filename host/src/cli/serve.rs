@@ -12,13 +12,14 @@ use clap::Args;
 use super::PluginArgs;
 
 use super::config::HostConfig;
+use crate::auth::{self, FirstToken, Tokens};
 use crate::entitlement::{self, Entitlement, Settings};
 use crate::flow::{Driver, FlowEngine, Roles, load_definitions};
 use crate::http::{self, AppState, Metrics};
 use crate::notify::{DeliveryWorker, Signal};
 use crate::registry::{Live, Sources, Watcher};
 use crate::store::retention::{PruneStats, Pruner};
-use crate::store::{Store, StoreOptions};
+use crate::store::{self, Store, StoreOptions};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -35,7 +36,7 @@ pub struct ServeArgs {
     /// Address of the public site (reconciliation pages only). Port 0 picks a free port.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7701")]
     public_listen: SocketAddr,
-    /// The host's settings: [mail] smtp, [public] url, [reconciliation], [store], [retention].
+    /// The host's settings: [mail] smtp, [public] url, [reconciliation], [store], [retention], [auth].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -81,6 +82,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         roles.unwrap_or_default(),
         config.ok().flatten().unwrap_or_default(),
     );
+    // A fresh database gets its first operator token, in a file only its
+    // owner can read; the token itself is never printed or logged.
+    let token_file = config.auth.operator_token_file(&args.db);
+    match auth::first_operator(&store, &token_file, store::now_ms())? {
+        FirstToken::Written(path) => {
+            println!(
+                "rulehost wrote the operator token of this new database to {} (readable by its owner only; send it as `Authorization: Bearer $(cat {})`)",
+                path.display(),
+                path.display()
+            );
+        }
+        FirstToken::Exists { live: true } => {}
+        FirstToken::Exists { live: false } => {
+            tracing::warn!(
+                "every operator token of this database is revoked: make one with `rulehost tokens create --role operator --db {}`",
+                args.db.display()
+            );
+        }
+    }
+    let tokens = Arc::new(Tokens::new(store.clone()));
     let outbox_signal = Arc::new(Signal::default());
     let registry = live.registry();
     let services = registry.load().services.len();
@@ -150,6 +171,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         entitlement: entitlement.clone(),
         metrics: Arc::new(Metrics::default()),
         pruned,
+        tokens,
+        open: config.auth.open_routes(),
     };
     let served = async_runtime.block_on(async move {
         println!("rulehost listening on http://{address}");

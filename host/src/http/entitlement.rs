@@ -6,6 +6,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::access::{Caller, forbidden};
 use super::json::{Json, Query};
 use super::{ApiError, AppState, blocking};
 use crate::entitlement::{AccountInput, CheckRequest, EntitlementError, valid_id};
@@ -109,8 +110,11 @@ pub async fn get_account(
 
 pub async fn check(
     State(s): State<AppState>,
+    caller: Caller,
     Json(body): Json<CheckRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // Before anything is decided or stored.
+    caller.acting_for(&body.service)?;
     // Decided on the blocking pool, recorded through group commit: no
     // executor thread runs a plugin, no handler holds a thread while the
     // commit runs.
@@ -137,12 +141,31 @@ enum ListOrder {
     Desc,
 }
 
+/// The services of a `service` token; `None` for roles that read every service.
+fn own_services(caller: &Caller) -> Option<&[String]> {
+    (caller.0.role == crate::auth::Role::Service).then_some(caller.0.services.as_slice())
+}
+
 /// The decision log, a page at a time: `{"decisions": [...], "next": id}`,
 /// `next` being the `after` of the following page, `null` on the last.
 pub async fn decisions(
     State(s): State<AppState>,
+    caller: Caller,
     Query(query): Query<DecisionsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // A service token reads its own services' decisions, named.
+    if let Some(services) = own_services(&caller) {
+        match &query.service {
+            Some(service) if services.contains(service) => {}
+            _ => {
+                return Err(forbidden(format!(
+                    "token `{}` reads the decisions of its own services only: add `service=` with one of {}",
+                    caller.0.name,
+                    services.join(", ")
+                )));
+            }
+        }
+    }
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let after = query
         .after
@@ -181,11 +204,15 @@ pub async fn decisions(
 
 pub async fn request(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let row = blocking(move || {
         let row = s.entitlement.store().read(|c| q::get_request(c, &id))?;
-        row.ok_or_else(|| ApiError::not_found(format!("no request `{id}`")))
+        // Another service's request is answered as no request: a service
+        // learns nothing of the others' request ids.
+        row.filter(|r| caller.0.reads_for(&r.service))
+            .ok_or_else(|| ApiError::not_found(format!("no request `{id}`")))
     })
     .await?;
     Ok(axum::Json(row))

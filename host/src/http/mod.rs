@@ -6,7 +6,12 @@
 //! or, for checks, on the store's group-commit thread, never on the
 //! executor's threads. (wasmtime-wasi's synchronous bindings even refuse to
 //! run there: a plugin's print would panic the worker.)
+//!
+//! Every route needs an API token of a role that may call it, except
+//! `/healthz` and `/metrics` by default (`access.rs` holds the table; the
+//! tokens themselves are `auth`'s).
 
+pub mod access;
 mod entitlement;
 mod error;
 mod flows;
@@ -23,12 +28,13 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
 
+pub use access::OpenRoutes;
 pub use error::ApiError;
 pub use json::MAX_BODY;
 pub use metrics::Metrics;
 
+use crate::auth::{Access, Tokens};
 use crate::entitlement::Entitlement;
 use crate::flow::FlowEngine;
 use crate::registry::Live;
@@ -43,6 +49,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Records the pruner deleted past their retention, for `/metrics`.
     pub pruned: Arc<PruneStats>,
+    /// Who a presented API token belongs to.
+    pub tokens: Arc<Tokens>,
+    /// Which routes need no token.
+    pub open: OpenRoutes,
 }
 
 /// Runs blocking work (SQLite, plugin calls) off the executor's threads.
@@ -62,42 +72,63 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await?
 }
 
+/// The internal API. Every route is added with the [`Access`] it needs
+/// (`access::Routes`); `access::authorize` enforces it before any handler.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
-        .route("/v1/outbox", get(ops::outbox))
-        .route("/v1/services", get(entitlement::services))
-        .route(
-            "/v1/accounts/{id}",
-            put(entitlement::put_account).get(entitlement::get_account),
-        )
-        .route("/v1/checks", post(entitlement::check))
-        .route("/v1/plugins", get(plugins::list))
-        .route(
-            "/v1/plugins/{name}",
-            post(plugins::upload).layer(DefaultBodyLimit::max(plugins::MAX_PLUGIN)),
-        )
-        .route("/v1/plugins/{name}/history", get(plugins::history))
-        .route("/v1/plugins/{name}/rollback", post(plugins::rollback))
-        .route(
-            "/v1/plugins/{name}/replay",
-            post(plugins::replay).layer(DefaultBodyLimit::max(plugins::MAX_PLUGIN)),
-        )
-        .route("/v1/decisions", get(entitlement::decisions))
-        .route("/v1/requests/{id}", get(entitlement::request))
-        .route("/v1/flows", post(flows::start).get(flows::list))
-        .route("/v1/flows/{id}", get(flows::get))
-        .route("/v1/flows/{id}/demands", post(flows::demand))
-        .route("/v1/flows/{id}/cancel", post(flows::cancel))
-        .route("/v1/flow-definitions", get(flows::definitions))
-        .route("/v1/tasks", get(flows::tasks))
-        .route("/v1/tasks/{id}/complete", post(flows::complete))
+    let (routes, table) = routes(state.open).finish();
+    let guard = access::Guard {
+        table,
+        tokens: state.tokens.clone(),
+    };
+    routes
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(guard, access::authorize))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// Every route of the internal API with who may call it: the route table.
+pub(crate) fn routes(open: OpenRoutes) -> access::Routes {
+    use Access::{Open, Operate, Read, ServiceRead, ServiceWrite, Token};
+    let (healthz, metrics) = (
+        if open.healthz { Open } else { Token },
+        if open.metrics { Open } else { Read },
+    );
+    access::Routes::default()
+        .get("/healthz", healthz, ops::healthz)
+        .get("/metrics", metrics, ops::metrics)
+        .get("/v1/outbox", Read, ops::outbox)
+        .get("/v1/services", Read, entitlement::services)
+        .put("/v1/accounts/{id}", ServiceWrite, entitlement::put_account)
+        .get("/v1/accounts/{id}", ServiceRead, entitlement::get_account)
+        .post("/v1/checks", ServiceWrite, entitlement::check)
+        .get("/v1/decisions", ServiceRead, entitlement::decisions)
+        .get("/v1/requests/{id}", ServiceRead, entitlement::request)
+        .get("/v1/plugins", Read, plugins::list)
+        .post_large(
+            "/v1/plugins/{name}",
+            Operate,
+            plugins::MAX_PLUGIN,
+            plugins::upload,
+        )
+        .get("/v1/plugins/{name}/history", Read, plugins::history)
+        .post("/v1/plugins/{name}/rollback", Operate, plugins::rollback)
+        .post_large(
+            "/v1/plugins/{name}/replay",
+            Operate,
+            plugins::MAX_PLUGIN,
+            plugins::replay,
+        )
+        .post("/v1/flows", Operate, flows::start)
+        .get("/v1/flows", Read, flows::list)
+        .get("/v1/flows/{id}", Read, flows::get)
+        .post("/v1/flows/{id}/demands", Operate, flows::demand)
+        .post("/v1/flows/{id}/cancel", Operate, flows::cancel)
+        .get("/v1/flow-definitions", Read, flows::definitions)
+        .get("/v1/tasks", Read, flows::tasks)
+        .post("/v1/tasks/{id}/complete", Operate, flows::complete)
 }
 
 /// Counts and times every request by its route pattern.

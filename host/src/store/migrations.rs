@@ -268,6 +268,26 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX decisions_request ON decisions (request_id);
     CREATE INDEX decisions_at ON decisions (at);
     "#,
+    // 8
+    // placeholder: the harden-reconcile branch's migration 8 replaces this at merge
+    "",
+    // 9: API tokens (`auth`): only the SHA-256 of each token is kept, never
+    // the token. A revoked token stays listed (who had access, until when);
+    // a name is unique among the tokens not revoked. Roles are checked in
+    // code, not by a CHECK, so that a new role needs no migration.
+    r#"
+    CREATE TABLE api_tokens (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        role          TEXT NOT NULL,
+        services      TEXT NOT NULL DEFAULT '[]',
+        hash          TEXT NOT NULL UNIQUE,
+        created_at    INTEGER NOT NULL,
+        last_used_at  INTEGER,
+        revoked_at    INTEGER
+    );
+    CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens (name) WHERE revoked_at IS NULL;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -1,9 +1,9 @@
 //! Storage: the SQLite schema, its migrations, and the queries of every part
 //! that keeps state (accounts and checks, flows and their tasks, the
-//! outbox, plugin versions).
+//! outbox, plugin versions, API tokens).
 //!
 //! The store is an interface of domain operations: the query functions of
-//! `entitlement`, `flows`, `outbox`, `plugins` and `retention`, each taking
+//! `entitlement`, `flows`, `outbox`, `plugins`, `retention` and `tokens`, each taking
 //! a [`Conn`] (a read) or a [`Tx`] (a write transaction). Those handles are
 //! opaque outside `store/`, so no rusqlite type reaches the domain code and
 //! a second backend (PostgreSQL, for several hosts on one database) can
@@ -35,6 +35,7 @@ mod migrations;
 pub mod outbox;
 pub mod plugins;
 pub mod retention;
+pub mod tokens;
 mod writer;
 
 use std::path::{Path, PathBuf};
