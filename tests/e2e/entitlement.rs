@@ -13,7 +13,7 @@ use crate::webhook::Receiver;
 /// The sample manifest of `service` with its webhook pointed at `receiver`
 /// and `config` lines added to its `[config]`.
 #[allow(clippy::panic)] // a test's setup failing must stop the test
-fn manifest(service: &str, receiver: &Receiver, config: &str) -> String {
+pub(crate) fn manifest(service: &str, receiver: &Receiver, config: &str) -> String {
     let original = std::fs::read_to_string(rules_dir().join(format!("{service}.toml")))
         .unwrap_or_else(|e| panic!("read manifest: {e}"));
     let with_hook = original.replace(
@@ -27,7 +27,7 @@ fn manifest(service: &str, receiver: &Receiver, config: &str) -> String {
     with_hook.replace("[config]\n", &format!("[config]\n{config}\n"))
 }
 
-fn account(host: &Host, id: &str, status: &str, tier: &str) {
+pub(crate) fn account(host: &Host, id: &str, status: &str, tier: &str) {
     let body = json!({"status": status, "paid_up": true, "tier": tier, "contract_end": null,
         "contact": {"name": "Ada", "email": "ada@acme.test"}, "attributes": {}});
     let reply = host.put(&format!("/v1/accounts/{id}"), &body);
@@ -35,7 +35,7 @@ fn account(host: &Host, id: &str, status: &str, tier: &str) {
 }
 
 /// The link in the newest held mail to `to`.
-fn mailed_link(host: &Host, to: &str) -> String {
+pub(crate) fn mailed_link(host: &Host, to: &str) -> String {
     wait_for(Duration::from_secs(10), "a mail with a link", || {
         let outbox = host.get("/v1/outbox?state=held");
         let mails = outbox.json["notifications"]
@@ -55,15 +55,15 @@ fn mailed_link(host: &Host, to: &str) -> String {
     })
 }
 
-fn key_of(link: &str) -> String {
+pub(crate) fn key_of(link: &str) -> String {
     link.split("key=").nth(1).unwrap_or_default().to_owned()
 }
 
-fn form_url(link: &str) -> String {
+pub(crate) fn form_url(link: &str) -> String {
     link.split('?').next().unwrap_or_default().to_owned()
 }
 
-fn event(receiver: &Receiver, kind: &str) -> Value {
+pub(crate) fn event(receiver: &Receiver, kind: &str) -> Value {
     wait_for(Duration::from_secs(15), kind, || {
         receiver
             .events("/events", kind)

@@ -35,7 +35,7 @@ pub struct ServeArgs {
     /// Address of the public site (reconciliation pages only). Port 0 picks a free port.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7701")]
     public_listen: SocketAddr,
-    /// The host's settings: [mail] smtp, [public] url, [reconciliation], [store], [retention].
+    /// The host's settings: [mail] smtp, [public] url, [reconciliation], [outbox], [store], [retention].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -137,8 +137,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         pruned.clone(),
     )
     .context("cannot start the pruner")?;
-    let mut worker = DeliveryWorker::start(store, outbox_signal, config.mail.clone())
-        .context("cannot start the outbox worker")?;
+    let mut worker = DeliveryWorker::start_with(
+        store,
+        outbox_signal,
+        config.mail.clone(),
+        config.outbox.policy(),
+    )
+    .context("cannot start the outbox worker")?;
     let mut driver = Driver::start(engine.clone()).context("cannot start the flow driver")?;
     // Plugins and rules changed on disk are validated and swapped while serving.
     let watcher = Watcher::start(live.clone()).map_err(anyhow::Error::msg)?;

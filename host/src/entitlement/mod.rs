@@ -121,6 +121,11 @@ impl Entitlement {
             .clone()
     }
 
+    /// Tells the outbox's worker there may be something to send.
+    pub fn wake_outbox(&self) {
+        self.outbox_signal.raise();
+    }
+
     pub fn store(&self) -> &Store {
         &self.shared.store
     }

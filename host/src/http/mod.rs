@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/v1/outbox", get(ops::outbox))
+        .route("/v1/outbox/{id}/retry", post(ops::retry))
         .route("/v1/services", get(entitlement::services))
         .route(
             "/v1/accounts/{id}",

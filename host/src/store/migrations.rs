@@ -268,6 +268,54 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX decisions_request ON decisions (request_id);
     CREATE INDEX decisions_at ON decisions (at);
     "#,
+    // 8: one bad notification never blocks the others: the outbox gets a
+    // `dead` state (with when it died) for what cannot be read or delivered
+    // after its retries. Reconciliation links lock for a growing cool-down
+    // instead of closing (`locked_until`, `locks`: how many times so far);
+    // "use another account" waits for the other account's contact
+    // (`reconciliation_transfers`: one single-use key per account asked).
+    // A request is fulfilled at most once, from `awaiting-reconciliation`
+    // only, whatever the code above the store does.
+    r#"
+    CREATE TABLE outbox_v8 (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id         TEXT NOT NULL UNIQUE,
+        kind             TEXT NOT NULL,
+        target           TEXT,
+        payload          TEXT NOT NULL,
+        state            TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'held', 'dead')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  INTEGER NOT NULL,
+        last_error       TEXT,
+        created_at       INTEGER NOT NULL,
+        delivered_at     INTEGER,
+        dead_at          INTEGER
+    );
+    INSERT INTO outbox_v8 (id, event_id, kind, target, payload, state, attempts, next_attempt_at,
+        last_error, created_at, delivered_at)
+        SELECT id, event_id, kind, target, payload, state, attempts, next_attempt_at,
+            last_error, created_at, delivered_at FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v8 RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+
+    ALTER TABLE reconciliations ADD COLUMN locked_until INTEGER;
+    ALTER TABLE reconciliations ADD COLUMN locks INTEGER NOT NULL DEFAULT 0;
+
+    CREATE TABLE reconciliation_transfers (
+        reconciliation_id  TEXT NOT NULL,
+        account_id         TEXT NOT NULL,
+        key_hash           TEXT NOT NULL,
+        created_at         INTEGER NOT NULL,
+        PRIMARY KEY (reconciliation_id, account_id)
+    ) WITHOUT ROWID;
+
+    CREATE TRIGGER requests_fulfilled_once BEFORE UPDATE OF state ON requests
+    WHEN NEW.state = 'fulfilled' AND OLD.state <> 'awaiting-reconciliation'
+    BEGIN
+        SELECT RAISE(ABORT, 'request already decided: it is fulfilled only once, from awaiting-reconciliation');
+    END;
+    "#,
 ];
 
 /// The schema version this binary writes.

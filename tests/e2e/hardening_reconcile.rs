@@ -1,0 +1,183 @@
+//! Issue 13's findings on the outbox and on reconciliation links, end to
+//! end on the real binary: a notification that cannot be read or delivered
+//! goes `dead` and blocks nothing; a dead one is retried by an operator.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::entitlement::{account, manifest};
+use crate::server::{Host, Setup, wait_for};
+use crate::webhook::Receiver;
+
+/// The notifications `GET /v1/outbox?state=<state>` lists.
+fn outbox(host: &Host, state: &str) -> Vec<Value> {
+    let reply = host.get(&format!("/v1/outbox?state={state}"));
+    assert_eq!(reply.status, 200, "{reply}");
+    reply.json["notifications"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The value of an unlabelled metric in `GET /metrics`.
+fn metric(host: &Host, name: &str) -> i64 {
+    let text = host.get("/metrics").text;
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric `{name}` in\n{text}"))
+}
+
+#[test]
+fn a_refused_webhook_ends_dead_blocks_nothing_and_is_retried_by_an_operator() {
+    let receiver = Receiver::start();
+    receiver.answer("/refuse", 400);
+    let setup = Setup::new("");
+    setup.write_config("[outbox]\nrefused_attempts = 2\nfirst_backoff_ms = 10\n");
+    // support-contract's events go to a receiver that refuses them for good,
+    // premium-support's to one that takes them.
+    let refusing = manifest("support-contract", &receiver, "")
+        .replace(&receiver.url("/events"), &receiver.url("/refuse"));
+    setup.write_rules("support-contract.toml", &refusing);
+    setup.write_rules(
+        "premium-support.toml",
+        &manifest("premium-support", &receiver, ""),
+    );
+    let host = setup.start();
+    account(&host, "acme-1", "expired", "basic");
+    let refused = host.post(
+        "/v1/checks",
+        &json!({"service": "support-contract", "account_id": "acme-1", "request_id": "o-1"}),
+    );
+    assert_eq!(refused.json["decision"], "fail", "{refused}");
+
+    // Refused twice, then dead, with the reason and the attempts.
+    let dead = wait_for(Duration::from_secs(15), "a dead notification", || {
+        outbox(&host, "dead")
+            .into_iter()
+            .find(|n| n["kind"] == "check.failed")
+            .ok_or_else(|| format!("{:#?}", outbox(&host, "pending")))
+    });
+    assert_eq!(dead["attempts"], 2, "{dead:#}");
+    assert_eq!(
+        dead["last_error"], "the receiver answered HTTP 400",
+        "{dead:#}"
+    );
+    assert!(dead["dead_at"].is_string(), "{dead:#}");
+    assert_eq!(receiver.events("/refuse", "check.failed").len(), 2);
+    assert_eq!(metric(&host, "rulehost_outbox_dead"), 1);
+
+    // Later notifications are still delivered.
+    let later = host.post(
+        "/v1/checks",
+        &json!({"service": "premium-support", "account_id": "acme-1", "request_id": "o-2"}),
+    );
+    assert_eq!(later.json["decision"], "fail", "{later}");
+    wait_for(Duration::from_secs(15), "the later event", || {
+        receiver
+            .events("/events", "check.failed")
+            .first()
+            .map(|_| ())
+            .ok_or_else(|| "not yet".to_owned())
+    });
+
+    // The receiver is fixed; the operator retries: delivered, same event id.
+    receiver.answer("/refuse", 200);
+    let id = dead["id"].as_i64().unwrap();
+    let retried = host.post(&format!("/v1/outbox/{id}/retry"), &json!({}));
+    assert_eq!(retried.status, 200, "{retried}");
+    assert_eq!(
+        retried.json["notification"]["state"], "pending",
+        "{retried}"
+    );
+    assert_eq!(retried.json["notification"]["attempts"], 0, "{retried}");
+    let delivered = wait_for(Duration::from_secs(15), "the retried delivery", || {
+        outbox(&host, "delivered")
+            .into_iter()
+            .find(|n| n["id"] == id)
+            .ok_or_else(|| "not yet".to_owned())
+    });
+    let hooks = receiver.events("/refuse", "check.failed");
+    assert_eq!(hooks.len(), 3, "{hooks:#?}");
+    assert_eq!(hooks[2].event_id(), delivered["event_id"].as_str().unwrap());
+    assert_eq!(
+        hooks[2].header("idempotency-key"),
+        Some(hooks[0].event_id()),
+        "the same idempotency key on every attempt"
+    );
+    assert_eq!(metric(&host, "rulehost_outbox_dead"), 0);
+
+    // Only a dead notification is retried; others get clear errors.
+    let again = host.post(&format!("/v1/outbox/{id}/retry"), &json!({}));
+    assert_eq!(
+        (again.status, again.json["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{again}"
+    );
+    for unknown in ["999999", "abc"] {
+        let reply = host.post(&format!("/v1/outbox/{unknown}/retry"), &json!({}));
+        assert_eq!(reply.status, 404, "{reply}");
+        assert_eq!(reply.json["error"]["code"], "not-found", "{reply}");
+    }
+}
+
+#[test]
+fn an_unreadable_notification_does_not_stop_the_outbox_or_its_listing() {
+    let receiver = Receiver::start();
+    let setup = Setup::new("");
+    setup.write_rules(
+        "support-contract.toml",
+        &manifest("support-contract", &receiver, ""),
+    );
+    // An earlier host stored a payload nested deeper than JSON readers take.
+    let host = setup.start();
+    drop(host);
+    let deep = format!("{{\"id\": {}{}}}", "[".repeat(300), "]".repeat(300));
+    let db = rusqlite::Connection::open(setup.db_path()).unwrap();
+    db.execute(
+        "INSERT INTO outbox (event_id, kind, target, payload, state, next_attempt_at, created_at)
+         VALUES ('evt_deep', 'task.opened', ?1, ?2, 'pending', 0, 0)",
+        rusqlite::params![receiver.url("/events"), deep],
+    )
+    .unwrap();
+    drop(db);
+
+    let host = setup.start();
+    // The listing answers, showing the row as unreadable.
+    let all = host.get("/v1/outbox");
+    assert_eq!(all.status, 200, "{all}");
+    // It goes dead at once, with the reason; nothing of it was sent.
+    let dead = wait_for(Duration::from_secs(15), "the unreadable row dead", || {
+        outbox(&host, "dead")
+            .into_iter()
+            .find(|n| n["event_id"] == "evt_deep")
+            .ok_or_else(|| host.get("/v1/outbox").text)
+    });
+    assert!(dead["unreadable"].is_string(), "{dead:#}");
+    assert!(dead["payload"].is_null(), "{dead:#}");
+    assert!(
+        dead["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot be read")),
+        "{dead:#}"
+    );
+    // The next notification is delivered.
+    account(&host, "acme-1", "expired", "standard");
+    let check = host.post(
+        "/v1/checks",
+        &json!({"service": "support-contract", "account_id": "acme-1", "request_id": "u-1"}),
+    );
+    assert_eq!(check.json["decision"], "fail", "{check}");
+    wait_for(Duration::from_secs(15), "check.failed delivered", || {
+        receiver
+            .events("/events", "check.failed")
+            .first()
+            .map(|_| ())
+            .ok_or_else(|| "not yet".to_owned())
+    });
+    assert!(
+        receiver.hooks().iter().all(|h| h.event_id() != "evt_deep"),
+        "the unreadable one was never sent"
+    );
+}
