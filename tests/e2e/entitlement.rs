@@ -75,7 +75,7 @@ pub(crate) fn event(receiver: &Receiver, kind: &str) -> Value {
 
 /// premium-support with its webhook on `receiver`, an expired account, and
 /// one failed check: the host and the sync page's link.
-fn expired_premium(
+pub(crate) fn expired_premium(
     receiver: &Receiver,
     account_id: &str,
     request_id: &str,

@@ -1,12 +1,14 @@
 //! Issue 13's findings on the outbox and on reconciliation links, end to
 //! end on the real binary: a notification that cannot be read or delivered
-//! goes `dead` and blocks nothing; a dead one is retried by an operator.
+//! goes `dead` and blocks nothing; a dead one is retried by an operator; a
+//! link dies once its request is decided otherwise, and a request is
+//! fulfilled once at most.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::entitlement::{account, manifest};
+use crate::entitlement::{account, event, expired_premium, form_url, key_of, manifest};
 use crate::server::{Host, Setup, wait_for};
 use crate::webhook::Receiver;
 
@@ -179,5 +181,70 @@ fn an_unreadable_notification_does_not_stop_the_outbox_or_its_listing() {
     assert!(
         receiver.hooks().iter().all(|h| h.event_id() != "evt_deep"),
         "the unreadable one was never sent"
+    );
+}
+
+/// Waits until the event `kind` about request `request_id` arrived: the
+/// outbox sends in order, so what was queued before it has arrived too.
+fn delivered_after(receiver: &Receiver, kind: &str, request_id: &str) {
+    wait_for(Duration::from_secs(15), kind, || {
+        receiver
+            .events("/events", kind)
+            .iter()
+            .any(|h| h.body["data"]["request"]["id"] == request_id)
+            .then_some(())
+            .ok_or_else(|| format!("no `{kind}` for {request_id} yet"))
+    });
+}
+
+#[test]
+fn a_link_dies_once_its_request_passes_a_later_check_and_nothing_is_fulfilled_twice() {
+    let receiver = Receiver::start();
+    let (_setup, host, url) = expired_premium(&receiver, "acme-4", "d-1");
+    // The account is renewed elsewhere; the held request passes a later check.
+    account(&host, "acme-4", "active", "basic");
+    let pass = host.post(
+        "/v1/checks",
+        &json!({"service": "premium-support", "account_id": "acme-4", "request_id": "d-1", "description": "x"}),
+    );
+    assert_eq!(pass.json["decision"], "pass", "{pass}");
+
+    // The service is told that the reconciliation ended.
+    let ended = event(&receiver, "reconciliation.ended");
+    assert_eq!(ended["data"]["request_id"], "d-1", "{ended:#}");
+    assert_eq!(ended["data"]["outcome"], "decided-otherwise", "{ended:#}");
+
+    // The link is dead, with a page that says so; "renew" fulfils nothing.
+    let page = host.get_url(&url);
+    assert_eq!(page.status, 410, "{page}");
+    assert!(
+        page.text.contains("This link is no longer needed"),
+        "{page}"
+    );
+    let renew = host.post_form(
+        &form_url(&url),
+        &[("key", &key_of(&url)), ("choice", "renew")],
+    );
+    assert_eq!(renew.status, 410, "{renew}");
+    let request = host.get("/v1/requests/d-1");
+    assert_eq!(request.json["state"], "passed", "{request}");
+
+    // Once a later event arrived, nothing else about d-1 was sent.
+    account(&host, "acme-4", "expired", "basic");
+    let later = host.post(
+        "/v1/checks",
+        &json!({"service": "premium-support", "account_id": "acme-4", "request_id": "d-2"}),
+    );
+    assert_eq!(later.json["decision"], "fail", "{later}");
+    delivered_after(&receiver, "check.failed", "d-2");
+    assert_eq!(receiver.events("/events", "request.fulfilled").len(), 0);
+    assert_eq!(
+        receiver.events("/events", "reconciliation.succeeded").len(),
+        0
+    );
+    assert_eq!(
+        receiver.events("/events", "reconciliation.ended").len(),
+        1,
+        "told once"
     );
 }

@@ -25,7 +25,7 @@ use crate::flow::{
     ActionHandler, ActionOutcome, Definition, FlowEngine, FlowError, TaskKind, TaskSpec,
 };
 use crate::registry::{Registry, Service};
-use crate::store::entitlement::{self as q, ReconciliationRow, RequestRow};
+use crate::store::entitlement::{self as q, ReconciliationRow};
 use crate::store::flows::{FlowRecord, TaskRecord};
 use crate::store::{self, Store, new_id, outbox, rfc3339};
 
@@ -308,6 +308,42 @@ fn close(
     Ok(())
 }
 
+/// Ends reconciliation `id` because its request was decided by other means
+/// (it passed a later check, or is no longer held): the record goes (its
+/// links die, a tombstone says why), its flow is finished, and the service
+/// is told once (`reconciliation.ended`). The request is left as it is.
+/// Returns whether there was a reconciliation to end.
+pub(crate) fn end_decided_otherwise(
+    shared: &Shared,
+    engine: &FlowEngine,
+    tx: &Tx<'_>,
+    id: &str,
+    why: &str,
+    now: i64,
+) -> Result<bool, EntitlementError> {
+    let Some(row) = q::get_reconciliation(tx, id)? else {
+        return Ok(false);
+    };
+    q::bury_reconciliation(tx, &row.id, DECIDED_OTHERWISE, now)?;
+    if let Some(flow) = &row.flow_id {
+        engine.finish_in(tx, flow, DECIDED_OTHERWISE, "entitlement", now)?;
+    }
+    let webhook = shared
+        .registry
+        .load()
+        .service(&row.service)
+        .and_then(|s| s.manifest.webhook.clone());
+    let data = json!({
+        "reconciliation_id": row.id, "request_id": row.request_id, "account_id": row.account_id,
+        "service": row.service, "outcome": DECIDED_OTHERWISE, "why": why,
+    });
+    outbox::enqueue(tx, "reconciliation.ended", webhook.as_deref(), &data, now)?;
+    Ok(true)
+}
+
+/// How a reconciliation ends when its request was decided by other means.
+const DECIDED_OTHERWISE: &str = "decided-otherwise";
+
 /// The `reconciliation-notice` action: a notice with a fresh link to the contact.
 struct Notice(Arc<Shared>);
 
@@ -441,10 +477,27 @@ impl Entitlement {
                 return Ok(Err(match q::tombstone(tx, id)?.as_deref() {
                     Some("succeeded") => LinkError::Used,
                     Some("lapsed") => LinkError::Lapsed,
+                    Some(DECIDED_OTHERWISE) => LinkError::DecidedOtherwise,
                     Some(_) => LinkError::Closed,
                     None => LinkError::NotFound,
                 }));
             };
+            // A request decided by other means before links died with it.
+            let held = q::get_request(tx, &row.request_id)?;
+            if !held.is_some_and(|r| {
+                r.state == "awaiting-reconciliation"
+                    && r.reconciliation_id.as_deref() == Some(row.id.as_str())
+            }) {
+                end_decided_otherwise(
+                    shared,
+                    &self.engine,
+                    tx,
+                    &row.id,
+                    "the request is no longer held",
+                    now,
+                )?;
+                return Ok(Err(LinkError::DecidedOtherwise));
+            }
             if row.deadline.is_some_and(|d| d <= now) {
                 return Ok(Err(LinkError::Lapsed));
             }
@@ -651,9 +704,14 @@ impl Entitlement {
                 return self.still_failing(&row, &failure.reason);
             }
         };
-        // Success: one transaction; a second, concurrent success finds the record gone.
+        // Success: one transaction; a second, concurrent success finds the
+        // record gone, and the store fulfils a request once at most.
         let done = store.write(|tx| {
             let Some(current) = q::get_reconciliation(tx, &row.id)? else { return Ok(Err(LinkError::Used)) };
+            let attributes = serde_json::to_value(&request.attributes).unwrap_or(Value::Null);
+            if !q::fulfil_request(tx, &held.id, &current.id, &level, &attributes, now)? {
+                return Ok(Err(LinkError::DecidedOtherwise));
+            }
             insert_decision(tx, &recorded, &request, Decided::Pass(&level), now)?;
             q::bury_reconciliation(tx, &current.id, "succeeded", now)?;
             if let Some(a) = &account
@@ -661,15 +719,6 @@ impl Entitlement {
             {
                 q::put_account(tx, &account_row(a, now))?;
             }
-            q::put_request(tx, &RequestRow {
-                account_id: request.account_id.clone(),
-                attributes: serde_json::to_value(&request.attributes).unwrap_or(Value::Null),
-                state: "fulfilled".into(),
-                level: Some(level.clone()),
-                failure: None,
-                updated_at: now,
-                ..held.clone()
-            })?;
             let webhook = service.manifest.webhook.as_deref();
             outbox::enqueue(tx, "reconciliation.succeeded", webhook, &json!({
                 "reconciliation_id": current.id, "request_id": request.id, "account_id": request.account_id, "level": level,

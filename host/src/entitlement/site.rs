@@ -69,6 +69,8 @@ pub enum LinkError {
     Closed,
     #[error("too many attempts: this reconciliation is closed")]
     TooManyAttempts,
+    #[error("the request was decided another way: this link is no longer needed")]
+    DecidedOtherwise,
     #[error("the form is incomplete: {0}")]
     BadForm(String),
     #[error("something went wrong on our side; try again later")]
@@ -84,7 +86,8 @@ impl LinkError {
             LinkError::Used
             | LinkError::Lapsed
             | LinkError::Closed
-            | LinkError::TooManyAttempts => 410,
+            | LinkError::TooManyAttempts
+            | LinkError::DecidedOtherwise => 410,
             LinkError::BadForm(_) => 422,
             LinkError::Internal => 500,
         }

@@ -160,6 +160,28 @@ pub fn put_request(tx: &Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Fulfils a held request: only one awaiting reconciliation `reconciliation_id`
+/// becomes `fulfilled` (at `level`, with `attributes` as reconciled).
+/// Returns whether it did; `false` when the request was decided otherwise
+/// or fulfilled already, and then nothing changed. (A trigger of the
+/// schema refuses any other way to `fulfilled` too.)
+pub fn fulfil_request(
+    tx: &Tx<'_>,
+    id: &str,
+    reconciliation_id: &str,
+    level: &str,
+    attributes: &Value,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let changed = tx.raw().prepare_cached(
+        "UPDATE requests SET state = 'fulfilled', level = ?3, attributes = ?4, failure = NULL, updated_at = ?5,
+             version = version + 1
+         WHERE id = ?1 AND state = 'awaiting-reconciliation' AND reconciliation_id = ?2",
+    )?
+    .execute(params![id, reconciliation_id, level, attributes.to_string(), now])?;
+    Ok(changed == 1)
+}
+
 /// One entry of the decision log.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DecisionRow {
@@ -581,5 +603,63 @@ mod tests {
             })
             .unwrap();
         assert!(again > newest, "{again} reuses or precedes {newest}");
+    }
+
+    fn held(id: &str, state: &str) -> RequestRow {
+        RequestRow {
+            id: id.into(),
+            service: "support".into(),
+            account_id: "acme".into(),
+            description: "printer on fire".into(),
+            attributes: serde_json::json!({}),
+            state: state.into(),
+            level: None,
+            failure: None,
+            reconciliation_id: Some("rec_1".into()),
+            created_at: 1,
+            updated_at: 1,
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn a_request_is_fulfilled_once_and_only_from_awaiting_reconciliation() {
+        let store = Store::in_memory().unwrap();
+        store
+            .write(|tx| {
+                put_request(tx, &held("r-1", "awaiting-reconciliation"))?;
+                put_request(tx, &held("r-2", "passed"))
+            })
+            .unwrap();
+        let fulfil = |id: &str, rec: &str| {
+            store
+                .write(|tx| fulfil_request(tx, id, rec, "standard", &serde_json::json!({}), 2))
+                .unwrap()
+        };
+        assert!(!fulfil("r-1", "rec_other"), "another reconciliation's");
+        assert!(fulfil("r-1", "rec_1"));
+        assert!(!fulfil("r-1", "rec_1"), "fulfilled twice");
+        assert!(!fulfil("r-2", "rec_1"), "decided otherwise (passed)");
+        let r1 = store.read(|c| get_request(c, "r-1")).unwrap().unwrap();
+        assert_eq!(
+            (r1.state.as_str(), r1.level.as_deref()),
+            ("fulfilled", Some("standard"))
+        );
+        // The schema refuses it whatever the code above the store does.
+        for (id, state) in [("r-1", "fulfilled"), ("r-2", "passed")] {
+            let again = store.write(|tx| {
+                put_request(
+                    tx,
+                    &RequestRow {
+                        state: "fulfilled".into(),
+                        ..held(id, state)
+                    },
+                )
+            });
+            let err = again.unwrap_err().to_string();
+            assert!(err.contains("fulfilled only once"), "{id}: {err}");
+        }
+        let r2 = store.read(|c| get_request(c, "r-2")).unwrap().unwrap();
+        assert_eq!(r2.state, "passed");
     }
 }

@@ -228,6 +228,11 @@ pub fn render_error(error: &LinkError) -> (StatusCode, String) {
             "This link was tried too many times and is closed now.",
             Some(SEND_AGAIN),
         ),
+        LinkError::DecidedOtherwise => (
+            "This link is no longer needed",
+            "The request was settled another way since this link was sent: there is nothing left to do here. You can close this page.",
+            None,
+        ),
         LinkError::BadForm(why) => (
             "The form could not be used",
             "Nothing was changed. Go back to the page and try again.",
@@ -469,6 +474,11 @@ mod tests {
             (LinkError::Lapsed, 410, "This link has lapsed"),
             (LinkError::Closed, 410, "This request is closed"),
             (LinkError::TooManyAttempts, 410, "Too many attempts"),
+            (
+                LinkError::DecidedOtherwise,
+                410,
+                "This link is no longer needed",
+            ),
             (
                 LinkError::BadForm("choose <one>".into()),
                 422,
