@@ -461,23 +461,6 @@ fn links_use_the_configured_public_url_and_a_bad_config_refuses_to_serve() {
 }
 
 #[test]
-fn too_many_wrong_keys_close_the_reconciliation_and_tell_the_service() {
-    let receiver = Receiver::start();
-    let (_setup, host, url) = expired_premium(&receiver, "acme-6", "k-1");
-    let wrong = url.replace(&key_of(&url), &"f".repeat(64));
-    let statuses: Vec<u16> = (0..10).map(|_| host.get_url(&wrong).status).collect();
-    assert_eq!(&statuses[..9], &[403; 9], "{statuses:?}");
-    assert_eq!(statuses[9], 410, "the tenth wrong key closes it");
-    assert_eq!(host.get_url(&url).status, 410, "the right key is dead too");
-    let failed = event(&receiver, "reconciliation.failed");
-    assert_eq!(failed["data"]["request_id"], "k-1");
-    assert_eq!(
-        host.get("/v1/requests/k-1").json["state"],
-        "reconciliation-failed"
-    );
-}
-
-#[test]
 fn a_spinning_plugin_is_counted_and_holds_up_no_other_service() {
     let setup = Setup::new("");
     setup.write_rules(

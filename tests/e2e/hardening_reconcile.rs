@@ -2,13 +2,16 @@
 //! end on the real binary: a notification that cannot be read or delivered
 //! goes `dead` and blocks nothing; a dead one is retried by an operator; a
 //! link dies once its request is decided otherwise, and a request is
-//! fulfilled once at most.
+//! fulfilled once at most; wrong keys lock a link (they never end the
+//! request) and a fresh link can be issued.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::entitlement::{account, event, expired_premium, form_url, key_of, manifest};
+use crate::entitlement::{
+    account, event, expired_premium, form_url, key_of, mailed_link, manifest,
+};
 use crate::server::{Host, Setup, wait_for};
 use crate::webhook::Receiver;
 
@@ -246,5 +249,151 @@ fn a_link_dies_once_its_request_passes_a_later_check_and_nothing_is_fulfilled_tw
         receiver.events("/events", "reconciliation.ended").len(),
         1,
         "told once"
+    );
+}
+
+/// Held mails to `to` whose subject contains `subject`.
+fn mails(host: &Host, to: &str, subject: &str) -> Vec<Value> {
+    outbox(host, "held")
+        .into_iter()
+        .filter(|n| {
+            n["kind"] == "mail"
+                && n["payload"]["data"]["to"] == to
+                && n["payload"]["data"]["subject"]
+                    .as_str()
+                    .is_some_and(|s| s.contains(subject))
+        })
+        .collect()
+}
+
+#[test]
+fn wrong_keys_lock_the_link_never_end_the_request_and_a_fresh_link_can_be_issued() {
+    let receiver = Receiver::start();
+    let setup = Setup::new("");
+    setup.write_config("[reconciliation]\nmax_attempts = 3\nlock_seconds = 600\n");
+    setup.write_rules(
+        "support-contract.toml",
+        &manifest("support-contract", &receiver, "lapse_seconds = 6000"),
+    );
+    let host = setup.start();
+    account(&host, "acme-5", "expired", "standard");
+    let check = host.post(
+        "/v1/checks",
+        &json!({"service": "support-contract", "account_id": "acme-5", "request_id": "l-1", "description": "printer on fire"}),
+    );
+    let id = check.json["reconciliation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let link = mailed_link(&host, "ada@acme.test");
+    let wrong = link.replace(&key_of(&link), &"f".repeat(64));
+
+    // Two wrong keys are refused; the third locks the link, for every key.
+    assert_eq!(host.get_url(&wrong).status, 403);
+    assert_eq!(host.get_url(&wrong).status, 403);
+    let locked = host.get_url(&wrong);
+    assert_eq!(locked.status, 429, "{locked}");
+    assert!(
+        locked.text.contains("This link is locked for now"),
+        "{locked}"
+    );
+    let right = host.get_url(&link);
+    assert_eq!(right.status, 429, "the right key waits too: {right}");
+    // An attacker goes on: nothing changes, the request is untouched.
+    for _ in 0..20 {
+        assert_eq!(host.get_url(&wrong).status, 429);
+    }
+    let request = host.get("/v1/requests/l-1");
+    assert_eq!(
+        request.json["state"], "awaiting-reconciliation",
+        "{request}"
+    );
+    assert_eq!(request.json["description"], "printer on fire", "{request}");
+
+    // The contact is told once per lock, and so is the service.
+    let told = mails(&host, "ada@acme.test", "was locked");
+    assert_eq!(told.len(), 1, "{told:#?}");
+    let locked_event = event(&receiver, "reconciliation.locked");
+    assert_eq!(
+        locked_event["data"]["request_id"], "l-1",
+        "{locked_event:#}"
+    );
+
+    // The service asks for a fresh link: it goes to the contact, the old one dies.
+    let reissued = host.post(&format!("/v1/reconciliations/{id}/link"), &json!({}));
+    assert_eq!(reissued.status, 200, "{reissued}");
+    assert_eq!(reissued.json["sent_to"], "ada@acme.test", "{reissued}");
+    assert!(reissued.json.get("url").is_none(), "{reissued}");
+    let fresh = mailed_link(&host, "ada@acme.test");
+    assert_ne!(fresh, link);
+    assert_eq!(host.get_url(&link).status, 403, "the old key is dead");
+    assert_eq!(host.get_url(&fresh).status, 200);
+    let done = host.post_form(
+        &form_url(&fresh),
+        &[("key", &key_of(&fresh)), ("choice", "renew")],
+    );
+    assert_eq!(done.status, 200, "{done}");
+    assert_eq!(host.get("/v1/requests/l-1").json["state"], "fulfilled");
+
+    // Nothing to issue once it ended, or for an unknown id.
+    let ended = host.post(&format!("/v1/reconciliations/{id}/link"), &json!({}));
+    assert_eq!(
+        (ended.status, ended.json["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{ended}"
+    );
+    let unknown = host.post("/v1/reconciliations/rec_nope/link", &json!({}));
+    assert_eq!(unknown.status, 404, "{unknown}");
+    assert!(
+        receiver
+            .events("/events", "reconciliation.failed")
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_fresh_sync_link_comes_back_to_the_caller_and_the_old_one_dies() {
+    let receiver = Receiver::start();
+    let (_setup, host, url) = expired_premium(&receiver, "acme-6", "l-2");
+    let id = url
+        .split("/reconcile/")
+        .nth(1)
+        .and_then(|rest| rest.split('?').next())
+        .unwrap()
+        .to_owned();
+    let reissued = host.post(&format!("/v1/reconciliations/{id}/link"), &json!({}));
+    assert_eq!(reissued.status, 200, "{reissued}");
+    let fresh = reissued.json["url"].as_str().unwrap().to_owned();
+    assert_ne!(fresh, url);
+    assert_eq!(host.get_url(&url).status, 403);
+    assert_eq!(host.get_url(&fresh).status, 200);
+}
+
+#[test]
+fn a_lock_lifts_after_its_cool_down_and_each_lock_is_told() {
+    let setup = Setup::new("");
+    setup.write_config("[reconciliation]\nmax_attempts = 1\nlock_seconds = 1\n");
+    let host = setup.start();
+    account(&host, "acme-7", "expired", "standard");
+    let check = host.post(
+        "/v1/checks",
+        &json!({"service": "support-contract", "account_id": "acme-7", "request_id": "l-3"}),
+    );
+    assert_eq!(check.json["decision"], "fail", "{check}");
+    let link = mailed_link(&host, "ada@acme.test");
+    let wrong = link.replace(&key_of(&link), &"e".repeat(64));
+    let first = host.get_url(&wrong);
+    assert_eq!(first.status, 429, "{first}");
+    assert!(first.text.contains("contact has been told"), "{first}");
+    // The right key opens the page again once the cool-down is over.
+    wait_for(Duration::from_secs(20), "the lock to lift", || {
+        let page = host.get_url(&link);
+        (page.status == 200).then_some(()).ok_or(page.to_string())
+    });
+    assert_eq!(host.get_url(&wrong).status, 429, "locked again");
+    assert_eq!(mails(&host, "ada@acme.test", "was locked").len(), 2);
+    assert_eq!(
+        host.get("/v1/requests/l-3").json["state"],
+        "awaiting-reconciliation"
     );
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::entitlement::OtherAccount;
 use crate::notify::{MailConfig, RetryPolicy};
 use crate::registry::Diagnostic;
 use crate::store::retention::{DAY, DEFAULT_INTERVAL, Policy};
@@ -249,8 +250,16 @@ pub struct PublicConfig {
 pub struct ReconciliationConfig {
     /// How long a sync page waits for the user (default 900).
     pub sync_window_seconds: Option<u64>,
-    /// Wrong keys and failed attempts before a reconciliation closes (default 10).
+    /// Wrong keys and failed tries before a link locks (default 10).
     pub max_attempts: Option<i64>,
+    /// How long a link's first lock lasts, in seconds; each further lock
+    /// doubles it (default 60).
+    pub lock_seconds: Option<u64>,
+    /// The longest lock, in seconds (default 3600).
+    pub max_lock_seconds: Option<u64>,
+    /// "Use another account" on the page: `off` (default) or `confirm`
+    /// (the other account's contact confirms by a single-use link).
+    pub other_account: Option<OtherAccount>,
 }
 
 impl HostConfig {
@@ -273,6 +282,21 @@ impl HostConfig {
         }
         if let Some(message) = config.retention.problem() {
             return Err(Diagnostic::error(path, None, message));
+        }
+        let r = &config.reconciliation;
+        if r.max_attempts.is_some_and(|n| !(1..=1000).contains(&n)) {
+            return Err(Diagnostic::error(
+                path,
+                None,
+                "[reconciliation] max_attempts is not between 1 and 1000; it counts the wrong keys before a link locks",
+            ));
+        }
+        if r.lock_seconds == Some(0) || r.max_lock_seconds == Some(0) {
+            return Err(Diagnostic::error(
+                path,
+                None,
+                "[reconciliation] lock_seconds and max_lock_seconds must be at least 1",
+            ));
         }
         if let Some(message) = config.outbox.problem() {
             return Err(Diagnostic::error(path, None, message));

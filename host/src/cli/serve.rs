@@ -120,6 +120,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = config.reconciliation.max_attempts {
         settings.max_attempts = n.max(1);
     }
+    if let Some(seconds) = config.reconciliation.lock_seconds {
+        settings.first_lock = Duration::from_secs(seconds);
+    }
+    if let Some(seconds) = config.reconciliation.max_lock_seconds {
+        settings.max_lock = Duration::from_secs(seconds);
+    }
+    if let Some(other) = config.reconciliation.other_account {
+        settings.other_account = other;
+    }
     let mut engine = FlowEngine::new(store.clone(), definitions, roles, outbox_signal.clone());
     let installed = entitlement::install(&mut engine, store.clone(), registry, settings);
     let engine = Arc::new(engine);

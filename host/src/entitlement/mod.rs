@@ -11,6 +11,7 @@
 
 mod accounts;
 mod check;
+mod links;
 mod reconcile;
 mod site;
 mod slots;
@@ -26,6 +27,7 @@ use arc_swap::ArcSwap;
 
 pub use accounts::{AccountInput, AccountView, valid_id, view as account_view};
 pub use check::{CheckRequest, CheckResponse, MAX_TRIES, NativeVerifier};
+pub use links::Reissued;
 pub use reconcile::{Installed, install};
 pub use site::{Choice, LinkError, ReconcileOption, ReconcilePage, SubmitOutcome};
 
@@ -45,8 +47,15 @@ pub struct Settings {
     /// (or, in `sync` mode, before the chance lapses). A service may set
     /// `sync_window_seconds` in its config.
     pub sync_window: Duration,
-    /// Wrong keys and failed attempts a reconciliation takes before it closes.
+    /// Wrong keys and failed tries a link takes before it locks.
     pub max_attempts: i64,
+    /// How long a link's first lock lasts; each further lock doubles it.
+    pub first_lock: Duration,
+    /// The longest lock.
+    pub max_lock: Duration,
+    /// Whether the page offers "use another account" (a service may set
+    /// `other_account` in its config).
+    pub other_account: OtherAccount,
 }
 
 impl Default for Settings {
@@ -56,6 +65,32 @@ impl Default for Settings {
             mail: false,
             sync_window: Duration::from_secs(15 * 60),
             max_attempts: 10,
+            first_lock: Duration::from_secs(60),
+            max_lock: Duration::from_secs(3600),
+            other_account: OtherAccount::Off,
+        }
+    }
+}
+
+/// What "use another account" on the reconciliation page does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtherAccount {
+    /// Not offered (the default: moving a request to another account is
+    /// something a service chooses).
+    #[default]
+    Off,
+    /// Offered; the other account's own contact confirms through a
+    /// single-use link before the request moves.
+    Confirm,
+}
+
+impl OtherAccount {
+    pub fn parse(text: &str) -> Option<OtherAccount> {
+        match text {
+            "off" => Some(OtherAccount::Off),
+            "confirm" => Some(OtherAccount::Confirm),
+            _ => None,
         }
     }
 }

@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::accounts::{account_row, to_account};
 use super::check::{Decided, Verified, insert_decision, request_json};
+use super::links::locked;
 use super::site::{Choice, LinkError, ReconcileOption, ReconcilePage, SubmitOutcome};
 use super::{Entitlement, EntitlementError, Settings, Shared, valid_id};
 use crate::contract::{
@@ -150,14 +151,14 @@ fn definitions() -> Vec<Definition> {
 }
 
 /// A fresh 256-bit key from the OS's RNG; never a weaker fallback.
-fn new_key() -> Result<String, EntitlementError> {
+pub(super) fn new_key() -> Result<String, EntitlementError> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key)
         .map_err(|e| EntitlementError::Invalid(format!("no secure randomness available: {e}")))?;
     Ok(hex::encode(key))
 }
 
-fn hash_key(key: &str) -> String {
+pub(super) fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
@@ -170,7 +171,7 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-fn key_matches(row: &ReconciliationRow, key: &str) -> bool {
+pub(super) fn key_matches(row: &ReconciliationRow, key: &str) -> bool {
     let hashed = hash_key(key);
     // Every stored hash is compared, so the time does not say which matched.
     row.key_hashes
@@ -178,7 +179,7 @@ fn key_matches(row: &ReconciliationRow, key: &str) -> bool {
         .fold(false, |found, h| same(h, &hashed) | found)
 }
 
-fn link(settings: &Settings, id: &str, key: &str) -> String {
+pub(super) fn link(settings: &Settings, id: &str, key: &str) -> String {
     format!(
         "{}/reconcile/{id}?key={key}",
         settings.public_url.trim_end_matches('/')
@@ -245,6 +246,8 @@ pub(crate) fn start(
         deadline: (mode == "sync").then_some(now + window),
         flow_id: None,
         created_at: now,
+        locked_until: None,
+        locks: 0,
     };
     let flow_id = engine.start_in(
         tx,
@@ -501,17 +504,15 @@ impl Entitlement {
             if row.deadline.is_some_and(|d| d <= now) {
                 return Ok(Err(LinkError::Lapsed));
             }
+            // Locked: no key is even compared, nothing is counted.
+            if let Some(until) = row.locked_until.filter(|until| *until > now) {
+                return Ok(Err(locked(until, now)));
+            }
             if key_matches(&row, key) {
                 return Ok(Ok(row));
             }
-            row.attempts += 1;
-            if row.attempts >= shared.settings.max_attempts {
-                close(tx, shared, &row, "failed", now)?;
-                self.finish_flow(tx, &row, "reconciliation-failed", now)?;
-                return Ok(Err(LinkError::TooManyAttempts));
-            }
-            q::put_reconciliation(tx, &row)?;
-            Ok::<_, EntitlementError>(Err(LinkError::WrongKey))
+            let lock = self.count_attempt(tx, &mut row, now)?;
+            Ok::<_, EntitlementError>(Err(lock.unwrap_or(LinkError::WrongKey)))
         });
         self.outbox_signal.raise();
         match result {
@@ -690,14 +691,10 @@ impl Entitlement {
                     let Some(mut current) = q::get_reconciliation(tx, &row.id)? else {
                         return Ok(Err(LinkError::Used));
                     };
-                    current.attempts += 1;
-                    if current.attempts >= self.shared.settings.max_attempts {
-                        close(tx, &self.shared, &current, "failed", now)?;
-                        self.finish_flow(tx, &current, "reconciliation-failed", now)?;
-                        return Ok(Err(LinkError::TooManyAttempts));
+                    match self.count_attempt(tx, &mut current, now)? {
+                        Some(lock) => Ok(Err(lock)),
+                        None => Ok::<_, EntitlementError>(Ok(())),
                     }
-                    q::put_reconciliation(tx, &current)?;
-                    Ok::<_, EntitlementError>(Ok(()))
                 });
                 self.outbox_signal.raise();
                 result.map_err(internal)??;
@@ -793,6 +790,8 @@ mod tests {
             deadline: None,
             flow_id: None,
             created_at: 0,
+            locked_until: None,
+            locks: 0,
         };
         assert!(key_matches(&row, &key));
         assert!(!key_matches(&row, &key[1..]));

@@ -67,8 +67,14 @@ pub enum LinkError {
     Lapsed,
     #[error("this reconciliation failed and is closed")]
     Closed,
-    #[error("too many attempts: this reconciliation is closed")]
-    TooManyAttempts,
+    /// Too many wrong keys: the link refuses every key until `until`.
+    #[error("too many wrong attempts: this link is locked until {until}")]
+    Locked {
+        /// RFC 3339.
+        until: String,
+        /// Seconds until then, for `Retry-After`.
+        retry_after: u64,
+    },
     #[error("the request was decided another way: this link is no longer needed")]
     DecidedOtherwise,
     #[error("the form is incomplete: {0}")]
@@ -86,8 +92,8 @@ impl LinkError {
             LinkError::Used
             | LinkError::Lapsed
             | LinkError::Closed
-            | LinkError::TooManyAttempts
             | LinkError::DecidedOtherwise => 410,
+            LinkError::Locked { .. } => 429,
             LinkError::BadForm(_) => 422,
             LinkError::Internal => 500,
         }

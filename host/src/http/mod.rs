@@ -87,6 +87,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/decisions", get(entitlement::decisions))
         .route("/v1/requests/{id}", get(entitlement::request))
+        .route(
+            "/v1/reconciliations/{id}/link",
+            post(entitlement::reissue_link),
+        )
         .route("/v1/flows", post(flows::start).get(flows::list))
         .route("/v1/flows/{id}", get(flows::get))
         .route("/v1/flows/{id}/demands", post(flows::demand))

@@ -384,18 +384,24 @@ pub struct ReconciliationRow {
     pub description: String,
     /// SHA-256 (hex) of every key a live link carries; never the keys.
     pub key_hashes: Vec<String>,
+    /// Wrong keys (and failed tries) since the link last locked.
     pub attempts: i64,
     pub deadline: Option<i64>,
     pub flow_id: Option<String>,
     pub created_at: i64,
+    /// Until when (ms) the link refuses every key after too many attempts.
+    pub locked_until: Option<i64>,
+    /// How many times the link has locked: each lock lasts twice the last.
+    pub locks: i64,
 }
 
 pub fn put_reconciliation(conn: &Tx<'_>, r: &ReconciliationRow) -> Result<(), StoreError> {
     let conn = conn.raw();
     conn.execute(
-        "INSERT INTO reconciliations (id, request_id, service, account_id, failure_code, reason, mode, procedure, description, key_hashes, attempts, deadline, flow_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-         ON CONFLICT (id) DO UPDATE SET key_hashes = ?10, attempts = ?11, deadline = ?12, flow_id = ?13, account_id = ?4",
+        "INSERT INTO reconciliations (id, request_id, service, account_id, failure_code, reason, mode, procedure, description, key_hashes, attempts, deadline, flow_id, created_at, locked_until, locks)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT (id) DO UPDATE SET key_hashes = ?10, attempts = ?11, deadline = ?12, flow_id = ?13, account_id = ?4,
+             locked_until = ?15, locks = ?16",
         params![
             r.id,
             r.request_id,
@@ -410,7 +416,9 @@ pub fn put_reconciliation(conn: &Tx<'_>, r: &ReconciliationRow) -> Result<(), St
             r.attempts,
             r.deadline,
             r.flow_id,
-            r.created_at
+            r.created_at,
+            r.locked_until,
+            r.locks
         ],
     )?;
     Ok(())
@@ -423,7 +431,8 @@ pub fn get_reconciliation(
     let conn = conn.raw();
     Ok(conn
         .query_row(
-            "SELECT id, request_id, service, account_id, failure_code, reason, mode, procedure, description, key_hashes, attempts, deadline, flow_id, created_at
+            "SELECT id, request_id, service, account_id, failure_code, reason, mode, procedure, description, key_hashes, attempts, deadline, flow_id, created_at,
+                 locked_until, locks
              FROM reconciliations WHERE id = ?1",
             [id],
             |row| {
@@ -443,6 +452,8 @@ pub fn get_reconciliation(
                     deadline: row.get(11)?,
                     flow_id: row.get(12)?,
                     created_at: row.get(13)?,
+                    locked_until: row.get(14)?,
+                    locks: row.get(15)?,
                 })
             },
         )
@@ -458,6 +469,10 @@ pub fn bury_reconciliation(
 ) -> Result<(), StoreError> {
     let conn = conn.raw();
     conn.execute("DELETE FROM reconciliations WHERE id = ?1", [id])?;
+    conn.execute(
+        "DELETE FROM reconciliation_transfers WHERE reconciliation_id = ?1",
+        [id],
+    )?;
     conn.execute(
         "INSERT OR REPLACE INTO reconciliation_tombstones (id, outcome, at) VALUES (?1, ?2, ?3)",
         params![id, outcome, now],

@@ -110,7 +110,13 @@ fn html(status: StatusCode, body: String) -> Response {
 
 fn error_page(error: &LinkError) -> Response {
     let (status, body) = render_error(error);
-    html(status, body)
+    let mut response = html(status, body);
+    if let LinkError::Locked { retry_after, .. } = error
+        && let Ok(value) = HeaderValue::from_str(&retry_after.to_string())
+    {
+        response.headers_mut().insert("retry-after", value);
+    }
+    response
 }
 
 /// Runs a blocking call of entitlement on the blocking pool.

@@ -197,6 +197,7 @@ pub fn render_message(title: &str, message: &str, detail: Option<&str>) -> Strin
 /// The page for a link that cannot be used, with its status.
 pub fn render_error(error: &LinkError) -> (StatusCode, String) {
     const SEND_AGAIN: &str = "The request did not go ahead; send it again if it is still needed.";
+    let locked_detail;
     let (title, message, detail) = match error {
         LinkError::NotFound => (
             "This link is not known",
@@ -223,11 +224,17 @@ pub fn render_error(error: &LinkError) -> (StatusCode, String) {
             "This request can no longer be settled here.",
             Some(SEND_AGAIN),
         ),
-        LinkError::TooManyAttempts => (
-            "Too many attempts",
-            "This link was tried too many times and is closed now.",
-            Some(SEND_AGAIN),
-        ),
+        LinkError::Locked { until, .. } => {
+            locked_detail = format!(
+                "It opens again at {} (UTC); the account's contact has been told. Nothing was lost: the request stays as it was. A fresh link can be asked from the service.",
+                deadline(until).text
+            );
+            (
+                "This link is locked for now",
+                "Wrong keys were tried with this link too many times, so it does not open for a while.",
+                Some(locked_detail.as_str()),
+            )
+        }
         LinkError::DecidedOtherwise => (
             "This link is no longer needed",
             "The request was settled another way since this link was sent: there is nothing left to do here. You can close this page.",
@@ -473,7 +480,14 @@ mod tests {
             (LinkError::Used, 410, "This link was already used"),
             (LinkError::Lapsed, 410, "This link has lapsed"),
             (LinkError::Closed, 410, "This request is closed"),
-            (LinkError::TooManyAttempts, 410, "Too many attempts"),
+            (
+                LinkError::Locked {
+                    until: "2026-11-30T10:00:00Z".into(),
+                    retry_after: 60,
+                },
+                429,
+                "This link is locked for now",
+            ),
             (
                 LinkError::DecidedOtherwise,
                 410,

@@ -200,7 +200,14 @@ async fn link_errors_are_pages_with_their_status() {
         (LinkError::Used, 410),
         (LinkError::Lapsed, 410),
         (LinkError::Closed, 410),
-        (LinkError::TooManyAttempts, 410),
+        (
+            LinkError::Locked {
+                until: "2026-11-30T10:00:00Z".into(),
+                retry_after: 60,
+            },
+            429,
+        ),
+        (LinkError::DecidedOtherwise, 410),
         (LinkError::Internal, 500),
     ] {
         let fake = Arc::new(Fake {
