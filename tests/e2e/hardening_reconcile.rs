@@ -397,3 +397,136 @@ fn a_lock_lifts_after_its_cool_down_and_each_lock_is_told() {
         "awaiting-reconciliation"
     );
 }
+
+/// An account with its own contact.
+fn account_with_contact(host: &Host, id: &str, status: &str, name: &str, email: &str) {
+    let body = json!({"status": status, "paid_up": true, "tier": "standard",
+        "contact": {"name": name, "email": email}});
+    let reply = host.put(&format!("/v1/accounts/{id}"), &body);
+    assert!(reply.status == 200 || reply.status == 201, "{reply}");
+}
+
+/// support-contract (config lines `config`), acme-1 expired, and one failed
+/// check of request `request_id`: the host and the contact's link.
+fn failed_support_check(
+    setup: &Setup,
+    receiver: &Receiver,
+    config: &str,
+    request_id: &str,
+) -> (Host, String) {
+    setup.write_rules(
+        "support-contract.toml",
+        &manifest("support-contract", receiver, config),
+    );
+    let host = setup.start();
+    account(&host, "acme-1", "expired", "standard");
+    let check = host.post(
+        "/v1/checks",
+        &json!({"service": "support-contract", "account_id": "acme-1", "request_id": request_id, "description": "printer on fire"}),
+    );
+    assert_eq!(check.json["decision"], "fail", "{check}");
+    let link = mailed_link(&host, "ada@acme.test");
+    (host, link)
+}
+
+fn use_account(host: &Host, link: &str, other: &str) -> crate::server::Reply {
+    host.post_form(
+        &form_url(link),
+        &[
+            ("key", &key_of(link)),
+            ("choice", "other-account"),
+            ("account_id", other),
+        ],
+    )
+}
+
+#[test]
+fn another_account_takes_the_request_only_when_its_contact_confirms_and_no_answer_tells_accounts_apart()
+ {
+    let receiver = Receiver::start();
+    let setup = Setup::new("");
+    let (host, link) =
+        failed_support_check(&setup, &receiver, "other_account = \"confirm\"", "t-1");
+    account_with_contact(&host, "acme-ok", "active", "Bob", "bob@acme.test");
+    account_with_contact(&host, "acme-bad", "expired", "Carol", "carol@acme.test");
+    let page = host.get_url(&link);
+    assert!(page.text.contains("id=\"other-account\""), "{page}");
+
+    // Unknown, not entitled, entitled: one and the same answer.
+    let answers: Vec<_> = ["nobody-9", "acme-bad", "acme-ok"]
+        .into_iter()
+        .map(|other| use_account(&host, &link, other))
+        .collect();
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{answer}");
+        assert!(
+            answer
+                .text
+                .contains("If that account exists and can take this request"),
+            "{answer}"
+        );
+        assert_eq!(answer.text, answers[0].text, "the answers differ");
+    }
+    // Nothing moved yet; only the entitled account's contact was asked.
+    assert_eq!(
+        host.get("/v1/requests/t-1").json["state"],
+        "awaiting-reconciliation"
+    );
+    let confirm = mailed_link(&host, "bob@acme.test");
+    assert!(confirm.contains("/confirm?key="), "{confirm}");
+    assert!(mails(&host, "carol@acme.test", "").is_empty());
+
+    // Bob confirms: the request is fulfilled on his account, once.
+    let shown = host.get_url(&confirm);
+    assert_eq!(shown.status, 200, "{shown}");
+    assert!(
+        shown.text.contains("printer on fire") && shown.text.contains("acme-1"),
+        "{shown}"
+    );
+    let done = host.post_form(&form_url(&confirm), &[("key", &key_of(&confirm))]);
+    assert_eq!(done.status, 200, "{done}");
+    assert!(done.text.contains("Done"), "{done}");
+    let fulfilled = event(&receiver, "request.fulfilled");
+    assert_eq!(fulfilled["data"]["account_id"], "acme-ok", "{fulfilled:#}");
+    assert_eq!(fulfilled["data"]["request"]["id"], "t-1", "{fulfilled:#}");
+    assert_eq!(host.get("/v1/requests/t-1").json["state"], "fulfilled");
+    // Every link of it is dead.
+    assert_eq!(host.get_url(&confirm).status, 410);
+    assert_eq!(host.get_url(&link).status, 410);
+}
+
+#[test]
+fn asking_another_account_counts_against_the_link_like_a_wrong_key() {
+    let receiver = Receiver::start();
+    let setup = Setup::new("");
+    setup.write_config(
+        "[reconciliation]\nmax_attempts = 2\nlock_seconds = 600\nother_account = \"confirm\"\n",
+    );
+    let (host, link) = failed_support_check(&setup, &receiver, "", "t-2");
+    assert_eq!(use_account(&host, &link, "nobody-1").status, 200);
+    let locked = use_account(&host, &link, "nobody-2");
+    assert_eq!(locked.status, 429, "{locked}");
+    assert_eq!(host.get_url(&link).status, 429);
+    assert_eq!(
+        host.get("/v1/requests/t-2").json["state"],
+        "awaiting-reconciliation"
+    );
+}
+
+#[test]
+fn another_account_is_off_unless_the_service_or_the_host_turns_it_on() {
+    let receiver = Receiver::start();
+    let setup = Setup::new("");
+    let (host, link) = failed_support_check(&setup, &receiver, "", "t-3");
+    account_with_contact(&host, "acme-ok", "active", "Bob", "bob@acme.test");
+    let page = host.get_url(&link);
+    assert_eq!(page.status, 200, "{page}");
+    assert!(!page.text.contains("id=\"other-account\""), "{page}");
+    let refused = use_account(&host, &link, "acme-ok");
+    assert_eq!(refused.status, 422, "{refused}");
+    assert_eq!(
+        host.get("/v1/requests/t-3").json["state"],
+        "awaiting-reconciliation"
+    );
+    assert!(mails(&host, "bob@acme.test", "").is_empty());
+}

@@ -15,6 +15,7 @@ mod links;
 mod reconcile;
 mod site;
 mod slots;
+mod transfer;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -29,7 +30,10 @@ pub use accounts::{AccountInput, AccountView, valid_id, view as account_view};
 pub use check::{CheckRequest, CheckResponse, MAX_TRIES, NativeVerifier};
 pub use links::Reissued;
 pub use reconcile::{Installed, install};
-pub use site::{Choice, LinkError, ReconcileOption, ReconcilePage, SubmitOutcome};
+pub use site::{
+    Choice, ConfirmOutcome, LinkError, ReconcileOption, ReconcilePage, SubmitOutcome,
+    TRANSFER_ASKED, TransferPage,
+};
 
 use crate::flow::{FlowEngine, FlowError};
 use crate::notify::Signal;

@@ -18,7 +18,7 @@ use super::accounts::{account_row, to_account};
 use super::check::{Decided, Verified, insert_decision, request_json};
 use super::links::locked;
 use super::site::{Choice, LinkError, ReconcileOption, ReconcilePage, SubmitOutcome};
-use super::{Entitlement, EntitlementError, Settings, Shared, valid_id};
+use super::{Entitlement, EntitlementError, OtherAccount, Settings, Shared};
 use crate::contract::{
     Account, AccountStatus, Failure, Procedure, Properties, ServiceRequest, Verdict,
 };
@@ -26,9 +26,28 @@ use crate::flow::{
     ActionHandler, ActionOutcome, Definition, FlowEngine, FlowError, TaskKind, TaskSpec,
 };
 use crate::registry::{Registry, Service};
-use crate::store::entitlement::{self as q, ReconciliationRow};
+use crate::store::entitlement::{self as q, ReconciliationRow, RequestRow};
 use crate::store::flows::{FlowRecord, TaskRecord};
 use crate::store::{self, Store, new_id, outbox, rfc3339};
+
+/// What re-verifying a held request came to.
+pub(super) enum Settled {
+    /// Entitled, fulfilled; the reconciliation has ended.
+    Reconciled { account_id: String, level: String },
+    /// Still not entitled, for this reason.
+    Failed(String),
+}
+
+/// The held request as the plugins see it.
+pub(super) fn held_request(held: &RequestRow) -> ServiceRequest {
+    ServiceRequest {
+        id: held.id.clone(),
+        account_id: held.account_id.clone(),
+        description: held.description.clone(),
+        attributes: serde_json::from_value::<Properties>(held.attributes.clone())
+            .unwrap_or_default(),
+    }
+}
 
 /// A reconciliation just started.
 pub(crate) struct Started {
@@ -266,16 +285,27 @@ pub(crate) fn start(
     }))
 }
 
-/// What the page offers for a failure.
-fn options(failure_code: &str) -> Vec<ReconcileOption> {
-    match failure_code {
-        "expired" => vec![ReconcileOption::Renew, ReconcileOption::OtherAccount],
-        "unpaid" | "payment-per-incident" => vec![
-            ReconcileOption::PayForRequest,
-            ReconcileOption::OtherAccount,
-        ],
-        _ => vec![ReconcileOption::OtherAccount],
+/// What the page offers for a failure; "use another account" only where
+/// the service has it on.
+fn options(failure_code: &str, other_account: bool) -> Vec<ReconcileOption> {
+    let mut options = match failure_code {
+        "expired" => vec![ReconcileOption::Renew],
+        "unpaid" | "payment-per-incident" => vec![ReconcileOption::PayForRequest],
+        _ => vec![],
+    };
+    if other_account {
+        options.push(ReconcileOption::OtherAccount);
     }
+    options
+}
+
+/// Whether "use another account" is on for `service`: its config's
+/// `other_account` (`off` or `confirm`), else the host's setting.
+pub(super) fn other_account(settings: &Settings, service: Option<&Service>) -> OtherAccount {
+    service
+        .and_then(|s| s.manifest.config.get("other_account"))
+        .and_then(OtherAccount::parse)
+        .unwrap_or(settings.other_account)
 }
 
 /// Ends a reconciliation that did not succeed: the held request's content,
@@ -473,6 +503,18 @@ impl ActionHandler for Lapse {
 impl Entitlement {
     /// Checks the link; a wrong key counts as an attempt.
     fn authorize(&self, id: &str, key: &str) -> Result<ReconciliationRow, LinkError> {
+        self.authorize_with(id, |_, row| Ok(key_matches(row, key).then_some(())))
+            .map(|(row, ())| row)
+    }
+
+    /// Checks a link of reconciliation `id` with `matches`, which says what
+    /// the link's key opens (`None`: a wrong key, counted as an attempt).
+    /// A dead, lapsed or locked link is refused before any key is compared.
+    pub(super) fn authorize_with<T>(
+        &self,
+        id: &str,
+        matches: impl Fn(&Tx<'_>, &ReconciliationRow) -> Result<Option<T>, EntitlementError>,
+    ) -> Result<(ReconciliationRow, T), LinkError> {
         let shared = &self.shared;
         let now = store::now_ms();
         let result = shared.store.write(|tx| {
@@ -508,8 +550,8 @@ impl Entitlement {
             if let Some(until) = row.locked_until.filter(|until| *until > now) {
                 return Ok(Err(locked(until, now)));
             }
-            if key_matches(&row, key) {
-                return Ok(Ok(row));
+            if let Some(opened) = matches(tx, &row)? {
+                return Ok(Ok((row, opened)));
             }
             let lock = self.count_attempt(tx, &mut row, now)?;
             Ok::<_, EntitlementError>(Err(lock.unwrap_or(LinkError::WrongKey)))
@@ -537,7 +579,7 @@ impl Entitlement {
         Ok(())
     }
 
-    fn page(&self, row: &ReconciliationRow) -> ReconcilePage {
+    pub(super) fn page(&self, row: &ReconciliationRow) -> ReconcilePage {
         let registry = self.registry();
         ReconcilePage {
             id: row.id.clone(),
@@ -548,7 +590,13 @@ impl Entitlement {
             reason: row.reason.clone(),
             failure_code: row.failure_code.clone(),
             account_id: row.account_id.clone(),
-            options: options(&row.failure_code),
+            options: options(
+                &row.failure_code,
+                other_account(
+                    &self.shared.settings,
+                    registry.service(&row.service).map(|s| &**s),
+                ) == OtherAccount::Confirm,
+            ),
             deadline: row.deadline.map(rfc3339),
             can_leave: row.mode == "sync-then-async" && row.deadline.is_none(),
         }
@@ -578,7 +626,8 @@ impl Entitlement {
     }
 
     /// Applies the person's choice, re-runs verification with it, and on a
-    /// pass fulfils the held request.
+    /// pass fulfils the held request. "Use another account" only asks that
+    /// account's contact to confirm (see `transfer`).
     pub fn reconcile_submit(
         &self,
         id: &str,
@@ -590,19 +639,23 @@ impl Entitlement {
             tracing::error!("reconciliation `{id}`: {e}");
             LinkError::Internal
         };
-        let offered = options(&row.failure_code);
+        let page = self.page(&row);
         let wanted = match &choice {
             Choice::OtherAccount(_) => ReconcileOption::OtherAccount,
             Choice::Renew => ReconcileOption::Renew,
             Choice::PayForRequest => ReconcileOption::PayForRequest,
         };
-        if !offered.contains(&wanted) {
+        if !page.options.contains(&wanted) {
             return Err(LinkError::BadForm(
                 "that choice is not offered for this request".into(),
             ));
         }
         let registry = self.registry();
-        let Some(service) = registry.service(&row.service) else {
+        let service = registry.service(&row.service);
+        if let Choice::OtherAccount(other) = &choice {
+            return self.ask_other_account(&row, service.map(|s| &**s), other);
+        }
+        let Some(service) = service else {
             return self.still_failing(
                 &row,
                 "the service is not available at the moment; try again later",
@@ -620,43 +673,20 @@ impl Entitlement {
         let (Some(held), stored_account) = stored else {
             return Err(LinkError::Closed);
         };
-        let mut request = ServiceRequest {
-            id: held.id.clone(),
-            account_id: held.account_id.clone(),
-            description: held.description.clone(),
-            attributes: serde_json::from_value::<Properties>(held.attributes.clone())
-                .unwrap_or_default(),
-        };
+        let mut request = held_request(&held);
         let mut account: Option<Account> = stored_account
             .as_ref()
             .map(to_account)
             .transpose()
             .map_err(internal)?;
-        let now_ts = Timestamp::now();
         match &choice {
-            Choice::OtherAccount(other) => {
-                if !valid_id(other) {
-                    return self.still_failing(&row, "enter an account id");
-                }
-                let found = store
-                    .read(|c| q::get_account(c, other))
-                    .map_err(|e| internal(e.into()))?;
-                let Some(found) = found else {
-                    return self.still_failing(&row, &format!("there is no account `{other}`"));
-                };
-                account = Some(to_account(&found).map_err(internal)?);
-                request.account_id = other.clone();
-            }
             Choice::Renew => {
                 let Some(a) = account.as_mut() else {
-                    return self.still_failing(
-                        &row,
-                        "there is no account to renew; use another account id",
-                    );
+                    return self.still_failing(&row, "there is no account to renew");
                 };
                 a.status = AccountStatus::Active;
                 a.paid_up = true;
-                a.contract_end = now_ts.checked_add(8760.hours()).ok();
+                a.contract_end = Timestamp::now().checked_add(8760.hours()).ok();
             }
             Choice::PayForRequest => {
                 request.attributes.insert("paid", "true");
@@ -666,7 +696,48 @@ impl Entitlement {
                     a.paid_up = true;
                 }
             }
+            Choice::OtherAccount(_) => {}
         }
+        match self.settle(&row, service, &held, request, account, true)? {
+            Settled::Reconciled { account_id, level } => {
+                Ok(SubmitOutcome::Reconciled { account_id, level })
+            }
+            Settled::Failed(reason) => {
+                let now = store::now_ms();
+                let lock = store.write(|tx| {
+                    let Some(mut current) = q::get_reconciliation(tx, &row.id)? else {
+                        return Ok(Some(LinkError::Used));
+                    };
+                    self.count_attempt(tx, &mut current, now)
+                });
+                self.outbox_signal.raise();
+                if let Some(lock) = lock.map_err(internal)? {
+                    return Err(lock);
+                }
+                self.still_failing(&row, &reason)
+            }
+        }
+    }
+
+    /// Re-runs verification of the held request as reconciled (`request`
+    /// on `account`); on a pass fulfils it (once: the store refuses a
+    /// second time) and ends the reconciliation, telling the service. With
+    /// `update_account` the account is stored as changed (renew, pay).
+    pub(super) fn settle(
+        &self,
+        row: &ReconciliationRow,
+        service: &Service,
+        held: &RequestRow,
+        request: ServiceRequest,
+        account: Option<Account>,
+        update_account: bool,
+    ) -> Result<Settled, LinkError> {
+        let id = &row.id;
+        let internal = |e: EntitlementError| {
+            tracing::error!("reconciliation `{id}`: {e}");
+            LinkError::Internal
+        };
+        let store = &self.shared.store;
         let verified = self.verify(service, &request, account.clone());
         let now = store::now_ms();
         let (verdict, recorded) = match verified {
@@ -686,19 +757,12 @@ impl Entitlement {
         let level = match verdict {
             Verdict::Pass { level } => level,
             Verdict::Fail(failure) => {
-                let result = store.write(|tx| {
-                    insert_decision(tx, &recorded, &request, Decided::Fail(&failure), now)?;
-                    let Some(mut current) = q::get_reconciliation(tx, &row.id)? else {
-                        return Ok(Err(LinkError::Used));
-                    };
-                    match self.count_attempt(tx, &mut current, now)? {
-                        Some(lock) => Ok(Err(lock)),
-                        None => Ok::<_, EntitlementError>(Ok(())),
-                    }
-                });
-                self.outbox_signal.raise();
-                result.map_err(internal)??;
-                return self.still_failing(&row, &failure.reason);
+                store
+                    .write(|tx| {
+                        insert_decision(tx, &recorded, &request, Decided::Fail(&failure), now)
+                    })
+                    .map_err(internal)?;
+                return Ok(Settled::Failed(failure.reason));
             }
         };
         // Success: one transaction; a second, concurrent success finds the
@@ -712,7 +776,7 @@ impl Entitlement {
             insert_decision(tx, &recorded, &request, Decided::Pass(&level), now)?;
             q::bury_reconciliation(tx, &current.id, "succeeded", now)?;
             if let Some(a) = &account
-                && matches!(choice, Choice::Renew | Choice::PayForRequest)
+                && update_account
             {
                 q::put_account(tx, &account_row(a, now))?;
             }
@@ -729,13 +793,13 @@ impl Entitlement {
         });
         self.outbox_signal.raise();
         done.map_err(internal)??;
-        Ok(SubmitOutcome::Reconciled {
+        Ok(Settled::Reconciled {
             account_id: request.account_id,
             level,
         })
     }
 
-    fn still_failing(
+    pub(super) fn still_failing(
         &self,
         row: &ReconciliationRow,
         reason: &str,
@@ -805,16 +869,18 @@ mod tests {
     #[test]
     fn options_fit_the_failure() {
         assert_eq!(
-            options("expired"),
+            options("expired", true),
             [ReconcileOption::Renew, ReconcileOption::OtherAccount]
         );
         assert_eq!(
-            options("unpaid"),
+            options("unpaid", true),
             [
                 ReconcileOption::PayForRequest,
                 ReconcileOption::OtherAccount
             ]
         );
-        assert_eq!(options("no-account"), [ReconcileOption::OtherAccount]);
+        assert_eq!(options("no-account", true), [ReconcileOption::OtherAccount]);
+        assert_eq!(options("expired", false), [ReconcileOption::Renew]);
+        assert_eq!(options("no-account", false), []);
     }
 }

@@ -52,6 +52,36 @@ pub enum SubmitOutcome {
     Reconciled { account_id: String, level: String },
     /// Still not entitled: the page again, with the reason.
     StillFailing { page: ReconcilePage, reason: String },
+    /// "Use another account": the page again, with [`TRANSFER_ASKED`]. The
+    /// same whether or not that account exists or could take the request.
+    TransferAsked { page: ReconcilePage },
+}
+
+/// What the person who named another account is told, whatever the account.
+pub const TRANSFER_ASKED: &str = "If that account exists and can take this request, its contact has been sent a link to confirm. The request moves to it only once they do.";
+
+/// The page of a link sent to another account's contact: confirm that the
+/// request goes on their account.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransferPage {
+    pub id: String,
+    /// The service's display name.
+    pub service: String,
+    pub description: String,
+    /// The account the request was made for.
+    pub from_account: String,
+    /// The account it would move to (the contact's).
+    pub to_account: String,
+    pub deadline: Option<String>,
+}
+
+/// After the other account's contact confirmed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfirmOutcome {
+    /// Entitled on their account and fulfilled; every link is dead.
+    Reconciled { account_id: String, level: String },
+    /// Their account cannot take it (now); their link is used up.
+    NotEntitled { reason: String },
 }
 
 /// Why a link cannot be used. Each maps to one status and one page.

@@ -491,6 +491,50 @@ pub fn tombstone(conn: &Conn<'_>, id: &str) -> Result<Option<String>, StoreError
         .optional()?)
 }
 
+/// Asks `account_id`'s contact to take over reconciliation
+/// `reconciliation_id`: the key of their single-use link, as a SHA-256
+/// (replacing the key of an earlier ask of the same account).
+pub fn put_transfer(
+    tx: &Tx<'_>,
+    reconciliation_id: &str,
+    account_id: &str,
+    key_hash: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.raw().execute(
+        "INSERT INTO reconciliation_transfers (reconciliation_id, account_id, key_hash, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (reconciliation_id, account_id) DO UPDATE SET key_hash = ?3, created_at = ?4",
+        params![reconciliation_id, account_id, key_hash, now],
+    )?;
+    Ok(())
+}
+
+/// The accounts asked to take over a reconciliation, with their keys' hashes.
+pub fn transfers(
+    conn: &Conn<'_>,
+    reconciliation_id: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let conn = conn.raw();
+    let mut stmt = conn.prepare_cached(
+        "SELECT account_id, key_hash FROM reconciliation_transfers WHERE reconciliation_id = ?1 ORDER BY account_id",
+    )?;
+    let rows = stmt.query_map([reconciliation_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A used transfer link: its key dies.
+pub fn delete_transfer(
+    tx: &Tx<'_>,
+    reconciliation_id: &str,
+    account_id: &str,
+) -> Result<(), StoreError> {
+    tx.raw().execute(
+        "DELETE FROM reconciliation_transfers WHERE reconciliation_id = ?1 AND account_id = ?2",
+        params![reconciliation_id, account_id],
+    )?;
+    Ok(())
+}
+
 /// A decision of `request_id` at `at`, for the store's tests.
 #[cfg(test)]
 pub(crate) fn sample_decision(request_id: &str, at: i64) -> NewDecision<'_> {

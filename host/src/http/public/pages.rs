@@ -13,15 +13,16 @@ use minijinja::value::{Serde, Value};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use crate::entitlement::{LinkError, ReconcileOption, ReconcilePage};
+use crate::entitlement::{LinkError, ReconcileOption, ReconcilePage, TransferPage};
 
 /// The templates, by name; `.html` names turn HTML autoescaping on.
-const TEMPLATES: [(&str, &str); 5] = [
+const TEMPLATES: [(&str, &str); 6] = [
     ("base.html", include_str!("templates/base.html")),
     ("reconcile.html", include_str!("templates/reconcile.html")),
     ("done.html", include_str!("templates/done.html")),
     ("left.html", include_str!("templates/left.html")),
     ("message.html", include_str!("templates/message.html")),
+    ("confirm.html", include_str!("templates/confirm.html")),
 ];
 
 /// The page when a template itself cannot render (a bug, caught by the
@@ -151,6 +152,33 @@ fn encode_segment(segment: &str) -> String {
         }
     }
     out
+}
+
+/// The page of a link sent to another account's contact: one form, which
+/// carries `key`, to confirm.
+pub fn render_confirm(page: &TransferPage, key: &str) -> String {
+    #[derive(Serialize)]
+    struct View<'a> {
+        service: &'a str,
+        description: &'a str,
+        from_account: &'a str,
+        to_account: &'a str,
+        deadline: Option<Deadline>,
+        key: &'a str,
+        action: String,
+    }
+    render(
+        "confirm.html",
+        &View {
+            service: &page.service,
+            description: &page.description,
+            from_account: &page.from_account,
+            to_account: &page.to_account,
+            deadline: page.deadline.as_deref().map(deadline),
+            key,
+            action: format!("/reconcile/{}/confirm", encode_segment(&page.id)),
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -510,6 +538,31 @@ mod tests {
         }
         let (_, html) = render_error(&LinkError::BadForm("choose <one>".into()));
         assert!(html.contains("choose &lt;one&gt;"), "{html}");
+    }
+
+    #[test]
+    fn the_confirm_page_escapes_and_posts_its_key() {
+        let page = TransferPage {
+            id: "rec/1".into(),
+            service: "Premium <b>support</b>".into(),
+            description: "<script>x</script>".into(),
+            from_account: "acme-1".into(),
+            to_account: "acme-<2>".into(),
+            deadline: None,
+        };
+        let html = render_confirm(&page, "k3y");
+        assert!(!html.contains("<script") && !html.contains("<b>"), "{html}");
+        assert!(
+            html.contains("action=\"/reconcile/rec%2F1/confirm\""),
+            "{html}"
+        );
+        assert_eq!(count(&html, "<form"), 1, "{html}");
+        assert!(
+            html.contains("<input type=\"hidden\" name=\"key\" value=\"k3y\">"),
+            "{html}"
+        );
+        assert!(html.contains("acme-&lt;2&gt;"), "{html}");
+        assert!(!html.contains(FALLBACK), "{html}");
     }
 
     #[test]
