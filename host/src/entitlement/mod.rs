@@ -6,8 +6,10 @@
 //! the decision, and on a failure asks the reconciler plugin for a procedure:
 //! `none` (denied), `sync` (a page for the requesting user now), `async` (a
 //! notice to the contact with a single-use link and a deadline) or
-//! `sync-then-async`. The request is held meanwhile; success fulfils it,
-//! a lapse or failure removes it. Keys of links are stored only as hashes.
+//! `sync-then-async`. The request is held meanwhile; success fulfils it
+//! (once at most), a lapse removes it, a later pass ends the reconciliation.
+//! Wrong keys lock a link for a while and never end the request. Keys of
+//! links are stored only as hashes.
 
 mod accounts;
 mod check;

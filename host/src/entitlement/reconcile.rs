@@ -5,7 +5,8 @@
 //! are compared in constant time. A record ends in one of three ways, each in
 //! one transaction that removes it (leaving a tombstone so a dead link can
 //! say why) and tells the service: success (the held request is fulfilled),
-//! lapse, or failure (too many attempts).
+//! lapse, or its request decided by other means. Wrong keys never end it:
+//! they lock the link for a while (`links`).
 
 use std::sync::Arc;
 
@@ -308,20 +309,16 @@ pub(super) fn other_account(settings: &Settings, service: Option<&Service>) -> O
         .unwrap_or(settings.other_account)
 }
 
-/// Ends a reconciliation that did not succeed: the held request's content,
+/// Ends a reconciliation whose chance lapsed: the held request's content,
 /// the record and the request's verification records go; the service is told.
-fn close(
+fn lapse(
     tx: &Tx<'_>,
     shared: &Shared,
     row: &ReconciliationRow,
-    outcome: &str,
     now: i64,
 ) -> Result<(), EntitlementError> {
-    let (state, kind) = match outcome {
-        "lapsed" => ("lapsed", "reconciliation.lapsed"),
-        _ => ("reconciliation-failed", "reconciliation.failed"),
-    };
-    q::bury_reconciliation(tx, &row.id, outcome, now)?;
+    let (state, kind) = ("lapsed", "reconciliation.lapsed");
+    q::bury_reconciliation(tx, &row.id, "lapsed", now)?;
     if let Some(mut request) = q::get_request(tx, &row.request_id)? {
         request.state = state.into();
         request.description = String::new();
@@ -489,7 +486,7 @@ impl ActionHandler for Lapse {
         let Some(row) = q::get_reconciliation(tx, id)? else {
             return Ok(ActionOutcome::default());
         };
-        close(tx, &self.0, &row, "lapsed", now).map_err(|e| match e {
+        lapse(tx, &self.0, &row, now).map_err(|e| match e {
             EntitlementError::Store(s) => FlowError::Store(s),
             other => FlowError::Invalid(other.to_string()),
         })?;
