@@ -508,6 +508,14 @@ impl Entitlement {
         let request_id = d.inputs.request.id;
         let (failure, live) = match d.ruling {
             Ruling::Pass(level) => {
+                // A reconciliation it ended has told the service.
+                if d.inputs
+                    .existing
+                    .as_ref()
+                    .is_some_and(|r| r.state == "awaiting-reconciliation")
+                {
+                    self.outbox_signal.raise();
+                }
                 return Ok(CheckResponse {
                     request_id,
                     decision: "pass",
