@@ -455,6 +455,62 @@ mod tests {
     }
 
     #[test]
+    fn outbox_rows_survive_the_dead_state_and_requests_are_fulfilled_once() {
+        let mut conn = at_version(7);
+        conn.execute(
+            "INSERT INTO outbox (event_id, kind, target, payload, state, attempts, next_attempt_at, created_at)
+             VALUES ('evt_1', 'mail', 'mailto:a@b.test', '{}', 'pending', 4, 9, 1)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO reconciliations (id, request_id, service, account_id, failure_code, reason, mode, procedure, created_at)
+             VALUES ('rec_1', 'r-1', 's', 'a', 'expired', '', 'sync', '{}', 1)",
+            [],
+        )
+        .unwrap();
+        apply(&mut conn, Path::new(":memory:")).unwrap();
+        let (event, attempts, next): (String, i64, i64) = conn
+            .query_row(
+                "SELECT event_id, attempts, next_attempt_at FROM outbox WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((event.as_str(), attempts, next), ("evt_1", 4, 9));
+        conn.execute(
+            "UPDATE outbox SET state = 'dead', dead_at = 10 WHERE id = 1",
+            [],
+        )
+        .unwrap();
+        assert!(
+            conn.execute("UPDATE outbox SET state = 'lost' WHERE id = 1", [])
+                .is_err()
+        );
+        let locks: i64 = conn
+            .query_row(
+                "SELECT locks FROM reconciliations WHERE id = 'rec_1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(locks, 0);
+        conn.execute(
+            "INSERT INTO requests (id, service, account_id, state, created_at, updated_at)
+             VALUES ('r-1', 's', 'a', 'passed', 1, 1)",
+            [],
+        )
+        .unwrap();
+        let err = conn
+            .execute(
+                "UPDATE requests SET state = 'fulfilled' WHERE id = 'r-1'",
+                [],
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("fulfilled only once"), "{err}");
+    }
+
+    #[test]
     fn migrations_apply_once_and_a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
