@@ -13,7 +13,7 @@ use crate::webhook::Receiver;
 /// The sample manifest of `service` with its webhook pointed at `receiver`
 /// and `config` lines added to its `[config]`.
 #[allow(clippy::panic)] // a test's setup failing must stop the test
-fn manifest(service: &str, receiver: &Receiver, config: &str) -> String {
+pub(crate) fn manifest(service: &str, receiver: &Receiver, config: &str) -> String {
     let original = std::fs::read_to_string(rules_dir().join(format!("{service}.toml")))
         .unwrap_or_else(|e| panic!("read manifest: {e}"));
     let with_hook = original.replace(
@@ -27,7 +27,7 @@ fn manifest(service: &str, receiver: &Receiver, config: &str) -> String {
     with_hook.replace("[config]\n", &format!("[config]\n{config}\n"))
 }
 
-fn account(host: &Host, id: &str, status: &str, tier: &str) {
+pub(crate) fn account(host: &Host, id: &str, status: &str, tier: &str) {
     let body = json!({"status": status, "paid_up": true, "tier": tier, "contract_end": null,
         "contact": {"name": "Ada", "email": "ada@acme.test"}, "attributes": {}});
     let reply = host.put(&format!("/v1/accounts/{id}"), &body);
@@ -35,7 +35,7 @@ fn account(host: &Host, id: &str, status: &str, tier: &str) {
 }
 
 /// The link in the newest held mail to `to`.
-fn mailed_link(host: &Host, to: &str) -> String {
+pub(crate) fn mailed_link(host: &Host, to: &str) -> String {
     wait_for(Duration::from_secs(10), "a mail with a link", || {
         let outbox = host.get("/v1/outbox?state=held");
         let mails = outbox.json["notifications"]
@@ -55,15 +55,15 @@ fn mailed_link(host: &Host, to: &str) -> String {
     })
 }
 
-fn key_of(link: &str) -> String {
+pub(crate) fn key_of(link: &str) -> String {
     link.split("key=").nth(1).unwrap_or_default().to_owned()
 }
 
-fn form_url(link: &str) -> String {
+pub(crate) fn form_url(link: &str) -> String {
     link.split('?').next().unwrap_or_default().to_owned()
 }
 
-fn event(receiver: &Receiver, kind: &str) -> Value {
+pub(crate) fn event(receiver: &Receiver, kind: &str) -> Value {
     wait_for(Duration::from_secs(15), kind, || {
         receiver
             .events("/events", kind)
@@ -75,7 +75,7 @@ fn event(receiver: &Receiver, kind: &str) -> Value {
 
 /// premium-support with its webhook on `receiver`, an expired account, and
 /// one failed check: the host and the sync page's link.
-fn expired_premium(
+pub(crate) fn expired_premium(
     receiver: &Receiver,
     account_id: &str,
     request_id: &str,
@@ -460,23 +460,6 @@ fn links_use_the_configured_public_url_and_a_bad_config_refuses_to_serve() {
         .unwrap_or_else(|e| panic!("run: {e}"));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an http:// or https:// URL"));
-}
-
-#[test]
-fn too_many_wrong_keys_close_the_reconciliation_and_tell_the_service() {
-    let receiver = Receiver::start();
-    let (_setup, host, url) = expired_premium(&receiver, "acme-6", "k-1");
-    let wrong = url.replace(&key_of(&url), &"f".repeat(64));
-    let statuses: Vec<u16> = (0..10).map(|_| host.get_url(&wrong).status).collect();
-    assert_eq!(&statuses[..9], &[403; 9], "{statuses:?}");
-    assert_eq!(statuses[9], 410, "the tenth wrong key closes it");
-    assert_eq!(host.get_url(&url).status, 410, "the right key is dead too");
-    let failed = event(&receiver, "reconciliation.failed");
-    assert_eq!(failed["data"]["request_id"], "k-1");
-    assert_eq!(
-        host.get("/v1/requests/k-1").json["state"],
-        "reconciliation-failed"
-    );
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! in for whoever holds a role (a network provider, a client).
 //!
 //! It records every request (method, path, headers with lowercased names,
-//! body parsed as JSON) and answers `200 OK` with an empty body and
+//! body parsed as JSON) and answers `200 OK` (or the status set for the
+//! path with [`Receiver::answer`]) with an empty body and
 //! `Connection: close`. [`Receiver::stop`] closes its listening socket, so
 //! nothing listens on the port until [`Receiver::restart`] binds the same
 //! port again: a role's endpoint that is down for a while.
@@ -49,6 +50,8 @@ impl Hook {
 }
 
 type Log = Arc<Mutex<Vec<Hook>>>;
+/// The status to answer per path; 200 for any other.
+type Statuses = Arc<Mutex<BTreeMap<String, u16>>>;
 
 struct Running {
     stop: Arc<AtomicBool>,
@@ -58,6 +61,7 @@ struct Running {
 pub struct Receiver {
     port: u16,
     log: Log,
+    statuses: Statuses,
     running: Option<Running>,
 }
 
@@ -72,12 +76,23 @@ impl Receiver {
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("webhook receiver: no local address: {e}"));
         let log = Log::default();
-        let running = serve(listener, Arc::clone(&log));
+        let statuses = Statuses::default();
+        let running = serve(listener, Arc::clone(&log), Arc::clone(&statuses));
         Receiver {
             port,
             log,
+            statuses,
             running: Some(running),
         }
+    }
+
+    /// From now on, requests to `path` are answered with `status` (and
+    /// still recorded).
+    pub fn answer(&self, path: &str, status: u16) {
+        self.statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(path.to_owned(), status);
     }
 
     /// `http://127.0.0.1:<port><path>`
@@ -113,7 +128,11 @@ impl Receiver {
                 ),
             }
         };
-        self.running = Some(serve(listener, Arc::clone(&self.log)));
+        self.running = Some(serve(
+            listener,
+            Arc::clone(&self.log),
+            Arc::clone(&self.statuses),
+        ));
     }
 
     /// Whether something accepts connections on the port (for checking the
@@ -146,7 +165,7 @@ impl Drop for Receiver {
     }
 }
 
-fn serve(listener: TcpListener, log: Log) -> Running {
+fn serve(listener: TcpListener, log: Log, statuses: Statuses) -> Running {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let thread = std::thread::spawn(move || {
@@ -156,7 +175,7 @@ fn serve(listener: TcpListener, log: Log) -> Running {
         }
         while !flag.load(Ordering::SeqCst) {
             match listener.accept() {
-                Ok((stream, _)) => handle(stream, &log),
+                Ok((stream, _)) => handle(stream, &log, &statuses),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -168,19 +187,29 @@ fn serve(listener: TcpListener, log: Log) -> Running {
     Running { stop, thread }
 }
 
-/// Reads one request, records it, answers `200 OK` and closes.
-fn handle(stream: TcpStream, log: &Log) {
+/// Reads one request, records it, answers (`200 OK` unless another status
+/// is set for its path) and closes.
+fn handle(stream: TcpStream, log: &Log, statuses: &Statuses) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
     let Some(hook) = read_request(&stream) else {
         return;
     };
+    let status = statuses
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&hook.path)
+        .copied()
+        .unwrap_or(200);
     log.lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push(hook);
     let mut stream = stream;
-    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = stream.write_all(
+        format!("HTTP/1.1 {status} Status\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
     let _ = stream.flush();
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }

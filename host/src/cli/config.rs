@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::entitlement::OtherAccount;
 use crate::http::OpenRoutes;
-use crate::notify::MailConfig;
+use crate::notify::{MailConfig, RetryPolicy};
 use crate::registry::Diagnostic;
 use crate::store::retention::{DAY, DEFAULT_INTERVAL, Policy};
 use crate::store::{StoreOptions, SyncMode};
@@ -28,6 +29,8 @@ pub struct HostConfig {
     pub retention: RetentionConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    #[serde(default)]
+    pub outbox: OutboxConfig,
 }
 
 /// Access to the internal API (`auth`, `http::access`).
@@ -59,6 +62,67 @@ impl AuthConfig {
             path.push(".operator-token");
             PathBuf::from(path)
         })
+    }
+}
+
+/// How notifications are retried before they go `dead`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Attempts in all before a failing notification is dead (default 40).
+    pub max_attempts: Option<i64>,
+    /// Attempts in all for one the receiver refuses (a webhook's 4xx other
+    /// than 408, 425, 429; default 3).
+    pub refused_attempts: Option<i64>,
+    /// The first wait, in milliseconds, doubling after each failure (default 250).
+    pub first_backoff_ms: Option<u64>,
+    /// The longest wait between two attempts, in seconds (default 3600).
+    pub max_backoff_seconds: Option<u64>,
+}
+
+impl OutboxConfig {
+    pub fn policy(&self) -> RetryPolicy {
+        let default = RetryPolicy::default();
+        RetryPolicy {
+            max_attempts: self.max_attempts.unwrap_or(default.max_attempts),
+            refused_attempts: self.refused_attempts.unwrap_or(default.refused_attempts),
+            first_backoff: self
+                .first_backoff_ms
+                .map_or(default.first_backoff, Duration::from_millis),
+            max_backoff: self
+                .max_backoff_seconds
+                .map_or(default.max_backoff, Duration::from_secs),
+        }
+    }
+
+    fn problem(&self) -> Option<String> {
+        for (key, value) in [
+            ("max_attempts", self.max_attempts),
+            ("refused_attempts", self.refused_attempts),
+        ] {
+            if let Some(n) = value
+                && !(1..=1000).contains(&n)
+            {
+                return Some(format!(
+                    "[outbox] {key} = {n} is not between 1 and 1000; it counts the attempts before a notification is dead"
+                ));
+            }
+        }
+        if let Some(ms) = self.first_backoff_ms
+            && !(1..=3_600_000).contains(&ms)
+        {
+            return Some(format!(
+                "[outbox] first_backoff_ms = {ms} is not between 1 and 3600000"
+            ));
+        }
+        if let Some(s) = self.max_backoff_seconds
+            && !(1..=604_800).contains(&s)
+        {
+            return Some(format!(
+                "[outbox] max_backoff_seconds = {s} is not between 1 and 604800 (a week)"
+            ));
+        }
+        None
     }
 }
 
@@ -221,8 +285,16 @@ pub struct PublicConfig {
 pub struct ReconciliationConfig {
     /// How long a sync page waits for the user (default 900).
     pub sync_window_seconds: Option<u64>,
-    /// Wrong keys and failed attempts before a reconciliation closes (default 10).
+    /// Wrong keys and failed tries before a link locks (default 10).
     pub max_attempts: Option<i64>,
+    /// How long a link's first lock lasts, in seconds; each further lock
+    /// doubles it (default 60).
+    pub lock_seconds: Option<u64>,
+    /// The longest lock, in seconds (default 3600).
+    pub max_lock_seconds: Option<u64>,
+    /// "Use another account" on the page: `off` (default) or `confirm`
+    /// (the other account's contact confirms by a single-use link).
+    pub other_account: Option<OtherAccount>,
 }
 
 impl HostConfig {
@@ -244,6 +316,24 @@ impl HostConfig {
             return Err(Diagnostic::error(path, None, problem));
         }
         if let Some(message) = config.retention.problem() {
+            return Err(Diagnostic::error(path, None, message));
+        }
+        let r = &config.reconciliation;
+        if r.max_attempts.is_some_and(|n| !(1..=1000).contains(&n)) {
+            return Err(Diagnostic::error(
+                path,
+                None,
+                "[reconciliation] max_attempts is not between 1 and 1000; it counts the wrong keys before a link locks",
+            ));
+        }
+        if r.lock_seconds == Some(0) || r.max_lock_seconds == Some(0) {
+            return Err(Diagnostic::error(
+                path,
+                None,
+                "[reconciliation] lock_seconds and max_lock_seconds must be at least 1",
+            ));
+        }
+        if let Some(message) = config.outbox.problem() {
             return Err(Diagnostic::error(path, None, message));
         }
         Ok(config)
@@ -281,6 +371,33 @@ mod tests {
         );
         let err = load("[auth]\nopen_metric = true\n").unwrap_err();
         assert!(err.to_string().contains("open_metric"), "{err}");
+    }
+
+    #[test]
+    fn the_outbox_section_sets_the_retries() {
+        assert_eq!(load("").unwrap().outbox.policy(), RetryPolicy::default());
+        let set = load("[outbox]\nmax_attempts = 5\nrefused_attempts = 1\nfirst_backoff_ms = 10\nmax_backoff_seconds = 60\n")
+            .unwrap()
+            .outbox
+            .policy();
+        assert_eq!(
+            set,
+            RetryPolicy {
+                max_attempts: 5,
+                refused_attempts: 1,
+                first_backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_secs(60),
+            }
+        );
+        for bad in [
+            "max_attempts = 0",
+            "refused_attempts = 5000",
+            "first_backoff_ms = 0",
+            "max_backoff_seconds = 0",
+        ] {
+            let err = load(&format!("[outbox]\n{bad}\n")).unwrap_err().to_string();
+            assert!(err.contains("[outbox]"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub struct ServeArgs {
     /// Address of the public site (reconciliation pages only). Port 0 picks a free port.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7701")]
     public_listen: SocketAddr,
-    /// The host's settings: [mail] smtp, [public] url, [reconciliation], [store], [retention], [auth].
+    /// The host's settings: [mail] smtp, [public] url, [reconciliation], [outbox], [store], [retention], [auth].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -141,6 +141,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = config.reconciliation.max_attempts {
         settings.max_attempts = n.max(1);
     }
+    if let Some(seconds) = config.reconciliation.lock_seconds {
+        settings.first_lock = Duration::from_secs(seconds);
+    }
+    if let Some(seconds) = config.reconciliation.max_lock_seconds {
+        settings.max_lock = Duration::from_secs(seconds);
+    }
+    if let Some(other) = config.reconciliation.other_account {
+        settings.other_account = other;
+    }
     let mut engine = FlowEngine::new(store.clone(), definitions, roles, outbox_signal.clone());
     let installed = entitlement::install(&mut engine, store.clone(), registry, settings);
     let engine = Arc::new(engine);
@@ -158,8 +167,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         pruned.clone(),
     )
     .context("cannot start the pruner")?;
-    let mut worker = DeliveryWorker::start(store, outbox_signal, config.mail.clone())
-        .context("cannot start the outbox worker")?;
+    let mut worker = DeliveryWorker::start_with(
+        store,
+        outbox_signal,
+        config.mail.clone(),
+        config.outbox.policy(),
+    )
+    .context("cannot start the outbox worker")?;
     let mut driver = Driver::start(engine.clone()).context("cannot start the flow driver")?;
     // Plugins and rules changed on disk are validated and swapped while serving.
     let watcher = Watcher::start(live.clone()).map_err(anyhow::Error::msg)?;

@@ -425,6 +425,21 @@ impl Entitlement {
             Ruling::Pass(level) => {
                 insert_decision(tx, recorded, request, Decided::Pass(level), *now)?;
                 let held = existing.as_ref().and_then(|r| r.reconciliation_id.clone());
+                // Decided: a reconciliation still under way for it ends, its links die.
+                if let Some(id) = &held
+                    && existing
+                        .as_ref()
+                        .is_some_and(|r| r.state == "awaiting-reconciliation")
+                {
+                    reconcile::end_decided_otherwise(
+                        &self.shared,
+                        &self.engine,
+                        tx,
+                        id,
+                        "the request passed a later check",
+                        *now,
+                    )?;
+                }
                 q::put_request(tx, &row("passed", Some(level.clone()), None, held))?;
                 Ok(None)
             }
@@ -493,6 +508,14 @@ impl Entitlement {
         let request_id = d.inputs.request.id;
         let (failure, live) = match d.ruling {
             Ruling::Pass(level) => {
+                // A reconciliation it ended has told the service.
+                if d.inputs
+                    .existing
+                    .as_ref()
+                    .is_some_and(|r| r.state == "awaiting-reconciliation")
+                {
+                    self.outbox_signal.raise();
+                }
                 return Ok(CheckResponse {
                     request_id,
                     decision: "pass",

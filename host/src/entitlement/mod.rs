@@ -6,14 +6,18 @@
 //! the decision, and on a failure asks the reconciler plugin for a procedure:
 //! `none` (denied), `sync` (a page for the requesting user now), `async` (a
 //! notice to the contact with a single-use link and a deadline) or
-//! `sync-then-async`. The request is held meanwhile; success fulfils it,
-//! a lapse or failure removes it. Keys of links are stored only as hashes.
+//! `sync-then-async`. The request is held meanwhile; success fulfils it
+//! (once at most), a lapse removes it, a later pass ends the reconciliation.
+//! Wrong keys lock a link for a while and never end the request. Keys of
+//! links are stored only as hashes.
 
 mod accounts;
 mod check;
+mod links;
 mod reconcile;
 mod site;
 mod slots;
+mod transfer;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -26,8 +30,12 @@ use arc_swap::ArcSwap;
 
 pub use accounts::{AccountInput, AccountView, valid_id, view as account_view};
 pub use check::{CheckRequest, CheckResponse, MAX_TRIES, NativeVerifier};
+pub use links::Reissued;
 pub use reconcile::{Installed, install};
-pub use site::{Choice, LinkError, ReconcileOption, ReconcilePage, SubmitOutcome};
+pub use site::{
+    Choice, ConfirmOutcome, LinkError, ReconcileOption, ReconcilePage, SubmitOutcome,
+    TRANSFER_ASKED, TransferPage,
+};
 
 use crate::flow::{FlowEngine, FlowError};
 use crate::notify::Signal;
@@ -45,8 +53,15 @@ pub struct Settings {
     /// (or, in `sync` mode, before the chance lapses). A service may set
     /// `sync_window_seconds` in its config.
     pub sync_window: Duration,
-    /// Wrong keys and failed attempts a reconciliation takes before it closes.
+    /// Wrong keys and failed tries a link takes before it locks.
     pub max_attempts: i64,
+    /// How long a link's first lock lasts; each further lock doubles it.
+    pub first_lock: Duration,
+    /// The longest lock.
+    pub max_lock: Duration,
+    /// Whether the page offers "use another account" (a service may set
+    /// `other_account` in its config).
+    pub other_account: OtherAccount,
 }
 
 impl Default for Settings {
@@ -56,6 +71,32 @@ impl Default for Settings {
             mail: false,
             sync_window: Duration::from_secs(15 * 60),
             max_attempts: 10,
+            first_lock: Duration::from_secs(60),
+            max_lock: Duration::from_secs(3600),
+            other_account: OtherAccount::Off,
+        }
+    }
+}
+
+/// What "use another account" on the reconciliation page does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtherAccount {
+    /// Not offered (the default: moving a request to another account is
+    /// something a service chooses).
+    #[default]
+    Off,
+    /// Offered; the other account's own contact confirms through a
+    /// single-use link before the request moves.
+    Confirm,
+}
+
+impl OtherAccount {
+    pub fn parse(text: &str) -> Option<OtherAccount> {
+        match text {
+            "off" => Some(OtherAccount::Off),
+            "confirm" => Some(OtherAccount::Confirm),
+            _ => None,
         }
     }
 }
@@ -119,6 +160,11 @@ impl Entitlement {
             .entry(service.to_owned())
             .or_insert_with(|| Arc::new(Slots::new(Self::plugin_concurrency())))
             .clone()
+    }
+
+    /// Tells the outbox's worker there may be something to send.
+    pub fn wake_outbox(&self) {
+        self.outbox_signal.raise();
     }
 
     pub fn store(&self) -> &Store {

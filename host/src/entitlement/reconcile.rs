@@ -5,7 +5,8 @@
 //! are compared in constant time. A record ends in one of three ways, each in
 //! one transaction that removes it (leaving a tombstone so a dead link can
 //! say why) and tells the service: success (the held request is fulfilled),
-//! lapse, or failure (too many attempts).
+//! lapse, or its request decided by other means. Wrong keys never end it:
+//! they lock the link for a while (`links`).
 
 use std::sync::Arc;
 
@@ -16,8 +17,9 @@ use sha2::{Digest as _, Sha256};
 
 use super::accounts::{account_row, to_account};
 use super::check::{Decided, Verified, insert_decision, request_json};
+use super::links::locked;
 use super::site::{Choice, LinkError, ReconcileOption, ReconcilePage, SubmitOutcome};
-use super::{Entitlement, EntitlementError, Settings, Shared, valid_id};
+use super::{Entitlement, EntitlementError, OtherAccount, Settings, Shared};
 use crate::contract::{
     Account, AccountStatus, Failure, Procedure, Properties, ServiceRequest, Verdict,
 };
@@ -28,6 +30,25 @@ use crate::registry::{Registry, Service};
 use crate::store::entitlement::{self as q, ReconciliationRow, RequestRow};
 use crate::store::flows::{FlowRecord, TaskRecord};
 use crate::store::{self, Store, new_id, outbox, rfc3339};
+
+/// What re-verifying a held request came to.
+pub(super) enum Settled {
+    /// Entitled, fulfilled; the reconciliation has ended.
+    Reconciled { account_id: String, level: String },
+    /// Still not entitled, for this reason.
+    Failed(String),
+}
+
+/// The held request as the plugins see it.
+pub(super) fn held_request(held: &RequestRow) -> ServiceRequest {
+    ServiceRequest {
+        id: held.id.clone(),
+        account_id: held.account_id.clone(),
+        description: held.description.clone(),
+        attributes: serde_json::from_value::<Properties>(held.attributes.clone())
+            .unwrap_or_default(),
+    }
+}
 
 /// A reconciliation just started.
 pub(crate) struct Started {
@@ -150,14 +171,14 @@ fn definitions() -> Vec<Definition> {
 }
 
 /// A fresh 256-bit key from the OS's RNG; never a weaker fallback.
-fn new_key() -> Result<String, EntitlementError> {
+pub(super) fn new_key() -> Result<String, EntitlementError> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key)
         .map_err(|e| EntitlementError::Invalid(format!("no secure randomness available: {e}")))?;
     Ok(hex::encode(key))
 }
 
-fn hash_key(key: &str) -> String {
+pub(super) fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
@@ -170,7 +191,7 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-fn key_matches(row: &ReconciliationRow, key: &str) -> bool {
+pub(super) fn key_matches(row: &ReconciliationRow, key: &str) -> bool {
     let hashed = hash_key(key);
     // Every stored hash is compared, so the time does not say which matched.
     row.key_hashes
@@ -178,7 +199,7 @@ fn key_matches(row: &ReconciliationRow, key: &str) -> bool {
         .fold(false, |found, h| same(h, &hashed) | found)
 }
 
-fn link(settings: &Settings, id: &str, key: &str) -> String {
+pub(super) fn link(settings: &Settings, id: &str, key: &str) -> String {
     format!(
         "{}/reconcile/{id}?key={key}",
         settings.public_url.trim_end_matches('/')
@@ -245,6 +266,8 @@ pub(crate) fn start(
         deadline: (mode == "sync").then_some(now + window),
         flow_id: None,
         created_at: now,
+        locked_until: None,
+        locks: 0,
     };
     let flow_id = engine.start_in(
         tx,
@@ -263,32 +286,39 @@ pub(crate) fn start(
     }))
 }
 
-/// What the page offers for a failure.
-fn options(failure_code: &str) -> Vec<ReconcileOption> {
-    match failure_code {
-        "expired" => vec![ReconcileOption::Renew, ReconcileOption::OtherAccount],
-        "unpaid" | "payment-per-incident" => vec![
-            ReconcileOption::PayForRequest,
-            ReconcileOption::OtherAccount,
-        ],
-        _ => vec![ReconcileOption::OtherAccount],
+/// What the page offers for a failure; "use another account" only where
+/// the service has it on.
+fn options(failure_code: &str, other_account: bool) -> Vec<ReconcileOption> {
+    let mut options = match failure_code {
+        "expired" => vec![ReconcileOption::Renew],
+        "unpaid" | "payment-per-incident" => vec![ReconcileOption::PayForRequest],
+        _ => vec![],
+    };
+    if other_account {
+        options.push(ReconcileOption::OtherAccount);
     }
+    options
 }
 
-/// Ends a reconciliation that did not succeed: the held request's content,
+/// Whether "use another account" is on for `service`: its config's
+/// `other_account` (`off` or `confirm`), else the host's setting.
+pub(super) fn other_account(settings: &Settings, service: Option<&Service>) -> OtherAccount {
+    service
+        .and_then(|s| s.manifest.config.get("other_account"))
+        .and_then(OtherAccount::parse)
+        .unwrap_or(settings.other_account)
+}
+
+/// Ends a reconciliation whose chance lapsed: the held request's content,
 /// the record and the request's verification records go; the service is told.
-fn close(
+fn lapse(
     tx: &Tx<'_>,
     shared: &Shared,
     row: &ReconciliationRow,
-    outcome: &str,
     now: i64,
 ) -> Result<(), EntitlementError> {
-    let (state, kind) = match outcome {
-        "lapsed" => ("lapsed", "reconciliation.lapsed"),
-        _ => ("reconciliation-failed", "reconciliation.failed"),
-    };
-    q::bury_reconciliation(tx, &row.id, outcome, now)?;
+    let (state, kind) = ("lapsed", "reconciliation.lapsed");
+    q::bury_reconciliation(tx, &row.id, "lapsed", now)?;
     if let Some(mut request) = q::get_request(tx, &row.request_id)? {
         request.state = state.into();
         request.description = String::new();
@@ -307,6 +337,42 @@ fn close(
     outbox::enqueue(tx, kind, webhook.as_deref(), &data, now)?;
     Ok(())
 }
+
+/// Ends reconciliation `id` because its request was decided by other means
+/// (it passed a later check, or is no longer held): the record goes (its
+/// links die, a tombstone says why), its flow is finished, and the service
+/// is told once (`reconciliation.ended`). The request is left as it is.
+/// Returns whether there was a reconciliation to end.
+pub(crate) fn end_decided_otherwise(
+    shared: &Shared,
+    engine: &FlowEngine,
+    tx: &Tx<'_>,
+    id: &str,
+    why: &str,
+    now: i64,
+) -> Result<bool, EntitlementError> {
+    let Some(row) = q::get_reconciliation(tx, id)? else {
+        return Ok(false);
+    };
+    q::bury_reconciliation(tx, &row.id, DECIDED_OTHERWISE, now)?;
+    if let Some(flow) = &row.flow_id {
+        engine.finish_in(tx, flow, DECIDED_OTHERWISE, "entitlement", now)?;
+    }
+    let webhook = shared
+        .registry
+        .load()
+        .service(&row.service)
+        .and_then(|s| s.manifest.webhook.clone());
+    let data = json!({
+        "reconciliation_id": row.id, "request_id": row.request_id, "account_id": row.account_id,
+        "service": row.service, "outcome": DECIDED_OTHERWISE, "why": why,
+    });
+    outbox::enqueue(tx, "reconciliation.ended", webhook.as_deref(), &data, now)?;
+    Ok(true)
+}
+
+/// How a reconciliation ends when its request was decided by other means.
+const DECIDED_OTHERWISE: &str = "decided-otherwise";
 
 /// The `reconciliation-notice` action: a notice with a fresh link to the contact.
 struct Notice(Arc<Shared>);
@@ -420,7 +486,7 @@ impl ActionHandler for Lapse {
         let Some(row) = q::get_reconciliation(tx, id)? else {
             return Ok(ActionOutcome::default());
         };
-        close(tx, &self.0, &row, "lapsed", now).map_err(|e| match e {
+        lapse(tx, &self.0, &row, now).map_err(|e| match e {
             EntitlementError::Store(s) => FlowError::Store(s),
             other => FlowError::Invalid(other.to_string()),
         })?;
@@ -434,6 +500,18 @@ impl ActionHandler for Lapse {
 impl Entitlement {
     /// Checks the link; a wrong key counts as an attempt.
     fn authorize(&self, id: &str, key: &str) -> Result<ReconciliationRow, LinkError> {
+        self.authorize_with(id, |_, row| Ok(key_matches(row, key).then_some(())))
+            .map(|(row, ())| row)
+    }
+
+    /// Checks a link of reconciliation `id` with `matches`, which says what
+    /// the link's key opens (`None`: a wrong key, counted as an attempt).
+    /// A dead, lapsed or locked link is refused before any key is compared.
+    pub(super) fn authorize_with<T>(
+        &self,
+        id: &str,
+        matches: impl Fn(&Tx<'_>, &ReconciliationRow) -> Result<Option<T>, EntitlementError>,
+    ) -> Result<(ReconciliationRow, T), LinkError> {
         let shared = &self.shared;
         let now = store::now_ms();
         let result = shared.store.write(|tx| {
@@ -441,24 +519,39 @@ impl Entitlement {
                 return Ok(Err(match q::tombstone(tx, id)?.as_deref() {
                     Some("succeeded") => LinkError::Used,
                     Some("lapsed") => LinkError::Lapsed,
+                    Some(DECIDED_OTHERWISE) => LinkError::DecidedOtherwise,
                     Some(_) => LinkError::Closed,
                     None => LinkError::NotFound,
                 }));
             };
+            // A request decided by other means before links died with it.
+            let held = q::get_request(tx, &row.request_id)?;
+            if !held.is_some_and(|r| {
+                r.state == "awaiting-reconciliation"
+                    && r.reconciliation_id.as_deref() == Some(row.id.as_str())
+            }) {
+                end_decided_otherwise(
+                    shared,
+                    &self.engine,
+                    tx,
+                    &row.id,
+                    "the request is no longer held",
+                    now,
+                )?;
+                return Ok(Err(LinkError::DecidedOtherwise));
+            }
             if row.deadline.is_some_and(|d| d <= now) {
                 return Ok(Err(LinkError::Lapsed));
             }
-            if key_matches(&row, key) {
-                return Ok(Ok(row));
+            // Locked: no key is even compared, nothing is counted.
+            if let Some(until) = row.locked_until.filter(|until| *until > now) {
+                return Ok(Err(locked(until, now)));
             }
-            row.attempts += 1;
-            if row.attempts >= shared.settings.max_attempts {
-                close(tx, shared, &row, "failed", now)?;
-                self.finish_flow(tx, &row, "reconciliation-failed", now)?;
-                return Ok(Err(LinkError::TooManyAttempts));
+            if let Some(opened) = matches(tx, &row)? {
+                return Ok(Ok((row, opened)));
             }
-            q::put_reconciliation(tx, &row)?;
-            Ok::<_, EntitlementError>(Err(LinkError::WrongKey))
+            let lock = self.count_attempt(tx, &mut row, now)?;
+            Ok::<_, EntitlementError>(Err(lock.unwrap_or(LinkError::WrongKey)))
         });
         self.outbox_signal.raise();
         match result {
@@ -483,7 +576,7 @@ impl Entitlement {
         Ok(())
     }
 
-    fn page(&self, row: &ReconciliationRow) -> ReconcilePage {
+    pub(super) fn page(&self, row: &ReconciliationRow) -> ReconcilePage {
         let registry = self.registry();
         ReconcilePage {
             id: row.id.clone(),
@@ -494,7 +587,13 @@ impl Entitlement {
             reason: row.reason.clone(),
             failure_code: row.failure_code.clone(),
             account_id: row.account_id.clone(),
-            options: options(&row.failure_code),
+            options: options(
+                &row.failure_code,
+                other_account(
+                    &self.shared.settings,
+                    registry.service(&row.service).map(|s| &**s),
+                ) == OtherAccount::Confirm,
+            ),
             deadline: row.deadline.map(rfc3339),
             can_leave: row.mode == "sync-then-async" && row.deadline.is_none(),
         }
@@ -524,7 +623,8 @@ impl Entitlement {
     }
 
     /// Applies the person's choice, re-runs verification with it, and on a
-    /// pass fulfils the held request.
+    /// pass fulfils the held request. "Use another account" only asks that
+    /// account's contact to confirm (see `transfer`).
     pub fn reconcile_submit(
         &self,
         id: &str,
@@ -536,19 +636,23 @@ impl Entitlement {
             tracing::error!("reconciliation `{id}`: {e}");
             LinkError::Internal
         };
-        let offered = options(&row.failure_code);
+        let page = self.page(&row);
         let wanted = match &choice {
             Choice::OtherAccount(_) => ReconcileOption::OtherAccount,
             Choice::Renew => ReconcileOption::Renew,
             Choice::PayForRequest => ReconcileOption::PayForRequest,
         };
-        if !offered.contains(&wanted) {
+        if !page.options.contains(&wanted) {
             return Err(LinkError::BadForm(
                 "that choice is not offered for this request".into(),
             ));
         }
         let registry = self.registry();
-        let Some(service) = registry.service(&row.service) else {
+        let service = registry.service(&row.service);
+        if let Choice::OtherAccount(other) = &choice {
+            return self.ask_other_account(&row, service.map(|s| &**s), other);
+        }
+        let Some(service) = service else {
             return self.still_failing(
                 &row,
                 "the service is not available at the moment; try again later",
@@ -566,43 +670,20 @@ impl Entitlement {
         let (Some(held), stored_account) = stored else {
             return Err(LinkError::Closed);
         };
-        let mut request = ServiceRequest {
-            id: held.id.clone(),
-            account_id: held.account_id.clone(),
-            description: held.description.clone(),
-            attributes: serde_json::from_value::<Properties>(held.attributes.clone())
-                .unwrap_or_default(),
-        };
+        let mut request = held_request(&held);
         let mut account: Option<Account> = stored_account
             .as_ref()
             .map(to_account)
             .transpose()
             .map_err(internal)?;
-        let now_ts = Timestamp::now();
         match &choice {
-            Choice::OtherAccount(other) => {
-                if !valid_id(other) {
-                    return self.still_failing(&row, "enter an account id");
-                }
-                let found = store
-                    .read(|c| q::get_account(c, other))
-                    .map_err(|e| internal(e.into()))?;
-                let Some(found) = found else {
-                    return self.still_failing(&row, &format!("there is no account `{other}`"));
-                };
-                account = Some(to_account(&found).map_err(internal)?);
-                request.account_id = other.clone();
-            }
             Choice::Renew => {
                 let Some(a) = account.as_mut() else {
-                    return self.still_failing(
-                        &row,
-                        "there is no account to renew; use another account id",
-                    );
+                    return self.still_failing(&row, "there is no account to renew");
                 };
                 a.status = AccountStatus::Active;
                 a.paid_up = true;
-                a.contract_end = now_ts.checked_add(8760.hours()).ok();
+                a.contract_end = Timestamp::now().checked_add(8760.hours()).ok();
             }
             Choice::PayForRequest => {
                 request.attributes.insert("paid", "true");
@@ -612,7 +693,48 @@ impl Entitlement {
                     a.paid_up = true;
                 }
             }
+            Choice::OtherAccount(_) => {}
         }
+        match self.settle(&row, service, &held, request, account, true)? {
+            Settled::Reconciled { account_id, level } => {
+                Ok(SubmitOutcome::Reconciled { account_id, level })
+            }
+            Settled::Failed(reason) => {
+                let now = store::now_ms();
+                let lock = store.write(|tx| {
+                    let Some(mut current) = q::get_reconciliation(tx, &row.id)? else {
+                        return Ok(Some(LinkError::Used));
+                    };
+                    self.count_attempt(tx, &mut current, now)
+                });
+                self.outbox_signal.raise();
+                if let Some(lock) = lock.map_err(internal)? {
+                    return Err(lock);
+                }
+                self.still_failing(&row, &reason)
+            }
+        }
+    }
+
+    /// Re-runs verification of the held request as reconciled (`request`
+    /// on `account`); on a pass fulfils it (once: the store refuses a
+    /// second time) and ends the reconciliation, telling the service. With
+    /// `update_account` the account is stored as changed (renew, pay).
+    pub(super) fn settle(
+        &self,
+        row: &ReconciliationRow,
+        service: &Service,
+        held: &RequestRow,
+        request: ServiceRequest,
+        account: Option<Account>,
+        update_account: bool,
+    ) -> Result<Settled, LinkError> {
+        let id = &row.id;
+        let internal = |e: EntitlementError| {
+            tracing::error!("reconciliation `{id}`: {e}");
+            LinkError::Internal
+        };
+        let store = &self.shared.store;
         let verified = self.verify(service, &request, account.clone());
         let now = store::now_ms();
         let (verdict, recorded) = match verified {
@@ -632,44 +754,29 @@ impl Entitlement {
         let level = match verdict {
             Verdict::Pass { level } => level,
             Verdict::Fail(failure) => {
-                let result = store.write(|tx| {
-                    insert_decision(tx, &recorded, &request, Decided::Fail(&failure), now)?;
-                    let Some(mut current) = q::get_reconciliation(tx, &row.id)? else {
-                        return Ok(Err(LinkError::Used));
-                    };
-                    current.attempts += 1;
-                    if current.attempts >= self.shared.settings.max_attempts {
-                        close(tx, &self.shared, &current, "failed", now)?;
-                        self.finish_flow(tx, &current, "reconciliation-failed", now)?;
-                        return Ok(Err(LinkError::TooManyAttempts));
-                    }
-                    q::put_reconciliation(tx, &current)?;
-                    Ok::<_, EntitlementError>(Ok(()))
-                });
-                self.outbox_signal.raise();
-                result.map_err(internal)??;
-                return self.still_failing(&row, &failure.reason);
+                store
+                    .write(|tx| {
+                        insert_decision(tx, &recorded, &request, Decided::Fail(&failure), now)
+                    })
+                    .map_err(internal)?;
+                return Ok(Settled::Failed(failure.reason));
             }
         };
-        // Success: one transaction; a second, concurrent success finds the record gone.
+        // Success: one transaction; a second, concurrent success finds the
+        // record gone, and the store fulfils a request once at most.
         let done = store.write(|tx| {
             let Some(current) = q::get_reconciliation(tx, &row.id)? else { return Ok(Err(LinkError::Used)) };
+            let attributes = serde_json::to_value(&request.attributes).unwrap_or(Value::Null);
+            if !q::fulfil_request(tx, &held.id, &current.id, &level, &attributes, now)? {
+                return Ok(Err(LinkError::DecidedOtherwise));
+            }
             insert_decision(tx, &recorded, &request, Decided::Pass(&level), now)?;
             q::bury_reconciliation(tx, &current.id, "succeeded", now)?;
             if let Some(a) = &account
-                && matches!(choice, Choice::Renew | Choice::PayForRequest)
+                && update_account
             {
                 q::put_account(tx, &account_row(a, now))?;
             }
-            q::put_request(tx, &RequestRow {
-                account_id: request.account_id.clone(),
-                attributes: serde_json::to_value(&request.attributes).unwrap_or(Value::Null),
-                state: "fulfilled".into(),
-                level: Some(level.clone()),
-                failure: None,
-                updated_at: now,
-                ..held.clone()
-            })?;
             let webhook = service.manifest.webhook.as_deref();
             outbox::enqueue(tx, "reconciliation.succeeded", webhook, &json!({
                 "reconciliation_id": current.id, "request_id": request.id, "account_id": request.account_id, "level": level,
@@ -683,13 +790,13 @@ impl Entitlement {
         });
         self.outbox_signal.raise();
         done.map_err(internal)??;
-        Ok(SubmitOutcome::Reconciled {
+        Ok(Settled::Reconciled {
             account_id: request.account_id,
             level,
         })
     }
 
-    fn still_failing(
+    pub(super) fn still_failing(
         &self,
         row: &ReconciliationRow,
         reason: &str,
@@ -744,6 +851,8 @@ mod tests {
             deadline: None,
             flow_id: None,
             created_at: 0,
+            locked_until: None,
+            locks: 0,
         };
         assert!(key_matches(&row, &key));
         assert!(!key_matches(&row, &key[1..]));
@@ -757,16 +866,18 @@ mod tests {
     #[test]
     fn options_fit_the_failure() {
         assert_eq!(
-            options("expired"),
+            options("expired", true),
             [ReconcileOption::Renew, ReconcileOption::OtherAccount]
         );
         assert_eq!(
-            options("unpaid"),
+            options("unpaid", true),
             [
                 ReconcileOption::PayForRequest,
                 ReconcileOption::OtherAccount
             ]
         );
-        assert_eq!(options("no-account"), [ReconcileOption::OtherAccount]);
+        assert_eq!(options("no-account", true), [ReconcileOption::OtherAccount]);
+        assert_eq!(options("expired", false), [ReconcileOption::Renew]);
+        assert_eq!(options("no-account", false), []);
     }
 }

@@ -52,6 +52,36 @@ pub enum SubmitOutcome {
     Reconciled { account_id: String, level: String },
     /// Still not entitled: the page again, with the reason.
     StillFailing { page: ReconcilePage, reason: String },
+    /// "Use another account": the page again, with [`TRANSFER_ASKED`]. The
+    /// same whether or not that account exists or could take the request.
+    TransferAsked { page: ReconcilePage },
+}
+
+/// What the person who named another account is told, whatever the account.
+pub const TRANSFER_ASKED: &str = "If that account exists and can take this request, its contact has been sent a link to confirm. The request moves to it only once they do.";
+
+/// The page of a link sent to another account's contact: confirm that the
+/// request goes on their account.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransferPage {
+    pub id: String,
+    /// The service's display name.
+    pub service: String,
+    pub description: String,
+    /// The account the request was made for.
+    pub from_account: String,
+    /// The account it would move to (the contact's).
+    pub to_account: String,
+    pub deadline: Option<String>,
+}
+
+/// After the other account's contact confirmed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfirmOutcome {
+    /// Entitled on their account and fulfilled; every link is dead.
+    Reconciled { account_id: String, level: String },
+    /// Their account cannot take it (now); their link is used up.
+    NotEntitled { reason: String },
 }
 
 /// Why a link cannot be used. Each maps to one status and one page.
@@ -67,8 +97,16 @@ pub enum LinkError {
     Lapsed,
     #[error("this reconciliation failed and is closed")]
     Closed,
-    #[error("too many attempts: this reconciliation is closed")]
-    TooManyAttempts,
+    /// Too many wrong keys: the link refuses every key until `until`.
+    #[error("too many wrong attempts: this link is locked until {until}")]
+    Locked {
+        /// RFC 3339.
+        until: String,
+        /// Seconds until then, for `Retry-After`.
+        retry_after: u64,
+    },
+    #[error("the request was decided another way: this link is no longer needed")]
+    DecidedOtherwise,
     #[error("the form is incomplete: {0}")]
     BadForm(String),
     #[error("something went wrong on our side; try again later")]
@@ -84,7 +122,8 @@ impl LinkError {
             LinkError::Used
             | LinkError::Lapsed
             | LinkError::Closed
-            | LinkError::TooManyAttempts => 410,
+            | LinkError::DecidedOtherwise => 410,
+            LinkError::Locked { .. } => 429,
             LinkError::BadForm(_) => 422,
             LinkError::Internal => 500,
         }

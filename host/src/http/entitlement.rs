@@ -217,3 +217,17 @@ pub async fn request(
     .await?;
     Ok(axum::Json(row))
 }
+
+/// `POST /v1/reconciliations/{id}/link`: a fresh single-use link; the old
+/// one dies, a lock is lifted, and the contact is sent the new one.
+pub async fn reissue_link(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let entitlement = s.entitlement.clone();
+    let services = own_services(&caller).map(<[String]>::to_vec);
+    let reissued =
+        blocking(move || Ok(entitlement.reissue_link(&id, services.as_deref())?)).await?;
+    Ok(axum::Json(reissued))
+}

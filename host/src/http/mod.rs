@@ -100,12 +100,18 @@ pub(crate) fn routes(open: OpenRoutes) -> access::Routes {
         .get("/healthz", healthz, ops::healthz)
         .get("/metrics", metrics, ops::metrics)
         .get("/v1/outbox", Read, ops::outbox)
+        .post("/v1/outbox/{id}/retry", Operate, ops::retry)
         .get("/v1/services", Read, entitlement::services)
         .put("/v1/accounts/{id}", ServiceWrite, entitlement::put_account)
         .get("/v1/accounts/{id}", ServiceRead, entitlement::get_account)
         .post("/v1/checks", ServiceWrite, entitlement::check)
         .get("/v1/decisions", ServiceRead, entitlement::decisions)
         .get("/v1/requests/{id}", ServiceRead, entitlement::request)
+        .post(
+            "/v1/reconciliations/{id}/link",
+            ServiceWrite,
+            entitlement::reissue_link,
+        )
         .get("/v1/plugins", Read, plugins::list)
         .post_large(
             "/v1/plugins/{name}",

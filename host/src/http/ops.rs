@@ -1,6 +1,6 @@
 //! Health, metrics, the outbox view, and the JSON answers for unknown routes.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -9,8 +9,9 @@ use serde_json::json;
 use super::json::Query;
 use super::metrics::{counter, gauge};
 use super::{ApiError, AppState, blocking};
+use crate::store::outbox::Retried;
 use crate::store::retention::Kind;
-use crate::store::{flows, outbox};
+use crate::store::{self, flows, outbox};
 
 pub async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
@@ -18,10 +19,14 @@ pub async fn healthz() -> impl IntoResponse {
 
 pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let engine = s.engine.clone();
-    let ((by_state, open), (backlog, _)) = blocking(move || {
-        engine
-            .store()
-            .read(|c| Ok::<_, ApiError>((flows::counts(c)?, outbox::backlog(c)?)))
+    let ((by_state, open), (backlog, _), dead) = blocking(move || {
+        engine.store().read(|c| {
+            Ok::<_, ApiError>((
+                flows::counts(c)?,
+                outbox::backlog(c)?,
+                outbox::dead_count(c)?,
+            ))
+        })
     })
     .await?;
     let mut out = String::new();
@@ -44,6 +49,12 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
         "rulehost_outbox_backlog",
         "Notifications not yet delivered.",
         &[(String::new(), backlog)],
+    );
+    gauge(
+        &mut out,
+        "rulehost_outbox_dead",
+        "Notifications that could not be read or delivered after their retries, waiting for an operator (GET /v1/outbox?state=dead, POST /v1/outbox/{id}/retry).",
+        &[(String::new(), dead)],
     );
     let store = s.engine.store().stats();
     let checks = &s.entitlement.stats;
@@ -137,7 +148,7 @@ pub async fn outbox(
     State(s): State<AppState>,
     Query(query): Query<OutboxQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    const STATES: [&str; 3] = ["pending", "delivered", "held"];
+    const STATES: [&str; 4] = ["pending", "delivered", "held", "dead"];
     if let Some(state) = &query.state
         && !STATES.contains(&state.as_str())
     {
@@ -154,6 +165,38 @@ pub async fn outbox(
     })
     .await?;
     Ok(axum::Json(json!({"notifications": list})))
+}
+
+/// `POST /v1/outbox/{id}/retry`: a dead notification is pending again,
+/// due now, with a fresh budget of attempts and the same event id.
+pub async fn retry(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::not_found(format!(
+            "no notification `{id}`: ids are the numbers `GET /v1/outbox` lists"
+        ))
+    })?;
+    let engine = s.engine.clone();
+    let retried = blocking(move || {
+        Ok(engine
+            .store()
+            .write(|tx| outbox::retry(tx, id, store::now_ms()))?)
+    })
+    .await?;
+    match retried {
+        Retried::Pending(notification) => {
+            s.entitlement.wake_outbox();
+            Ok(axum::Json(json!({"notification": notification})))
+        }
+        Retried::NotFound => Err(ApiError::not_found(format!("no notification `{id}`"))),
+        Retried::NotDead { state } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("notification `{id}` is {state}; only a dead notification is retried"),
+        )),
+    }
 }
 
 pub async fn not_found() -> ApiError {

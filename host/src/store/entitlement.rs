@@ -160,6 +160,28 @@ pub fn put_request(tx: &Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Fulfils a held request: only one awaiting reconciliation `reconciliation_id`
+/// becomes `fulfilled` (at `level`, with `attributes` as reconciled).
+/// Returns whether it did; `false` when the request was decided otherwise
+/// or fulfilled already, and then nothing changed. (A trigger of the
+/// schema refuses any other way to `fulfilled` too.)
+pub fn fulfil_request(
+    tx: &Tx<'_>,
+    id: &str,
+    reconciliation_id: &str,
+    level: &str,
+    attributes: &Value,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let changed = tx.raw().prepare_cached(
+        "UPDATE requests SET state = 'fulfilled', level = ?3, attributes = ?4, failure = NULL, updated_at = ?5,
+             version = version + 1
+         WHERE id = ?1 AND state = 'awaiting-reconciliation' AND reconciliation_id = ?2",
+    )?
+    .execute(params![id, reconciliation_id, level, attributes.to_string(), now])?;
+    Ok(changed == 1)
+}
+
 /// One entry of the decision log.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DecisionRow {
@@ -362,18 +384,24 @@ pub struct ReconciliationRow {
     pub description: String,
     /// SHA-256 (hex) of every key a live link carries; never the keys.
     pub key_hashes: Vec<String>,
+    /// Wrong keys (and failed tries) since the link last locked.
     pub attempts: i64,
     pub deadline: Option<i64>,
     pub flow_id: Option<String>,
     pub created_at: i64,
+    /// Until when (ms) the link refuses every key after too many attempts.
+    pub locked_until: Option<i64>,
+    /// How many times the link has locked: each lock lasts twice the last.
+    pub locks: i64,
 }
 
 pub fn put_reconciliation(conn: &Tx<'_>, r: &ReconciliationRow) -> Result<(), StoreError> {
     let conn = conn.raw();
     conn.execute(
-        "INSERT INTO reconciliations (id, request_id, service, account_id, failure_code, reason, mode, procedure, description, key_hashes, attempts, deadline, flow_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-         ON CONFLICT (id) DO UPDATE SET key_hashes = ?10, attempts = ?11, deadline = ?12, flow_id = ?13, account_id = ?4",
+        "INSERT INTO reconciliations (id, request_id, service, account_id, failure_code, reason, mode, procedure, description, key_hashes, attempts, deadline, flow_id, created_at, locked_until, locks)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT (id) DO UPDATE SET key_hashes = ?10, attempts = ?11, deadline = ?12, flow_id = ?13, account_id = ?4,
+             locked_until = ?15, locks = ?16",
         params![
             r.id,
             r.request_id,
@@ -388,7 +416,9 @@ pub fn put_reconciliation(conn: &Tx<'_>, r: &ReconciliationRow) -> Result<(), St
             r.attempts,
             r.deadline,
             r.flow_id,
-            r.created_at
+            r.created_at,
+            r.locked_until,
+            r.locks
         ],
     )?;
     Ok(())
@@ -401,7 +431,8 @@ pub fn get_reconciliation(
     let conn = conn.raw();
     Ok(conn
         .query_row(
-            "SELECT id, request_id, service, account_id, failure_code, reason, mode, procedure, description, key_hashes, attempts, deadline, flow_id, created_at
+            "SELECT id, request_id, service, account_id, failure_code, reason, mode, procedure, description, key_hashes, attempts, deadline, flow_id, created_at,
+                 locked_until, locks
              FROM reconciliations WHERE id = ?1",
             [id],
             |row| {
@@ -421,6 +452,8 @@ pub fn get_reconciliation(
                     deadline: row.get(11)?,
                     flow_id: row.get(12)?,
                     created_at: row.get(13)?,
+                    locked_until: row.get(14)?,
+                    locks: row.get(15)?,
                 })
             },
         )
@@ -437,6 +470,10 @@ pub fn bury_reconciliation(
     let conn = conn.raw();
     conn.execute("DELETE FROM reconciliations WHERE id = ?1", [id])?;
     conn.execute(
+        "DELETE FROM reconciliation_transfers WHERE reconciliation_id = ?1",
+        [id],
+    )?;
+    conn.execute(
         "INSERT OR REPLACE INTO reconciliation_tombstones (id, outcome, at) VALUES (?1, ?2, ?3)",
         params![id, outcome, now],
     )?;
@@ -452,6 +489,50 @@ pub fn tombstone(conn: &Conn<'_>, id: &str) -> Result<Option<String>, StoreError
             |row| row.get(0),
         )
         .optional()?)
+}
+
+/// Asks `account_id`'s contact to take over reconciliation
+/// `reconciliation_id`: the key of their single-use link, as a SHA-256
+/// (replacing the key of an earlier ask of the same account).
+pub fn put_transfer(
+    tx: &Tx<'_>,
+    reconciliation_id: &str,
+    account_id: &str,
+    key_hash: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.raw().execute(
+        "INSERT INTO reconciliation_transfers (reconciliation_id, account_id, key_hash, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (reconciliation_id, account_id) DO UPDATE SET key_hash = ?3, created_at = ?4",
+        params![reconciliation_id, account_id, key_hash, now],
+    )?;
+    Ok(())
+}
+
+/// The accounts asked to take over a reconciliation, with their keys' hashes.
+pub fn transfers(
+    conn: &Conn<'_>,
+    reconciliation_id: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let conn = conn.raw();
+    let mut stmt = conn.prepare_cached(
+        "SELECT account_id, key_hash FROM reconciliation_transfers WHERE reconciliation_id = ?1 ORDER BY account_id",
+    )?;
+    let rows = stmt.query_map([reconciliation_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A used transfer link: its key dies.
+pub fn delete_transfer(
+    tx: &Tx<'_>,
+    reconciliation_id: &str,
+    account_id: &str,
+) -> Result<(), StoreError> {
+    tx.raw().execute(
+        "DELETE FROM reconciliation_transfers WHERE reconciliation_id = ?1 AND account_id = ?2",
+        params![reconciliation_id, account_id],
+    )?;
+    Ok(())
 }
 
 /// A decision of `request_id` at `at`, for the store's tests.
@@ -581,5 +662,63 @@ mod tests {
             })
             .unwrap();
         assert!(again > newest, "{again} reuses or precedes {newest}");
+    }
+
+    fn held(id: &str, state: &str) -> RequestRow {
+        RequestRow {
+            id: id.into(),
+            service: "support".into(),
+            account_id: "acme".into(),
+            description: "printer on fire".into(),
+            attributes: serde_json::json!({}),
+            state: state.into(),
+            level: None,
+            failure: None,
+            reconciliation_id: Some("rec_1".into()),
+            created_at: 1,
+            updated_at: 1,
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn a_request_is_fulfilled_once_and_only_from_awaiting_reconciliation() {
+        let store = Store::in_memory().unwrap();
+        store
+            .write(|tx| {
+                put_request(tx, &held("r-1", "awaiting-reconciliation"))?;
+                put_request(tx, &held("r-2", "passed"))
+            })
+            .unwrap();
+        let fulfil = |id: &str, rec: &str| {
+            store
+                .write(|tx| fulfil_request(tx, id, rec, "standard", &serde_json::json!({}), 2))
+                .unwrap()
+        };
+        assert!(!fulfil("r-1", "rec_other"), "another reconciliation's");
+        assert!(fulfil("r-1", "rec_1"));
+        assert!(!fulfil("r-1", "rec_1"), "fulfilled twice");
+        assert!(!fulfil("r-2", "rec_1"), "decided otherwise (passed)");
+        let r1 = store.read(|c| get_request(c, "r-1")).unwrap().unwrap();
+        assert_eq!(
+            (r1.state.as_str(), r1.level.as_deref()),
+            ("fulfilled", Some("standard"))
+        );
+        // The schema refuses it whatever the code above the store does.
+        for (id, state) in [("r-1", "fulfilled"), ("r-2", "passed")] {
+            let again = store.write(|tx| {
+                put_request(
+                    tx,
+                    &RequestRow {
+                        state: "fulfilled".into(),
+                        ..held(id, state)
+                    },
+                )
+            });
+            let err = again.unwrap_err().to_string();
+            assert!(err.contains("fulfilled only once"), "{id}: {err}");
+        }
+        let r2 = store.read(|c| get_request(c, "r-2")).unwrap().unwrap();
+        assert_eq!(r2.state, "passed");
     }
 }

@@ -268,9 +268,54 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX decisions_request ON decisions (request_id);
     CREATE INDEX decisions_at ON decisions (at);
     "#,
-    // 8
-    // placeholder: the harden-reconcile branch's migration 8 replaces this at merge
-    "",
+    // 8: one bad notification never blocks the others: the outbox gets a
+    // `dead` state (with when it died) for what cannot be read or delivered
+    // after its retries. Reconciliation links lock for a growing cool-down
+    // instead of closing (`locked_until`, `locks`: how many times so far);
+    // "use another account" waits for the other account's contact
+    // (`reconciliation_transfers`: one single-use key per account asked).
+    // A request is fulfilled at most once, from `awaiting-reconciliation`
+    // only, whatever the code above the store does.
+    r#"
+    CREATE TABLE outbox_v8 (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id         TEXT NOT NULL UNIQUE,
+        kind             TEXT NOT NULL,
+        target           TEXT,
+        payload          TEXT NOT NULL,
+        state            TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'held', 'dead')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  INTEGER NOT NULL,
+        last_error       TEXT,
+        created_at       INTEGER NOT NULL,
+        delivered_at     INTEGER,
+        dead_at          INTEGER
+    );
+    INSERT INTO outbox_v8 (id, event_id, kind, target, payload, state, attempts, next_attempt_at,
+        last_error, created_at, delivered_at)
+        SELECT id, event_id, kind, target, payload, state, attempts, next_attempt_at,
+            last_error, created_at, delivered_at FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v8 RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+
+    ALTER TABLE reconciliations ADD COLUMN locked_until INTEGER;
+    ALTER TABLE reconciliations ADD COLUMN locks INTEGER NOT NULL DEFAULT 0;
+
+    CREATE TABLE reconciliation_transfers (
+        reconciliation_id  TEXT NOT NULL,
+        account_id         TEXT NOT NULL,
+        key_hash           TEXT NOT NULL,
+        created_at         INTEGER NOT NULL,
+        PRIMARY KEY (reconciliation_id, account_id)
+    ) WITHOUT ROWID;
+
+    CREATE TRIGGER requests_fulfilled_once BEFORE UPDATE OF state ON requests
+    WHEN NEW.state = 'fulfilled' AND OLD.state <> 'awaiting-reconciliation'
+    BEGIN
+        SELECT RAISE(ABORT, 'request already decided: it is fulfilled only once, from awaiting-reconciliation');
+    END;
+    "#,
     // 9: API tokens (`auth`): only the SHA-256 of each token is kept, never
     // the token. A revoked token stays listed (who had access, until when);
     // a name is unique among the tokens not revoked. Roles are checked in
@@ -424,6 +469,62 @@ mod tests {
             )
             .unwrap();
         assert_eq!(journal, 0);
+    }
+
+    #[test]
+    fn outbox_rows_survive_the_dead_state_and_requests_are_fulfilled_once() {
+        let mut conn = at_version(7);
+        conn.execute(
+            "INSERT INTO outbox (event_id, kind, target, payload, state, attempts, next_attempt_at, created_at)
+             VALUES ('evt_1', 'mail', 'mailto:a@b.test', '{}', 'pending', 4, 9, 1)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO reconciliations (id, request_id, service, account_id, failure_code, reason, mode, procedure, created_at)
+             VALUES ('rec_1', 'r-1', 's', 'a', 'expired', '', 'sync', '{}', 1)",
+            [],
+        )
+        .unwrap();
+        apply(&mut conn, Path::new(":memory:")).unwrap();
+        let (event, attempts, next): (String, i64, i64) = conn
+            .query_row(
+                "SELECT event_id, attempts, next_attempt_at FROM outbox WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((event.as_str(), attempts, next), ("evt_1", 4, 9));
+        conn.execute(
+            "UPDATE outbox SET state = 'dead', dead_at = 10 WHERE id = 1",
+            [],
+        )
+        .unwrap();
+        assert!(
+            conn.execute("UPDATE outbox SET state = 'lost' WHERE id = 1", [])
+                .is_err()
+        );
+        let locks: i64 = conn
+            .query_row(
+                "SELECT locks FROM reconciliations WHERE id = 'rec_1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(locks, 0);
+        conn.execute(
+            "INSERT INTO requests (id, service, account_id, state, created_at, updated_at)
+             VALUES ('r-1', 's', 'a', 'passed', 1, 1)",
+            [],
+        )
+        .unwrap();
+        let err = conn
+            .execute(
+                "UPDATE requests SET state = 'fulfilled' WHERE id = 'r-1'",
+                [],
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("fulfilled only once"), "{err}");
     }
 
     #[test]

@@ -732,6 +732,8 @@ mod tests {
             deadline: None,
             flow_id: flow_id.map(Into::into),
             created_at: days_ago(60),
+            locked_until: None,
+            locks: 0,
         };
         store.write(|tx| put_reconciliation(tx, &row)).unwrap();
     }

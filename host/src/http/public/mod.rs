@@ -9,7 +9,10 @@
 //!   `renew` | `pay`, `account_id`): the done page, or the page again with
 //!   why it is still not entitled;
 //! - `POST /reconcile/{id}/leave` (form: `key`): "not now", the contact will
-//!   be asked.
+//!   be asked;
+//! - `GET /reconcile/{id}/confirm?key=...` and `POST /reconcile/{id}/confirm`
+//!   (form: `key`): the link mailed to another account's contact, to confirm
+//!   that the request goes on their account ("use another account").
 //!
 //! Every response is HTML and carries [`SECURITY_HEADERS`]: no scripts, no
 //! framing, no referrer (the address carries the link's key), no caching.
@@ -29,9 +32,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-pub use pages::{render_done, render_error, render_left, render_message, render_page};
+pub use pages::{
+    render_confirm, render_done, render_error, render_left, render_message, render_page,
+};
 
-use crate::entitlement::{Choice, Entitlement, LinkError, ReconcilePage, SubmitOutcome};
+use crate::entitlement::{
+    Choice, ConfirmOutcome, Entitlement, LinkError, ReconcilePage, SubmitOutcome, TRANSFER_ASKED,
+    TransferPage,
+};
 
 /// The largest form body accepted.
 pub const MAX_FORM: usize = 64 * 1024;
@@ -64,6 +72,8 @@ trait Reconciler: Send + Sync + 'static {
     fn page(&self, id: &str, key: &str) -> Result<ReconcilePage, LinkError>;
     fn submit(&self, id: &str, key: &str, choice: Choice) -> Result<SubmitOutcome, LinkError>;
     fn leave(&self, id: &str, key: &str) -> Result<(), LinkError>;
+    fn transfer_page(&self, id: &str, key: &str) -> Result<TransferPage, LinkError>;
+    fn transfer_confirm(&self, id: &str, key: &str) -> Result<ConfirmOutcome, LinkError>;
 }
 
 impl Reconciler for Entitlement {
@@ -78,12 +88,24 @@ impl Reconciler for Entitlement {
     fn leave(&self, id: &str, key: &str) -> Result<(), LinkError> {
         self.reconcile_leave(id, key)
     }
+
+    fn transfer_page(&self, id: &str, key: &str) -> Result<TransferPage, LinkError> {
+        Entitlement::transfer_page(self, id, key)
+    }
+
+    fn transfer_confirm(&self, id: &str, key: &str) -> Result<ConfirmOutcome, LinkError> {
+        Entitlement::transfer_confirm(self, id, key)
+    }
 }
 
 fn site<R: Reconciler>(reconciler: Arc<R>) -> Router {
     Router::new()
         .route("/reconcile/{id}", get(show::<R>).post(submit::<R>))
         .route("/reconcile/{id}/leave", post(leave::<R>))
+        .route(
+            "/reconcile/{id}/confirm",
+            get(show_confirm::<R>).post(confirm::<R>),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_FORM))
@@ -110,7 +132,13 @@ fn html(status: StatusCode, body: String) -> Response {
 
 fn error_page(error: &LinkError) -> Response {
     let (status, body) = render_error(error);
-    html(status, body)
+    let mut response = html(status, body);
+    if let LinkError::Locked { retry_after, .. } = error
+        && let Ok(value) = HeaderValue::from_str(&retry_after.to_string())
+    {
+        response.headers_mut().insert("retry-after", value);
+    }
+    response
 }
 
 /// Runs a blocking call of entitlement on the blocking pool.
@@ -276,6 +304,10 @@ async fn submit<R: Reconciler>(
         Ok(SubmitOutcome::StillFailing { page, reason }) => {
             html(StatusCode::OK, render_page(&page, &key, Some(&reason)))
         }
+        Ok(SubmitOutcome::TransferAsked { page }) => html(
+            StatusCode::OK,
+            render_page(&page, &key, Some(TRANSFER_ASKED)),
+        ),
         Err(e) => error_page(&e),
     }
 }
@@ -297,6 +329,56 @@ async fn leave<R: Reconciler>(
     };
     match call(reconciler, move |r| r.leave(&id, &key)).await {
         Ok(()) => html(StatusCode::OK, render_left()),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// `GET /reconcile/{id}/confirm?key=...`
+async fn show_confirm<R: Reconciler>(
+    State(reconciler): State<Arc<R>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<KeyQuery>, QueryRejection>,
+) -> Response {
+    let link = link_id(path).and_then(|id| {
+        let key = query.ok().and_then(|Query(q)| q.key);
+        Ok((id, link_key(key)?))
+    });
+    let (id, key) = match link {
+        Ok(link) => link,
+        Err(e) => return error_page(&e),
+    };
+    let page = {
+        let key = key.clone();
+        call(reconciler, move |r| r.transfer_page(&id, &key)).await
+    };
+    match page {
+        Ok(page) => html(StatusCode::OK, render_confirm(&page, &key)),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// `POST /reconcile/{id}/confirm`
+async fn confirm<R: Reconciler>(
+    State(reconciler): State<Arc<R>>,
+    path: Result<Path<String>, PathRejection>,
+    form: Result<Form<LeaveForm>, FormRejection>,
+) -> Response {
+    let (id, _form, key) = match link_form(path, form, |f: &LeaveForm| f.key.clone()) {
+        Ok(parts) => parts,
+        Err(page) => return *page,
+    };
+    match call(reconciler, move |r| r.transfer_confirm(&id, &key)).await {
+        Ok(ConfirmOutcome::Reconciled { account_id, level }) => {
+            html(StatusCode::OK, render_done(&account_id, &level))
+        }
+        Ok(ConfirmOutcome::NotEntitled { reason }) => html(
+            StatusCode::OK,
+            render_message(
+                "Your account cannot take this request",
+                "The request was not moved to your account, and this link is used up. Nothing else was changed.",
+                Some(&reason),
+            ),
+        ),
         Err(e) => error_page(&e),
     }
 }

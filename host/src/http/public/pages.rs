@@ -13,15 +13,16 @@ use minijinja::value::{Serde, Value};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use crate::entitlement::{LinkError, ReconcileOption, ReconcilePage};
+use crate::entitlement::{LinkError, ReconcileOption, ReconcilePage, TransferPage};
 
 /// The templates, by name; `.html` names turn HTML autoescaping on.
-const TEMPLATES: [(&str, &str); 5] = [
+const TEMPLATES: [(&str, &str); 6] = [
     ("base.html", include_str!("templates/base.html")),
     ("reconcile.html", include_str!("templates/reconcile.html")),
     ("done.html", include_str!("templates/done.html")),
     ("left.html", include_str!("templates/left.html")),
     ("message.html", include_str!("templates/message.html")),
+    ("confirm.html", include_str!("templates/confirm.html")),
 ];
 
 /// The page when a template itself cannot render (a bug, caught by the
@@ -153,6 +154,33 @@ fn encode_segment(segment: &str) -> String {
     out
 }
 
+/// The page of a link sent to another account's contact: one form, which
+/// carries `key`, to confirm.
+pub fn render_confirm(page: &TransferPage, key: &str) -> String {
+    #[derive(Serialize)]
+    struct View<'a> {
+        service: &'a str,
+        description: &'a str,
+        from_account: &'a str,
+        to_account: &'a str,
+        deadline: Option<Deadline>,
+        key: &'a str,
+        action: String,
+    }
+    render(
+        "confirm.html",
+        &View {
+            service: &page.service,
+            description: &page.description,
+            from_account: &page.from_account,
+            to_account: &page.to_account,
+            deadline: page.deadline.as_deref().map(deadline),
+            key,
+            action: format!("/reconcile/{}/confirm", encode_segment(&page.id)),
+        },
+    )
+}
+
 // ---------------------------------------------------------------------------
 // After an action.
 
@@ -197,6 +225,7 @@ pub fn render_message(title: &str, message: &str, detail: Option<&str>) -> Strin
 /// The page for a link that cannot be used, with its status.
 pub fn render_error(error: &LinkError) -> (StatusCode, String) {
     const SEND_AGAIN: &str = "The request did not go ahead; send it again if it is still needed.";
+    let locked_detail;
     let (title, message, detail) = match error {
         LinkError::NotFound => (
             "This link is not known",
@@ -223,10 +252,21 @@ pub fn render_error(error: &LinkError) -> (StatusCode, String) {
             "This request can no longer be settled here.",
             Some(SEND_AGAIN),
         ),
-        LinkError::TooManyAttempts => (
-            "Too many attempts",
-            "This link was tried too many times and is closed now.",
-            Some(SEND_AGAIN),
+        LinkError::Locked { until, .. } => {
+            locked_detail = format!(
+                "It opens again at {} (UTC); the account's contact has been told. Nothing was lost: the request stays as it was. A fresh link can be asked from the service.",
+                deadline(until).text
+            );
+            (
+                "This link is locked for now",
+                "Wrong keys were tried with this link too many times, so it does not open for a while.",
+                Some(locked_detail.as_str()),
+            )
+        }
+        LinkError::DecidedOtherwise => (
+            "This link is no longer needed",
+            "The request was settled another way since this link was sent: there is nothing left to do here. You can close this page.",
+            None,
         ),
         LinkError::BadForm(why) => (
             "The form could not be used",
@@ -468,7 +508,19 @@ mod tests {
             (LinkError::Used, 410, "This link was already used"),
             (LinkError::Lapsed, 410, "This link has lapsed"),
             (LinkError::Closed, 410, "This request is closed"),
-            (LinkError::TooManyAttempts, 410, "Too many attempts"),
+            (
+                LinkError::Locked {
+                    until: "2026-11-30T10:00:00Z".into(),
+                    retry_after: 60,
+                },
+                429,
+                "This link is locked for now",
+            ),
+            (
+                LinkError::DecidedOtherwise,
+                410,
+                "This link is no longer needed",
+            ),
             (
                 LinkError::BadForm("choose <one>".into()),
                 422,
@@ -486,6 +538,31 @@ mod tests {
         }
         let (_, html) = render_error(&LinkError::BadForm("choose <one>".into()));
         assert!(html.contains("choose &lt;one&gt;"), "{html}");
+    }
+
+    #[test]
+    fn the_confirm_page_escapes_and_posts_its_key() {
+        let page = TransferPage {
+            id: "rec/1".into(),
+            service: "Premium <b>support</b>".into(),
+            description: "<script>x</script>".into(),
+            from_account: "acme-1".into(),
+            to_account: "acme-<2>".into(),
+            deadline: None,
+        };
+        let html = render_confirm(&page, "k3y");
+        assert!(!html.contains("<script") && !html.contains("<b>"), "{html}");
+        assert!(
+            html.contains("action=\"/reconcile/rec%2F1/confirm\""),
+            "{html}"
+        );
+        assert_eq!(count(&html, "<form"), 1, "{html}");
+        assert!(
+            html.contains("<input type=\"hidden\" name=\"key\" value=\"k3y\">"),
+            "{html}"
+        );
+        assert!(html.contains("acme-&lt;2&gt;"), "{html}");
+        assert!(!html.contains(FALLBACK), "{html}");
     }
 
     #[test]

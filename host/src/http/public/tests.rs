@@ -16,6 +16,8 @@ enum Call {
     Page(String, String),
     Submit(String, String, Choice),
     Leave(String, String),
+    TransferPage(String, String),
+    TransferConfirm(String, String),
 }
 
 /// Answers from fixed results, and records every call.
@@ -67,6 +69,31 @@ impl Reconciler for Fake {
             .unwrap()
             .push(Call::Leave(id.into(), key.into()));
         self.leave.clone()
+    }
+
+    fn transfer_page(&self, id: &str, key: &str) -> Result<TransferPage, LinkError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Call::TransferPage(id.into(), key.into()));
+        Ok(TransferPage {
+            id: id.into(),
+            service: "Premium support".into(),
+            description: "printer on fire".into(),
+            from_account: "acme-1".into(),
+            to_account: "acme-2".into(),
+            deadline: None,
+        })
+    }
+
+    fn transfer_confirm(&self, id: &str, key: &str) -> Result<ConfirmOutcome, LinkError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Call::TransferConfirm(id.into(), key.into()));
+        Ok(ConfirmOutcome::NotEntitled {
+            reason: "account acme-2 has expired".into(),
+        })
     }
 }
 
@@ -200,7 +227,14 @@ async fn link_errors_are_pages_with_their_status() {
         (LinkError::Used, 410),
         (LinkError::Lapsed, 410),
         (LinkError::Closed, 410),
-        (LinkError::TooManyAttempts, 410),
+        (
+            LinkError::Locked {
+                until: "2026-11-30T10:00:00Z".into(),
+                retry_after: 60,
+            },
+            429,
+        ),
+        (LinkError::DecidedOtherwise, 410),
         (LinkError::Internal, 500),
     ] {
         let fake = Arc::new(Fake {
@@ -399,4 +433,28 @@ async fn nothing_else_is_served() {
         assert_eq!(answer.headers[header::ALLOW], allow, "{method} {uri}");
     }
     assert_eq!(fake.calls(), []);
+}
+
+#[tokio::test]
+async fn the_confirm_link_of_another_account() {
+    let fake = Arc::new(Fake::new());
+    let answer = get(&fake, "/reconcile/rec-1/confirm?key=s3cret").await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(answer.text.contains("acme-2"), "{}", answer.text);
+    let answer = get(&fake, "/reconcile/rec-1/confirm").await;
+    assert_eq!(answer.status, 403, "no key: {}", answer.text);
+    let answer = post_form(&fake, "/reconcile/rec-1/confirm", "key=s3cret").await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(
+        answer.text.contains("account acme-2 has expired"),
+        "{}",
+        answer.text
+    );
+    assert_eq!(
+        fake.calls(),
+        [
+            Call::TransferPage("rec-1".into(), "s3cret".into()),
+            Call::TransferConfirm("rec-1".into(), "s3cret".into()),
+        ]
+    );
 }
