@@ -11,3 +11,4 @@ pub mod notify;
 pub mod registry;
 pub mod runtime;
 pub mod store;
+pub mod text;

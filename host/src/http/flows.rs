@@ -1,12 +1,12 @@
 //! Flows, manual tasks and demands.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::json::{Json, Query};
+use super::json::{Json, Path, Query};
 use super::{ApiError, AppState, blocking};
 use crate::flow::TaskSpec;
 use crate::store::flows as q;

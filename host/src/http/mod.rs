@@ -7,9 +7,11 @@
 //! executor's threads. (wasmtime-wasi's synchronous bindings even refuse to
 //! run there: a plugin's print would panic the worker.)
 
+pub mod edge;
 mod entitlement;
 mod error;
 mod flows;
+pub mod inspect;
 mod json;
 mod metrics;
 mod ops;
@@ -26,7 +28,7 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 
 pub use error::ApiError;
-pub use json::MAX_BODY;
+pub use inspect::{MAX_BODY, MAX_DEPTH};
 pub use metrics::Metrics;
 
 use crate::entitlement::Entitlement;
@@ -96,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::map_response(error::as_json))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
