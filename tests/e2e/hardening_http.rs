@@ -205,6 +205,11 @@ fn a_half_sent_request_an_idle_connection_and_a_missing_body_are_timed_out() {
             "a half-sent request to {address} is still open"
         );
     }
+    let metrics = host.get("/metrics").text;
+    assert!(
+        metrics.contains("rulehost_http_header_timeouts_total{listener=\"public\"} 1"),
+        "{metrics}"
+    );
 
     // Answered, then kept open idle: closed by the same timer.
     let mut idle = connect(&internal);
@@ -297,6 +302,15 @@ fn connections_past_the_per_address_bound_are_closed_at_once() {
     assert!(
         !closed_within(&mut held[0], Duration::from_millis(300)),
         "the first three are held until their header timeout"
+    );
+    let metrics = host.get("/metrics").text;
+    assert!(
+        metrics.contains("rulehost_http_connections_refused_total{listener=\"public\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rulehost_http_connections{listener=\"public\"} 3"),
+        "{metrics}"
     );
     assert_eq!(
         host.get("/healthz").status,

@@ -14,7 +14,7 @@ use super::PluginArgs;
 use super::config::HostConfig;
 use crate::entitlement::{self, Entitlement, Settings};
 use crate::flow::{Driver, FlowEngine, Roles, load_definitions};
-use crate::http::edge::{self, ErrorBody, Limits, descriptors};
+use crate::http::edge::{self, ErrorBody, Limits, Listener, descriptors};
 use crate::http::{self, AppState, Metrics};
 use crate::notify::{DeliveryWorker, Signal};
 use crate::registry::{Live, Sources, Watcher};
@@ -159,7 +159,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("rulehost public site on http://{public_address}");
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let internal = tokio::spawn(edge::serve(
-            "internal",
+            Listener::Internal,
             listener,
             http::router(state),
             internal_limits,
@@ -167,7 +167,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             stop.clone(),
         ));
         let public = tokio::spawn(edge::serve(
-            "public",
+            Listener::Public,
             public_listener,
             http::public::router(entitlement),
             public_limits,

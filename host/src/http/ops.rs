@@ -6,6 +6,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::edge::{self, Listener};
 use super::json::Query;
 use super::metrics::{counter, gauge};
 use super::{ApiError, AppState, blocking};
@@ -122,8 +123,43 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
         "Stored records deleted past their retention ([retention]), by kind; flows count without their tasks and history.",
         &pruned,
     );
+    edge_metrics(&mut out);
     s.metrics.render(&mut out);
     Ok(([("content-type", "text/plain; version=0.0.4")], out))
+}
+
+/// Each listener's connections, from its edge.
+fn edge_metrics(out: &mut String) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let per_listener = |value: &dyn Fn(&edge::ListenerStats) -> i64| {
+        Listener::ALL.map(|l| (format!("listener=\"{}\"", l.name()), value(l.stats())))
+    };
+    gauge(
+        out,
+        "rulehost_http_connections",
+        "Connections open now, by listener.",
+        &per_listener(&|s| s.open.load(Relaxed)),
+    );
+    let counters: [(&str, &str, &dyn Fn(&edge::ListenerStats) -> i64); 3] = [
+        (
+            "rulehost_http_connections_total",
+            "Connections taken, by listener.",
+            &|s| i64::try_from(s.accepted.load(Relaxed)).unwrap_or(i64::MAX),
+        ),
+        (
+            "rulehost_http_connections_refused_total",
+            "Connections closed at once because their client address had max_connections_per_address open.",
+            &|s| i64::try_from(s.refused.load(Relaxed)).unwrap_or(i64::MAX),
+        ),
+        (
+            "rulehost_http_header_timeouts_total",
+            "Connections closed because a request's head did not arrive in full within header_timeout_seconds.",
+            &|s| i64::try_from(s.header_timeouts.load(Relaxed)).unwrap_or(i64::MAX),
+        ),
+    ];
+    for (name, help, value) in counters {
+        counter(out, name, help, &per_listener(value));
+    }
 }
 
 #[derive(Deserialize)]

@@ -23,6 +23,7 @@ pub mod descriptors;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,17 +53,88 @@ pub struct Limits {
     pub body_timeout: Duration,
 }
 
+/// Which of the two listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Internal,
+    Public,
+}
+
+impl Listener {
+    pub const ALL: [Listener; 2] = [Listener::Internal, Listener::Public];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Internal => "internal",
+            Listener::Public => "public",
+        }
+    }
+
+    /// Its counters since start, for `/metrics`.
+    pub fn stats(self) -> &'static ListenerStats {
+        static INTERNAL: ListenerStats = ListenerStats::new();
+        static PUBLIC: ListenerStats = ListenerStats::new();
+        match self {
+            Listener::Internal => &INTERNAL,
+            Listener::Public => &PUBLIC,
+        }
+    }
+}
+
+/// What a listener's edge did, for `/metrics` (one process serves one pair
+/// of listeners, so these live as long as it).
+#[derive(Debug)]
+pub struct ListenerStats {
+    /// Connections open now.
+    pub open: AtomicI64,
+    /// Connections taken since start.
+    pub accepted: AtomicU64,
+    /// Connections closed at once: their address had its bound open.
+    pub refused: AtomicU64,
+    /// Connections closed because a request's head did not come in time.
+    pub header_timeouts: AtomicU64,
+}
+
+impl ListenerStats {
+    const fn new() -> Self {
+        ListenerStats {
+            open: AtomicI64::new(0),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            header_timeouts: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Counts a connection open while it lives.
+struct Open(&'static ListenerStats);
+
+impl Open {
+    fn new(stats: &'static ListenerStats) -> Self {
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        Open(stats)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Serves `router` on `listener` within `limits` until `stop` turns true;
 /// then stops accepting and waits for the open connections to finish
 /// their requests (idle ones are closed at once).
 pub async fn serve(
-    name: &'static str,
+    which: Listener,
     listener: TcpListener,
     router: Router,
     limits: Limits,
     errors: ErrorBody,
     mut stop: watch::Receiver<bool>,
 ) {
+    let (name, stats) = (which.name(), which.stats());
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let addresses = Arc::new(PerAddress::new(limits.max_per_address));
     let service = ServiceBuilder::new()
@@ -92,6 +164,7 @@ pub async fn serve(
             () = stopped(&mut stop) => break,
         };
         let Some(slot) = addresses.admit(peer.ip()) else {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(listener = name, %peer, "closed: too many connections from this address");
             drop(stream);
             continue;
@@ -104,7 +177,7 @@ pub async fn serve(
             .serve_connection(io, TowerToHyperService::new(service.clone()));
         let mut closing = closing.clone();
         connections.spawn(async move {
-            let _held = (permit, slot);
+            let _held = (permit, slot, Open::new(stats));
             let mut connection = std::pin::pin!(connection);
             let finished = tokio::select! {
                 result = connection.as_mut() => Some(result),
@@ -118,6 +191,9 @@ pub async fn serve(
                 }
             };
             if let Err(e) = result {
+                if e.is_timeout() {
+                    stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::debug!(listener = name, %peer, "connection ended: {e}");
             }
         });
