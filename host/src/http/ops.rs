@@ -130,35 +130,39 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
 
 /// Each listener's connections, from its edge.
 fn edge_metrics(out: &mut String) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let per_listener = |value: &dyn Fn(&edge::ListenerStats) -> i64| {
-        Listener::ALL.map(|l| (format!("listener=\"{}\"", l.name()), value(l.stats())))
-    };
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    let label = |l: Listener| format!("listener=\"{}\"", l.name());
+    let open = Listener::ALL.map(|l| (label(l), l.stats().open.load(Relaxed)));
     gauge(
         out,
         "rulehost_http_connections",
         "Connections open now, by listener.",
-        &per_listener(&|s| s.open.load(Relaxed)),
+        &open,
     );
-    let counters: [(&str, &str, &dyn Fn(&edge::ListenerStats) -> i64); 3] = [
+    type Field = fn(&edge::ListenerStats) -> &AtomicU64;
+    let counters: [(&str, &str, Field); 3] = [
         (
             "rulehost_http_connections_total",
             "Connections taken, by listener.",
-            &|s| i64::try_from(s.accepted.load(Relaxed)).unwrap_or(i64::MAX),
+            |s| &s.accepted,
         ),
         (
             "rulehost_http_connections_refused_total",
             "Connections closed at once because their client address had max_connections_per_address open.",
-            &|s| i64::try_from(s.refused.load(Relaxed)).unwrap_or(i64::MAX),
+            |s| &s.refused,
         ),
         (
             "rulehost_http_header_timeouts_total",
             "Connections closed because a request's head did not arrive in full within header_timeout_seconds.",
-            &|s| i64::try_from(s.header_timeouts.load(Relaxed)).unwrap_or(i64::MAX),
+            |s| &s.header_timeouts,
         ),
     ];
-    for (name, help, value) in counters {
-        counter(out, name, help, &per_listener(value));
+    for (name, help, field) in counters {
+        let samples = Listener::ALL.map(|l| {
+            let n = field(l.stats()).load(Relaxed);
+            (label(l), i64::try_from(n).unwrap_or(i64::MAX))
+        });
+        counter(out, name, help, &samples);
     }
 }
 
