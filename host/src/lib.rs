@@ -14,3 +14,4 @@ mod prop_text;
 pub mod registry;
 pub mod runtime;
 pub mod store;
+pub mod text;

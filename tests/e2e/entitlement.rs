@@ -458,7 +458,8 @@ fn links_use_the_configured_public_url_and_a_bad_config_refuses_to_serve() {
         .arg(crate::support::plugins_dir())
         .output()
         .unwrap_or_else(|e| panic!("run: {e}"));
-    assert_eq!(out.status.code(), Some(1));
+    // Could not run: 2 (1 is for failures found).
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an http:// or https:// URL"));
 }
 

@@ -13,6 +13,7 @@ mod cli;
 mod decisions;
 mod embedded;
 mod entitlement;
+mod hardening_http;
 mod hardening_reconcile;
 mod live;
 mod mail;

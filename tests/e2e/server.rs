@@ -84,6 +84,8 @@ pub struct Setup {
     starts: Cell<u32>,
     /// Whether `start` passes `<dir>/plugins` instead of `plugins/dist`.
     own_plugins: Cell<bool>,
+    /// The open-files limit (soft and hard) `start` runs the server under.
+    open_files: Cell<Option<u32>>,
 }
 
 impl Setup {
@@ -100,6 +102,7 @@ impl Setup {
             dir,
             starts: Cell::new(0),
             own_plugins: Cell::new(false),
+            open_files: Cell::new(None),
         };
         setup.write_rules_file("roles.toml", roles);
         setup
@@ -144,6 +147,12 @@ impl Setup {
             });
         }
         self.own_plugins.set(true);
+    }
+
+    /// From now on `start` runs the server under an open-files limit of
+    /// `n` (soft and hard, through `sh -c 'ulimit -n N'`, which then execs it).
+    pub fn limit_open_files(&self, n: u32) {
+        self.open_files.set(Some(n));
     }
 
     /// The folder `start` passes as `--plugins`.
@@ -210,7 +219,18 @@ impl Setup {
         let log = std::fs::File::create(&log_path)
             .unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
 
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rulehost"))
+        let mut command = match self.open_files.get() {
+            Some(n) => {
+                let mut shell = Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_rulehost"));
+                shell
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_rulehost")),
+        };
+        let mut child = command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--public-listen", "127.0.0.1:0"])
             .arg("--db")
@@ -428,6 +448,16 @@ impl Host {
             other => panic!("call_as: no helper for {other}"),
         };
         self.reply(method, path, result)
+    }
+
+    /// PUTs `body` as is, labelled `application/json`.
+    pub fn put_text(&self, path: &str, body: &str) -> Reply {
+        let url = format!("{}{path}", self.base);
+        let result = self
+            .authorized(self.agent.put(&url), self.token.as_deref())
+            .header("content-type", "application/json")
+            .send(body);
+        self.reply("PUT", path, result)
     }
 
     /// GETs a full URL (e.g. a reconciliation link on the public site).

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::entitlement::OtherAccount;
 use crate::http::OpenRoutes;
+use crate::http::edge::Limits;
 use crate::notify::{MailConfig, RetryPolicy};
 use crate::registry::Diagnostic;
 use crate::store::retention::{DAY, DEFAULT_INTERVAL, Policy};
@@ -19,6 +20,8 @@ pub struct HostConfig {
     /// Mail over SMTP; without it, mail is held in the outbox and logged.
     #[serde(default)]
     pub mail: Option<MailConfig>,
+    #[serde(default)]
+    pub internal: InternalConfig,
     #[serde(default)]
     pub public: PublicConfig,
     #[serde(default)]
@@ -272,12 +275,90 @@ impl RetentionConfig {
     }
 }
 
+/// The internal API's listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternalConfig {
+    /// Connections open at once (default 1024).
+    pub max_connections: Option<usize>,
+    /// For a request's head, and how long an idle connection is kept (default 10).
+    pub header_timeout_seconds: Option<u64>,
+    /// For a request's body, from its head (default 60: plugin uploads).
+    pub body_timeout_seconds: Option<u64>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublicConfig {
     /// How people reach the public site (the base of reconciliation links);
     /// default: the public listener's own address.
     pub url: Option<String>,
+    /// Connections open at once (default 4096).
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one client address (default 64).
+    pub max_connections_per_address: Option<usize>,
+    /// For a request's head, and how long an idle connection is kept (default 10).
+    pub header_timeout_seconds: Option<u64>,
+    /// For a request's body, from its head (default 20).
+    pub body_timeout_seconds: Option<u64>,
+}
+
+/// The most connections a listener may be given.
+const MAX_CONNECTIONS: usize = 1_000_000;
+/// The longest header or body timeout accepted, in seconds.
+const MAX_TIMEOUT_SECONDS: u64 = 3600;
+
+impl InternalConfig {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections.unwrap_or(1024),
+            max_per_address: None,
+            header_timeout: Duration::from_secs(self.header_timeout_seconds.unwrap_or(10)),
+            body_timeout: Duration::from_secs(self.body_timeout_seconds.unwrap_or(60)),
+        }
+    }
+}
+
+impl PublicConfig {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections.unwrap_or(4096),
+            max_per_address: Some(self.max_connections_per_address.unwrap_or(64)),
+            header_timeout: Duration::from_secs(self.header_timeout_seconds.unwrap_or(10)),
+            body_timeout: Duration::from_secs(self.body_timeout_seconds.unwrap_or(20)),
+        }
+    }
+}
+
+/// The first listener setting out of its range, as a message naming it.
+fn listener_problem(
+    section: &str,
+    max_connections: Option<usize>,
+    per_address: Option<usize>,
+    timeouts: [(&str, Option<u64>); 2],
+) -> Option<String> {
+    for (key, value) in [
+        ("max_connections", max_connections),
+        ("max_connections_per_address", per_address),
+    ] {
+        if let Some(n) = value
+            && !(1..=MAX_CONNECTIONS).contains(&n)
+        {
+            return Some(format!(
+                "[{section}] {key} = {n} is not between 1 and {MAX_CONNECTIONS}"
+            ));
+        }
+    }
+    for (key, value) in timeouts {
+        if let Some(n) = value
+            && !(1..=MAX_TIMEOUT_SECONDS).contains(&n)
+        {
+            return Some(format!(
+                "[{section}] {key} = {n} is not between 1 and {MAX_TIMEOUT_SECONDS} seconds"
+            ));
+        }
+    }
+    None
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -311,6 +392,31 @@ impl HostConfig {
                 None,
                 format!("[public] url `{url}` is not an http:// or https:// URL"),
             ));
+        }
+        let internal = &config.internal;
+        let public = &config.public;
+        let listeners = listener_problem(
+            "internal",
+            internal.max_connections,
+            None,
+            [
+                ("header_timeout_seconds", internal.header_timeout_seconds),
+                ("body_timeout_seconds", internal.body_timeout_seconds),
+            ],
+        )
+        .or_else(|| {
+            listener_problem(
+                "public",
+                public.max_connections,
+                public.max_connections_per_address,
+                [
+                    ("header_timeout_seconds", public.header_timeout_seconds),
+                    ("body_timeout_seconds", public.body_timeout_seconds),
+                ],
+            )
+        });
+        if let Some(problem) = listeners {
+            return Err(Diagnostic::error(path, None, problem));
         }
         if let Some(problem) = config.store.problems().into_iter().next() {
             return Err(Diagnostic::error(path, None, problem));
@@ -461,6 +567,58 @@ mod tests {
             ("requests_days = -1", ":2: invalid value"),
         ] {
             let err = load(&format!("[retention]\n{text}\n")).unwrap_err();
+            assert!(err.to_string().contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_listener_sections_set_bounds_and_timeouts() {
+        let default = load("").unwrap();
+        let (internal, public) = (default.internal.limits(), default.public.limits());
+        assert_eq!(
+            (internal.max_connections, internal.max_per_address),
+            (1024, None)
+        );
+        assert_eq!(
+            (public.max_connections, public.max_per_address),
+            (4096, Some(64))
+        );
+        assert_eq!(internal.header_timeout, Duration::from_secs(10));
+        assert_eq!(public.body_timeout, Duration::from_secs(20));
+        let set = load(
+            "[internal]\nmax_connections = 8\nheader_timeout_seconds = 2\nbody_timeout_seconds = 3\n[public]\nmax_connections = 9\nmax_connections_per_address = 2\nheader_timeout_seconds = 4\nbody_timeout_seconds = 5\n",
+        )
+        .unwrap();
+        let (internal, public) = (set.internal.limits(), set.public.limits());
+        assert_eq!(internal.max_connections, 8);
+        assert_eq!(internal.header_timeout, Duration::from_secs(2));
+        assert_eq!(internal.body_timeout, Duration::from_secs(3));
+        assert_eq!(
+            (public.max_connections, public.max_per_address),
+            (9, Some(2))
+        );
+        assert_eq!(public.header_timeout, Duration::from_secs(4));
+        assert_eq!(public.body_timeout, Duration::from_secs(5));
+        for (text, expected) in [
+            (
+                "[internal]\nmax_connections = 0\n",
+                "[internal] max_connections = 0",
+            ),
+            (
+                "[public]\nmax_connections_per_address = 0\n",
+                "[public] max_connections_per_address = 0",
+            ),
+            (
+                "[public]\nheader_timeout_seconds = 0\n",
+                "[public] header_timeout_seconds = 0",
+            ),
+            (
+                "[internal]\nbody_timeout_seconds = 3601\n",
+                "body_timeout_seconds = 3601",
+            ),
+            ("[internal]\nidle_seconds = 3\n", "idle_seconds"),
+        ] {
+            let err = load(text).unwrap_err();
             assert!(err.to_string().contains(expected), "{text}: {err}");
         }
     }

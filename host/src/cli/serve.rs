@@ -15,6 +15,7 @@ use super::config::HostConfig;
 use crate::auth::{self, FirstToken, Tokens};
 use crate::entitlement::{self, Entitlement, Settings};
 use crate::flow::{Driver, FlowEngine, Roles, load_definitions};
+use crate::http::edge::{self, ErrorBody, Limits, Listener, descriptors};
 use crate::http::{self, AppState, Metrics};
 use crate::notify::{DeliveryWorker, Signal};
 use crate::registry::{Live, Sources, Watcher};
@@ -36,7 +37,7 @@ pub struct ServeArgs {
     /// Address of the public site (reconciliation pages only). Port 0 picks a free port.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7701")]
     public_listen: SocketAddr,
-    /// The host's settings: [mail] smtp, [public] url, [reconciliation], [outbox], [store], [retention], [auth].
+    /// The host's settings: [mail] smtp, [internal] and [public] listener limits, [public] url, [reconciliation], [outbox], [store], [retention], [auth].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -76,7 +77,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "refusing to serve: fix the problems above (`rulehost check {}` lists those in the rules)",
             args.rules.display()
         );
-        return Ok(ExitCode::from(1));
+        // Could not run (2); 1 is for failures found.
+        return Ok(ExitCode::from(2));
     }
     let (roles, config) = (
         roles.unwrap_or_default(),
@@ -102,6 +104,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let tokens = Arc::new(Tokens::new(store.clone()));
+    let (internal_limits, public_limits) = listener_limits(&config)?;
     let outbox_signal = Arc::new(Signal::default());
     let registry = live.registry();
     let services = registry.load().services.len();
@@ -191,20 +194,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let served = async_runtime.block_on(async move {
         println!("rulehost listening on http://{address}");
         println!("rulehost public site on http://{public_address}");
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let public = axum::serve(public_listener, http::public::router(entitlement))
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            })
-            .into_future();
-        let public = tokio::spawn(public);
-        let internal = axum::serve(listener, http::router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("the server failed");
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let internal = tokio::spawn(edge::serve(
+            Listener::Internal,
+            listener,
+            http::router(state),
+            internal_limits,
+            ErrorBody::Json,
+            stop.clone(),
+        ));
+        let public = tokio::spawn(edge::serve(
+            Listener::Public,
+            public_listener,
+            http::public::router(entitlement),
+            public_limits,
+            ErrorBody::Html,
+            stop,
+        ));
+        shutdown_signal().await;
         let _ = stop_tx.send(true);
-        let _ = public.await;
-        internal
+        let (internal, public) = (internal.await, public.await);
+        internal.and(public).context("the server failed")
     });
     // In-flight requests are done; let the workers finish what they hold.
     drop(watcher);
@@ -214,6 +224,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     served?;
     tracing::info!("rulehost stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each listener's limits from the settings, the connection bounds sized
+/// to the open-files limit (raised to its hard limit first).
+fn listener_limits(config: &HostConfig) -> anyhow::Result<(Limits, Limits)> {
+    let (mut internal, mut public) = (config.internal.limits(), config.public.limits());
+    let open_files = descriptors::raise_limit();
+    let budget = descriptors::share(open_files, internal.max_connections, public.max_connections)
+        .map_err(anyhow::Error::msg)?;
+    if (budget.internal, budget.public) != (internal.max_connections, public.max_connections) {
+        tracing::warn!(
+            open_files,
+            internal = budget.internal,
+            public = budget.public,
+            "the open-files limit is below [internal] and [public] max_connections with {} to spare: the listeners take fewer connections; raise `ulimit -n` to take all",
+            descriptors::RESERVED
+        );
+    }
+    internal.max_connections = budget.internal;
+    public.max_connections = budget.public;
+    Ok((internal, public))
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM.

@@ -68,10 +68,23 @@ impl<'de> Deserialize<'de> for Scalar {
                 Ok(Scalar(v.to_string()))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_string()))
+                Ok(Scalar(float_text(v)))
             }
         }
         deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// A float as text: positional for ordinary magnitudes (`1.5`, `0.001`),
+/// scientific beyond them (`1e300`, `2.5e-9`), as ECMAScript's
+/// `Number#toString` does, so a large float is not written in 300 digits.
+/// Either form is the shortest that reads back as the same float.
+pub fn float_text(v: f64) -> String {
+    let magnitude = v.abs();
+    if magnitude != 0.0 && !(1e-6..1e21).contains(&magnitude) {
+        format!("{v:e}")
+    } else {
+        v.to_string()
     }
 }
 
@@ -108,6 +121,19 @@ mod tests {
         assert_eq!(p.get("on"), Some("true"));
         assert_eq!(p.get("rate"), Some("1.5"));
         assert_eq!(p.get("name"), Some("x"));
+    }
+
+    #[test]
+    fn large_and_small_floats_are_written_short() {
+        let p: Properties = serde_json::from_str(
+            r#"{"huge": 1e308, "big": 1e20, "tiny": 2.5e-9, "whole": 123.0, "neg": -1.25e300}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(p.get("huge"), Some("1e308"));
+        assert_eq!(p.get("big"), Some("100000000000000000000"));
+        assert_eq!(p.get("tiny"), Some("2.5e-9"));
+        assert_eq!(p.get("whole"), Some("123"));
+        assert_eq!(p.get("neg"), Some("-1.25e300"));
     }
 
     #[test]

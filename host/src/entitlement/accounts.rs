@@ -8,6 +8,7 @@ use super::EntitlementError;
 use crate::contract::{Account, AccountStatus, Contact, Properties};
 use crate::store::entitlement::AccountRow;
 use crate::store::rfc3339;
+use crate::text;
 
 /// The body of `PUT /v1/accounts/{id}`.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,19 +43,35 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?' && b != b'#')
 }
 
+/// Attribute keys are one line of text, values free text ([`text`]).
+pub fn valid_attributes(attributes: &Properties) -> Result<(), EntitlementError> {
+    for (key, value) in attributes.iter() {
+        text::line("attributes", key)
+            .and_then(|()| text::free_text(&format!("attributes.{key}"), value))
+            .map_err(EntitlementError::Invalid)?;
+    }
+    Ok(())
+}
+
 impl AccountInput {
     pub fn validate(&self) -> Result<(), EntitlementError> {
-        if let Some(contact) = &self.contact
-            && (!contact.email.contains('@')
+        if let Some(contact) = &self.contact {
+            if !contact.email.contains('@')
                 || contact.email.len() > 254
-                || contact.email.chars().any(char::is_whitespace))
-        {
-            return Err(EntitlementError::Invalid(format!(
-                "contact email `{}` is not an email address",
-                contact.email
-            )));
+                || contact
+                    .email
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(EntitlementError::Invalid(format!(
+                    "contact email `{}` is not an email address",
+                    contact.email.escape_debug()
+                )));
+            }
+            text::line("contact.name", &contact.name).map_err(EntitlementError::Invalid)?;
         }
-        Ok(())
+        text::line("tier", &self.tier).map_err(EntitlementError::Invalid)?;
+        valid_attributes(&self.attributes)
     }
 
     pub fn into_row(self, id: &str, now: i64) -> AccountRow {

@@ -299,6 +299,9 @@ impl Entitlement {
                     .into(),
             ));
         }
+        crate::text::free_text("description", &req.description)
+            .map_err(EntitlementError::Invalid)?;
+        super::valid_attributes(&req.attributes)?;
         let registry = self.registry();
         let service =
             registry

@@ -28,7 +28,7 @@ use slots::Slots;
 
 use arc_swap::ArcSwap;
 
-pub use accounts::{AccountInput, AccountView, valid_id, view as account_view};
+pub use accounts::{AccountInput, AccountView, valid_attributes, valid_id, view as account_view};
 pub use check::{CheckRequest, CheckResponse, MAX_TRIES, NativeVerifier};
 pub use links::Reissued;
 pub use reconcile::{Installed, install};

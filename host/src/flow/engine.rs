@@ -169,6 +169,7 @@ impl FlowEngine {
         if subject.trim().is_empty() {
             return Err(FlowError::Invalid("`subject` must not be empty".into()));
         }
+        crate::text::line("subject", subject).map_err(FlowError::Invalid)?;
         let context = match context {
             Value::Null => Value::Object(Map::new()),
             Value::Object(map) => Value::Object(map),
@@ -298,6 +299,7 @@ impl FlowEngine {
                 "`problem` must say what was found".into(),
             ));
         }
+        crate::text::free_text("problem", problem).map_err(FlowError::Invalid)?;
         let now = store::now_ms();
         self.store.write(|tx| {
             let flow = q::get_flow(tx, flow_id)?

@@ -1,13 +1,13 @@
 //! Services, accounts, checks, decisions and requests.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::access::{Caller, forbidden};
-use super::json::{Json, Query};
+use super::json::{Json, Path, Query};
 use super::{ApiError, AppState, blocking};
 use crate::entitlement::{AccountInput, CheckRequest, EntitlementError, valid_id};
 use crate::store::{self, entitlement as q};

@@ -1,22 +1,23 @@
 //! Flows, manual tasks and demands.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::json::{Json, Query};
+use super::json::{Json, Path, Query};
 use super::{ApiError, AppState, blocking};
 use crate::flow::TaskSpec;
 use crate::store::flows as q;
 
-/// Who is acting, for the history: the `X-Rulehost-Actor` header, or "api".
+/// Who is acting, for the history: the `X-Rulehost-Actor` header (one line
+/// of text, at most 200 bytes), or "api".
 fn actor(headers: &HeaderMap) -> String {
     headers
         .get("x-rulehost-actor")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .filter(|v| !v.is_empty() && v.len() <= 200 && crate::text::control_in_line(v).is_none())
         .unwrap_or("api")
         .to_owned()
 }

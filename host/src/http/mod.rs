@@ -12,9 +12,11 @@
 //! tokens themselves are `auth`'s).
 
 pub mod access;
+pub mod edge;
 mod entitlement;
 mod error;
 mod flows;
+pub mod inspect;
 mod json;
 mod metrics;
 mod ops;
@@ -31,7 +33,7 @@ use axum::response::Response;
 
 pub use access::OpenRoutes;
 pub use error::ApiError;
-pub use json::MAX_BODY;
+pub use inspect::{MAX_BODY, MAX_DEPTH};
 pub use metrics::Metrics;
 
 use crate::auth::{Access, Tokens};
@@ -84,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::map_response(error::as_json))
         .layer(middleware::from_fn_with_state(guard, access::authorize))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)

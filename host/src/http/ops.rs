@@ -6,6 +6,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::edge::{self, Listener};
 use super::json::Query;
 use super::metrics::{counter, gauge};
 use super::{ApiError, AppState, blocking};
@@ -133,8 +134,47 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
         "Stored records deleted past their retention ([retention]), by kind; flows count without their tasks and history.",
         &pruned,
     );
+    edge_metrics(&mut out);
     s.metrics.render(&mut out);
     Ok(([("content-type", "text/plain; version=0.0.4")], out))
+}
+
+/// Each listener's connections, from its edge.
+fn edge_metrics(out: &mut String) {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    let label = |l: Listener| format!("listener=\"{}\"", l.name());
+    let open = Listener::ALL.map(|l| (label(l), l.stats().open.load(Relaxed)));
+    gauge(
+        out,
+        "rulehost_http_connections",
+        "Connections open now, by listener.",
+        &open,
+    );
+    type Field = fn(&edge::ListenerStats) -> &AtomicU64;
+    let counters: [(&str, &str, Field); 3] = [
+        (
+            "rulehost_http_connections_total",
+            "Connections taken, by listener.",
+            |s| &s.accepted,
+        ),
+        (
+            "rulehost_http_connections_refused_total",
+            "Connections closed at once because their client address had max_connections_per_address open.",
+            |s| &s.refused,
+        ),
+        (
+            "rulehost_http_header_timeouts_total",
+            "Connections closed because a request's head did not arrive in full within header_timeout_seconds.",
+            |s| &s.header_timeouts,
+        ),
+    ];
+    for (name, help, field) in counters {
+        let samples = Listener::ALL.map(|l| {
+            let n = field(l.stats()).load(Relaxed);
+            (label(l), i64::try_from(n).unwrap_or(i64::MAX))
+        });
+        counter(out, name, help, &samples);
+    }
 }
 
 #[derive(Deserialize)]

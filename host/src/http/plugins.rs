@@ -1,13 +1,12 @@
 //! Plugin lifecycle: live versions, history, upload, rollback.
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::json::{Json, Query};
+use super::json::{Json, Path, Query, RawBody};
 use super::{ApiError, AppState, blocking};
 use crate::registry::{Offered, Rejection, RollbackError, Source, valid_plugin_name};
 use crate::runtime::Digest;
@@ -60,7 +59,7 @@ fn rejected(r: Rejection) -> ApiError {
 pub async fn upload(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody<MAX_PLUGIN>,
 ) -> Result<impl IntoResponse, ApiError> {
     known(&s, &name)?;
     if body.is_empty() {
@@ -128,7 +127,7 @@ pub async fn replay(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Query(query): Query<ReplayQuery>,
-    body: Bytes,
+    RawBody(body): RawBody<MAX_PLUGIN>,
 ) -> Result<impl IntoResponse, ApiError> {
     known(&s, &name)?;
     let report = blocking(move || {
