@@ -13,5 +13,6 @@ pub mod notify;
 mod prop_text;
 pub mod registry;
 pub mod runtime;
+pub mod secret;
 pub mod store;
 pub mod text;

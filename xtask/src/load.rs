@@ -176,22 +176,35 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
 
 /// Starts `rulehost serve` (release) on free ports: the server and its base URL.
 fn serve(root: &Path, rules: &Path, db: &Path, config: &Path) -> anyhow::Result<(Server, String)> {
+    let (child, base) = start_release_host(
+        root,
+        &[
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--public-listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--db".as_ref(),
+            db.as_os_str(),
+            "--rules".as_ref(),
+            rules.as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+    )?;
+    Ok((Server(child), base))
+}
+
+/// Starts the release `rulehost serve` with `args` on the built plugins and
+/// waits until it listens: the process and the internal API's base URL.
+pub(crate) fn start_release_host(
+    root: &Path,
+    args: &[&std::ffi::OsStr],
+) -> anyhow::Result<(Child, String)> {
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into);
     let mut child = Command::new(Path::new(&target).join("release").join("rulehost"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--public-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--db")
-        .arg(db)
-        .arg("--rules")
-        .arg(rules)
-        .arg("--config")
-        .arg(config)
+        .arg("serve")
+        .args(args)
         .arg("--plugins")
         .arg(root.join("plugins").join("dist"))
         .stdout(Stdio::piped())
@@ -199,19 +212,20 @@ fn serve(root: &Path, rules: &Path, db: &Path, config: &Path) -> anyhow::Result<
         .spawn()
         .context("cannot start rulehost serve")?;
     let stdout = child.stdout.take().context("no stdout")?;
-    let server = Server(child);
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {
-        let line = lines
-            .next()
-            .context("rulehost serve exited before it was ready")??;
-        if let Some(url) = line.strip_prefix("rulehost listening on ") {
+        let Some(line) = lines.next() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("rulehost serve exited before it was ready");
+        };
+        if let Some(url) = line?.strip_prefix("rulehost listening on ") {
             break url.to_owned();
         }
     };
     // Read on, so the server never writes to a closed pipe (and dies of it).
     std::thread::spawn(move || lines.for_each(drop));
-    Ok((server, base))
+    Ok((child, base))
 }
 
 fn create_account(base: &str, bearer: &str) -> anyhow::Result<()> {

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::load::copy_dir;
+use crate::load::{copy_dir, start_release_host};
 
 const CLIENTS: usize = 4;
 const SUPPORT: &str = "support-contract";
@@ -412,33 +412,23 @@ impl Host {
     /// Starts `serve` on `ports` (the same on every restart, so the links it
     /// handed out before a kill still lead to it).
     fn start(root: &Path, rules: &Path, db: &Path, ports: (u16, u16)) -> anyhow::Result<Host> {
-        let target =
-            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into);
-        let mut child = Command::new(Path::new(&target).join("release").join("rulehost"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{}", ports.0)])
-            .args(["--public-listen", &format!("127.0.0.1:{}", ports.1)])
-            .arg("--db")
-            .arg(db)
-            .arg("--rules")
-            .arg(rules)
-            .arg("--plugins")
-            .arg(root.join("plugins").join("dist"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start rulehost serve")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let base = loop {
-            let Some(line) = lines.next() else {
-                let _ = child.kill();
-                bail!("rulehost serve exited before it was ready");
-            };
-            if let Some(url) = line?.strip_prefix("rulehost listening on ") {
-                break url.to_owned();
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
+        let (internal, public) = (
+            format!("127.0.0.1:{}", ports.0),
+            format!("127.0.0.1:{}", ports.1),
+        );
+        let (child, base) = start_release_host(
+            root,
+            &[
+                "--listen".as_ref(),
+                internal.as_ref(),
+                "--public-listen".as_ref(),
+                public.as_ref(),
+                "--db".as_ref(),
+                db.as_os_str(),
+                "--rules".as_ref(),
+                rules.as_os_str(),
+            ],
+        )?;
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(10)))

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{AuthError, Presented, Principal, Role, new_token, same};
+use super::{AuthError, Presented, Principal, Role, new_token};
+use crate::secret::same;
 use crate::store::tokens::{self as q, TokenRow};
 use crate::store::{self, Store};
 

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::reconcile::{end_decided_otherwise, hash_key, link, new_key};
+use super::reconcile::{hash_key, link, new_key, still_held_or_ended};
 use super::site::LinkError;
 use super::{Entitlement, EntitlementError, Settings, Shared, valid_id};
 use crate::contract::{Channel, Contact, Procedure};
@@ -215,19 +215,7 @@ impl Entitlement {
                     "reconciliation `{id}` has lapsed; there is no link to issue"
                 ))));
             }
-            let held = q::get_request(tx, &row.request_id)?;
-            if !held.is_some_and(|r| {
-                r.state == "awaiting-reconciliation"
-                    && r.reconciliation_id.as_deref() == Some(row.id.as_str())
-            }) {
-                end_decided_otherwise(
-                    shared,
-                    &self.engine,
-                    tx,
-                    &row.id,
-                    "the request is no longer held",
-                    now,
-                )?;
+            if !still_held_or_ended(shared, &self.engine, tx, &row, now)? {
                 return Ok(Err(EntitlementError::Conflict(format!(
                     "the request of reconciliation `{id}` was decided otherwise; there is no link to issue"
                 ))));

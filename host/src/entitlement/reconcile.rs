@@ -13,7 +13,6 @@ use std::sync::Arc;
 use crate::store::Tx;
 use jiff::{Timestamp, ToSpan};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
 use super::accounts::{account_row, to_account};
 use super::check::{Decided, Verified, insert_decision, request_json};
@@ -27,6 +26,7 @@ use crate::flow::{
     ActionHandler, ActionOutcome, Definition, FlowEngine, FlowError, TaskKind, TaskSpec,
 };
 use crate::registry::{Registry, Service};
+use crate::secret::same;
 use crate::store::entitlement::{self as q, ReconciliationRow, RequestRow};
 use crate::store::flows::{FlowRecord, TaskRecord};
 use crate::store::{self, Store, new_id, outbox, rfc3339};
@@ -179,16 +179,7 @@ pub(super) fn new_key() -> Result<String, EntitlementError> {
 }
 
 pub(super) fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
-
-/// Constant-time equality of two strings of equal length.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    crate::secret::digest(key)
 }
 
 pub(super) fn key_matches(row: &ReconciliationRow, key: &str) -> bool {
@@ -343,6 +334,34 @@ fn lapse(
 /// links die, a tombstone says why), its flow is finished, and the service
 /// is told once (`reconciliation.ended`). The request is left as it is.
 /// Returns whether there was a reconciliation to end.
+/// Whether `row`'s request is still held by it. If it is not (a later check
+/// decided it), the reconciliation ends here: its links die and the service
+/// is told once.
+pub(crate) fn still_held_or_ended(
+    shared: &Shared,
+    engine: &FlowEngine,
+    tx: &Tx<'_>,
+    row: &ReconciliationRow,
+    now: i64,
+) -> Result<bool, EntitlementError> {
+    let held = q::get_request(tx, &row.request_id)?;
+    if held.is_some_and(|r| {
+        r.state == "awaiting-reconciliation"
+            && r.reconciliation_id.as_deref() == Some(row.id.as_str())
+    }) {
+        return Ok(true);
+    }
+    end_decided_otherwise(
+        shared,
+        engine,
+        tx,
+        &row.id,
+        "the request is no longer held",
+        now,
+    )?;
+    Ok(false)
+}
+
 pub(crate) fn end_decided_otherwise(
     shared: &Shared,
     engine: &FlowEngine,
@@ -525,19 +544,7 @@ impl Entitlement {
                 }));
             };
             // A request decided by other means before links died with it.
-            let held = q::get_request(tx, &row.request_id)?;
-            if !held.is_some_and(|r| {
-                r.state == "awaiting-reconciliation"
-                    && r.reconciliation_id.as_deref() == Some(row.id.as_str())
-            }) {
-                end_decided_otherwise(
-                    shared,
-                    &self.engine,
-                    tx,
-                    &row.id,
-                    "the request is no longer held",
-                    now,
-                )?;
+            if !still_held_or_ended(shared, &self.engine, tx, &row, now)? {
                 return Ok(Err(LinkError::DecidedOtherwise));
             }
             if row.deadline.is_some_and(|d| d <= now) {

@@ -14,17 +14,9 @@ use super::site::{ConfirmOutcome, LinkError, SubmitOutcome, TransferPage};
 use super::{Entitlement, EntitlementError, valid_id};
 use crate::contract::{Channel, Verdict};
 use crate::registry::Service;
+use crate::secret::same;
 use crate::store::entitlement::{self as q, ReconciliationRow};
 use crate::store::{self, rfc3339};
-
-/// Constant-time equality of two hex digests (as in `reconcile`).
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
 
 impl Entitlement {
     /// Counts the ask as an attempt; then, if `other` exists, has a contact
