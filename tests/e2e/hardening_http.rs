@@ -222,8 +222,9 @@ fn a_half_sent_request_an_idle_connection_and_a_missing_body_are_timed_out() {
     // A body announced and never sent: 408 in the error shape.
     let mut stream = connect(&internal);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+    let token = host.token().unwrap_or_default();
     let _ = stream.write_all(
-        b"POST /v1/checks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"service\"",
+        format!("POST /v1/checks HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"service\"").as_bytes(),
     );
     let answer = read_answer(&mut stream);
     assert_eq!(answer.status, 408, "{answer:?}");
