@@ -176,17 +176,23 @@ struct KeyQuery {
     key: Option<String>,
 }
 
+/// The id and key of a link from its path and its `?key=`.
+fn link_in(
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<KeyQuery>, QueryRejection>,
+) -> Result<(String, String), LinkError> {
+    let id = link_id(path)?;
+    let key = query.ok().and_then(|Query(q)| q.key);
+    Ok((id, link_key(key)?))
+}
+
 /// `GET /reconcile/{id}?key=...`
 async fn show<R: Reconciler>(
     State(reconciler): State<Arc<R>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Response {
-    let link = link_id(path).and_then(|id| {
-        let key = query.ok().and_then(|Query(q)| q.key);
-        Ok((id, link_key(key)?))
-    });
-    let (id, key) = match link {
+    let (id, key) = match link_in(path, query) {
         Ok(link) => link,
         Err(e) => return error_page(&e),
     };
@@ -339,11 +345,7 @@ async fn show_confirm<R: Reconciler>(
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Response {
-    let link = link_id(path).and_then(|id| {
-        let key = query.ok().and_then(|Query(q)| q.key);
-        Ok((id, link_key(key)?))
-    });
-    let (id, key) = match link {
+    let (id, key) = match link_in(path, query) {
         Ok(link) => link,
         Err(e) => return error_page(&e),
     };
