@@ -183,7 +183,9 @@ fn any_account_body_is_refused_cleanly_or_stored_as_sent() {
                     let same = match value {
                         Value::String(s) => text == s,
                         Value::Number(n) => text.parse::<f64>().ok() == n.as_f64(),
-                        other => text == other.to_string(),
+                        Value::Bool(b) => text.parse::<bool>().ok() == Some(*b),
+                        // Nulls, lists and tables are refused in attributes.
+                        _ => false,
                     };
                     prop_assert!(same, "`{}`: sent {}, read back {}", key, value, stored);
                 }
