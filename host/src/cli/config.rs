@@ -432,11 +432,36 @@ impl HostConfig {
                 "[reconciliation] max_attempts is not between 1 and 1000; it counts the wrong keys before a link locks",
             ));
         }
-        if r.lock_seconds == Some(0) || r.max_lock_seconds == Some(0) {
+        // A week at most: a lock is a cool-down, never the end of a request.
+        const WEEK: u64 = 7 * 86_400;
+        let in_range = |v: Option<u64>| v.is_none_or(|s| (1..=WEEK).contains(&s));
+        if !in_range(r.lock_seconds) || !in_range(r.max_lock_seconds) {
             return Err(Diagnostic::error(
                 path,
                 None,
-                "[reconciliation] lock_seconds and max_lock_seconds must be at least 1",
+                format!(
+                    "[reconciliation] lock_seconds and max_lock_seconds must be between 1 and {WEEK} (a week)"
+                ),
+            ));
+        }
+        if let (Some(first), Some(max)) = (r.lock_seconds, r.max_lock_seconds)
+            && first > max
+        {
+            return Err(Diagnostic::error(
+                path,
+                None,
+                format!(
+                    "[reconciliation] lock_seconds = {first} is more than max_lock_seconds = {max}; the first lock cannot be longer than the longest"
+                ),
+            ));
+        }
+        if r.sync_window_seconds
+            .is_some_and(|s| !(1..=86_400).contains(&s))
+        {
+            return Err(Diagnostic::error(
+                path,
+                None,
+                "[reconciliation] sync_window_seconds must be between 1 and 86400 (a day): how long a page waits for the user",
             ));
         }
         if let Some(message) = config.outbox.problem() {

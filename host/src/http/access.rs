@@ -120,7 +120,14 @@ pub struct RouteTable(Arc<HashMap<&'static str, Vec<(Method, Access)>>>);
 
 impl RouteTable {
     /// What `method` on the route `pattern` needs; `None` for no such route.
+    /// A HEAD needs what the GET needs: axum answers it with the GET's
+    /// handler (without the body), so it reads as much.
     pub fn access(&self, method: &Method, pattern: &str) -> Option<Access> {
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
         self.0
             .get(pattern)?
             .iter()
@@ -486,6 +493,11 @@ mod tests {
                 if !access.admits(role) {
                     let got = status(&app, &method, &path, Some(token)).await;
                     assert_eq!(got, StatusCode::FORBIDDEN, "{role}: {method} {path}");
+                    // A HEAD reads what its GET reads, so it needs as much.
+                    if method == Method::GET {
+                        let got = status(&app, &Method::HEAD, &path, Some(token)).await;
+                        assert_eq!(got, StatusCode::FORBIDDEN, "{role}: HEAD {path}");
+                    }
                 }
             }
         }

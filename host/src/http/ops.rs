@@ -1,13 +1,13 @@
 //! Health, metrics, the outbox view, and the JSON answers for unknown routes.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::edge::{self, Listener};
-use super::json::Query;
+use super::json::{Path, Query};
 use super::metrics::{counter, gauge};
 use super::{ApiError, AppState, blocking};
 use crate::store::outbox::Retried;

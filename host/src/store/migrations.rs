@@ -295,6 +295,13 @@ const MIGRATIONS: &[&str] = &[
         last_error, created_at, delivered_at)
         SELECT id, event_id, kind, target, payload, state, attempts, next_attempt_at,
             last_error, created_at, delivered_at FROM outbox;
+    -- Ids the pruner deleted are never given again: the counter goes along.
+    UPDATE sqlite_sequence
+        SET seq = (SELECT max(seq) FROM sqlite_sequence WHERE name IN ('outbox', 'outbox_v8'))
+        WHERE name = 'outbox_v8';
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'outbox_v8', seq FROM sqlite_sequence
+        WHERE name = 'outbox' AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'outbox_v8');
     DROP TABLE outbox;
     ALTER TABLE outbox_v8 RENAME TO outbox;
     CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
@@ -480,6 +487,15 @@ mod tests {
             [],
         )
         .unwrap();
+        // A newer row the pruner deleted: its id must never come back.
+        conn.execute(
+            "INSERT INTO outbox (event_id, kind, target, payload, state, attempts, next_attempt_at, created_at)
+             VALUES ('evt_2', 'mail', 'mailto:a@b.test', '{}', 'delivered', 1, 9, 1)",
+            [],
+        )
+        .unwrap();
+        conn.execute("DELETE FROM outbox WHERE event_id = 'evt_2'", [])
+            .unwrap();
         conn.execute(
             "INSERT INTO reconciliations (id, request_id, service, account_id, failure_code, reason, mode, procedure, created_at)
              VALUES ('rec_1', 'r-1', 's', 'a', 'expired', '', 'sync', '{}', 1)",
@@ -487,6 +503,20 @@ mod tests {
         )
         .unwrap();
         apply(&mut conn, Path::new(":memory:")).unwrap();
+        conn.execute(
+            "INSERT INTO outbox (event_id, kind, target, payload, state, attempts, next_attempt_at, created_at)
+             VALUES ('evt_3', 'mail', 'mailto:a@b.test', '{}', 'pending', 0, 9, 1)",
+            [],
+        )
+        .unwrap();
+        let next_id: i64 = conn
+            .query_row("SELECT id FROM outbox WHERE event_id = 'evt_3'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(next_id, 3, "a pruned outbox id was given again");
+        conn.execute("DELETE FROM outbox WHERE event_id = 'evt_3'", [])
+            .unwrap();
         let (event, attempts, next): (String, i64, i64) = conn
             .query_row(
                 "SELECT event_id, attempts, next_attempt_at FROM outbox WHERE id = 1",
