@@ -520,3 +520,36 @@ fn a_refused_request_with_a_body_leaves_the_connection_usable() {
     }
     assert_eq!(flows(&host), 0);
 }
+
+#[test]
+fn a_service_token_issues_fresh_links_for_its_own_services_reconciliations_only() {
+    let setup = Setup::new("");
+    let host = setup.start();
+    let premium = create(&setup, "service", &["premium-support"], "premium-app");
+    let support = create(&setup, "service", &["support-contract"], "support-app");
+    let reply = host.put(
+        "/v1/accounts/acme-1",
+        &json!({"status": "active", "paid_up": false, "tier": "premium",
+                "contract_end": "2099-01-01T00:00:00Z",
+                "contact": {"name": "Ada", "email": "ada@acme.test"}}),
+    );
+    assert_eq!(reply.status, 201, "{reply}");
+    let check = host.post(
+        "/v1/checks",
+        &json!({"service": "premium-support", "account_id": "acme-1", "request_id": "r-1"}),
+    );
+    let id = check.json["reconciliation"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no reconciliation: {check}"))
+        .to_owned();
+    let path = format!("/v1/reconciliations/{id}/link");
+
+    // Another service's token: as if there were no such reconciliation.
+    let reply = host.call_as(Some(&support), "POST", &path, None);
+    assert_eq!(reply.status, 404, "{reply}");
+    assert_eq!(reply.json["error"]["code"], "not-found", "{reply}");
+    // Its own service's token: a fresh link.
+    let reply = host.call_as(Some(&premium), "POST", &path, None);
+    assert_eq!(reply.status, 200, "{reply}");
+    assert_eq!(reply.json["reconciliation_id"], id.as_str(), "{reply}");
+}
