@@ -103,11 +103,12 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         std::fs::write(&config, format!("[store]\nsync = \"{mode}\"\n{delay}"))?;
         let (server, base) = serve(root, &rules, &db, &config)?;
         // The operator token the fresh database's first start wrote.
-        let token_file = dir.join(format!("load-{mode}.db.operator-token"));
-        let token = std::fs::read_to_string(&token_file)
-            .with_context(|| format!("no operator token at {}", token_file.display()))?
-            .trim()
-            .to_owned();
+        let token = operator_token(&db).with_context(|| {
+            format!(
+                "no operator token beside {}: did `serve` start it fresh?",
+                db.display()
+            )
+        })?;
         let bearer = format!("Authorization: Bearer {token}");
         std::fs::write(
             &check,
@@ -192,6 +193,16 @@ fn serve(root: &Path, rules: &Path, db: &Path, config: &Path) -> anyhow::Result<
         ],
     )?;
     Ok((Server(child), base))
+}
+
+/// The operator token `serve` writes beside a fresh database
+/// (`<db>.operator-token`, the default of `[auth] operator_token_file`).
+pub(crate) fn operator_token(db: &Path) -> Option<String> {
+    let mut path = db.as_os_str().to_owned();
+    path.push(".operator-token");
+    std::fs::read_to_string(std::path::PathBuf::from(path))
+        .ok()
+        .map(|t| t.trim().to_owned())
 }
 
 /// Starts the release `rulehost serve` with `args` on the built plugins and

@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::load::{copy_dir, start_release_host};
+use crate::load::{copy_dir, operator_token, start_release_host};
 
 const CLIENTS: usize = 4;
 const SUPPORT: &str = "support-contract";
@@ -458,15 +458,6 @@ impl Drop for Host {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-/// The operator token `serve` writes beside a database, if it has one.
-fn operator_token(db: &Path) -> Option<String> {
-    let mut path = db.as_os_str().to_owned();
-    path.push(".operator-token");
-    std::fs::read_to_string(PathBuf::from(path))
-        .ok()
-        .map(|t| t.trim().to_owned())
 }
 
 impl Endpoints {
