@@ -1,4 +1,4 @@
-//! Bindings for `rulehost:plugin@0.2.0` (`plugin-sdk/wit`): the service and
+//! Bindings for `rulehost:plugin@0.2.0` (`plugin-sdk/wit-0.2`, frozen): the service and
 //! its config reach an instance once, through `setup.configure`, and each
 //! call carries only the time. Fewer arguments per call is what makes a
 //! call cheaper: each string or list argument is one allocation call into
@@ -9,7 +9,7 @@ use super::convert::{self, capability_exports, invoke_call};
 use crate::contract::{self as c, Call, Outcome, Properties};
 
 wasmtime::component::bindgen!({
-    path: "../plugin-sdk/wit",
+    path: "../plugin-sdk/wit-0.2",
     world: "plugin",
     ownership: Borrowing { duplicate_if_necessary: true },
     // The types are 0.1's, unchanged: one set of conversions serves both.
