@@ -34,8 +34,8 @@ fn with_context<R>(
             rule(ctx).map_err(String::from)
         }
         None => Err(
-            "called before `setup.configure`: a host serving contract 0.2 \
-                     configures each instance before its first call"
+            "called before `setup.configure`: a host serving contract 0.2 or \
+                     later configures each instance before its first call"
                 .into(),
         ),
     })
@@ -81,21 +81,17 @@ impl<T: PlanPolicy> plan_policy::Guest for Adapter<T> {
     fn restriction(
         now: Timestamp,
         plan: Plan,
+        account: PlanAccount,
         usage: Usage,
         communication: Communication,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<Restriction>, String> {
         with_context(now, |ctx| {
-            T::restriction(ctx, &plan, &usage, &communication)
+            T::restriction(ctx, &plan, &account, &usage, &communication)
         })
     }
 
-    fn reset_due(
-        now: Timestamp,
-        plan: Plan,
-        association: Association,
-        usage: Usage,
-    ) -> Result<bool, String> {
-        with_context(now, |ctx| T::reset_due(ctx, &plan, &association, &usage))
+    fn reset(now: Timestamp, plan: Plan, usage: Usage) -> Result<Option<Reset>, String> {
+        with_context(now, |ctx| T::reset(ctx, &plan, &usage))
     }
 }
 

@@ -24,8 +24,8 @@ pub mod verifier_world {
         pub_export_macro: true,
         default_bindings_module: "rulehost_sdk::__private::verifier_world",
         with: {
-            "rulehost:plugin/types@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::types,
-            "rulehost:plugin/host@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::host,
+            "rulehost:plugin/types@0.3.0": crate::__private_bindings::setup_world::rulehost::plugin::types,
+            "rulehost:plugin/host@0.3.0": crate::__private_bindings::setup_world::rulehost::plugin::host,
         },
     });
 }
@@ -37,8 +37,8 @@ pub mod reconciler_world {
         pub_export_macro: true,
         default_bindings_module: "rulehost_sdk::__private::reconciler_world",
         with: {
-            "rulehost:plugin/types@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::types,
-            "rulehost:plugin/host@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::host,
+            "rulehost:plugin/types@0.3.0": crate::__private_bindings::setup_world::rulehost::plugin::types,
+            "rulehost:plugin/host@0.3.0": crate::__private_bindings::setup_world::rulehost::plugin::host,
         },
     });
 }
@@ -50,8 +50,8 @@ pub mod plan_policy_world {
         pub_export_macro: true,
         default_bindings_module: "rulehost_sdk::__private::plan_policy_world",
         with: {
-            "rulehost:plugin/types@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::types,
-            "rulehost:plugin/host@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::host,
+            "rulehost:plugin/types@0.3.0": crate::__private_bindings::setup_world::rulehost::plugin::types,
+            "rulehost:plugin/host@0.3.0": crate::__private_bindings::setup_world::rulehost::plugin::host,
         },
     });
 }
@@ -63,8 +63,8 @@ pub mod session_charging_world {
         pub_export_macro: true,
         default_bindings_module: "rulehost_sdk::__private::session_charging_world",
         with: {
-            "rulehost:plugin/types@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::types,
-            "rulehost:plugin/host@0.2.0": crate::__private_bindings::setup_world::rulehost::plugin::host,
+            "rulehost:plugin/types@0.3.0": crate::__private_bindings::setup_world::rulehost::plugin::types,
+            "rulehost:plugin/host@0.3.0": crate::__private_bindings::setup_world::rulehost::plugin::host,
         },
     });
 }

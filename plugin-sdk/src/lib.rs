@@ -13,10 +13,16 @@
 //! and make it again from the start (one that runs long where other work
 //! waits on it), so a rule must not count on seeing each request once.
 //!
-//! The SDK builds for contract 0.2: the host gives each instance its
+//! The SDK builds for contract 0.3: the host gives each instance its
 //! service and config once (`setup.configure`, which `export!` exports for
 //! you), and every call only its time. The SDK keeps the configured context
 //! and passes each trait method a [`types::Context`] with the call's `now`.
+//! 0.3 gave plans and sessions what their rules need: a plan policy sees
+//! the account's balance, the communication's attributes and the plan's
+//! associations, may name an alternate plan ([`types::Restriction`]) and
+//! says what a reset drops ([`types::Reset`]); sessions and participants
+//! carry attributes, a session's end is an event, and a charge names its
+//! period.
 //!
 //! # Example
 //!
@@ -107,7 +113,7 @@ pub mod __private {
 use types::*;
 
 /// The version of the plugin contract this SDK builds against.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// An error a plugin returns when it cannot decide (bad config, missing
 /// data). The host records it apart from a failed check and applies the
@@ -174,35 +180,78 @@ pub trait Reconciler {
 }
 
 /// Plan restrictions and reset conditions.
+///
+/// ```
+/// use rulehost_sdk::types::*;
+/// use rulehost_sdk::{Error, PlanPolicy};
+///
+/// /// At most `max_uses` uses of the plan between resets; the plan's
+/// /// counters reset every `reset_every_seconds`.
+/// pub struct FewCalls;
+///
+/// impl PlanPolicy for FewCalls {
+///     fn restriction(
+///         _ctx: &Context,
+///         plan: &Plan,
+///         _account: &PlanAccount,
+///         usage: &Usage,
+///         _communication: &Communication,
+///     ) -> Result<Option<Restriction>, Error> {
+///         let max: u64 = plan.config_or("max_uses", u64::MAX)?;
+///         Ok((usage.total_uses >= max).then(|| {
+///             Restriction::new(format!("at most {max} uses")).with_alternate("standard")
+///         }))
+///     }
+///
+///     fn reset(ctx: &Context, plan: &Plan, usage: &Usage) -> Result<Option<Reset>, Error> {
+///         let every: i64 = plan.config_or("reset_every_seconds", i64::MAX)?;
+///         let due = ctx.now.saturating_sub(usage.counters_since) >= every;
+///         Ok(due.then(|| Reset::everything(usage, format!("reset every {every} s"))))
+///     }
+/// }
+///
+/// rulehost_sdk::export!(FewCalls: plan_policy);
+///
+/// let plan = Plan::new("few", PlanKind::Unlimited).with_config("reset_every_seconds", "60");
+/// let usage = Usage::since(1_000).with_association(Association::new("4420794601", 1_000));
+/// let reset = FewCalls::reset(&Context::new("calls", 1_060), &plan, &usage).unwrap();
+/// assert_eq!(reset.map(|r| r.dissociate), Some(vec!["4420794601".to_owned()]));
+/// ```
 pub trait PlanPolicy {
-    /// `Some(reason)` when the plan may not be used for this communication now.
-    /// The default restricts nothing.
+    /// `Some` when the plan may not be used for this communication now, with
+    /// a reason for the caller and, if the plan names one, the alternate
+    /// plan to offer (`None` leaves the choice to the host's plan
+    /// selection). The default restricts nothing.
     fn restriction(
         ctx: &Context,
         plan: &Plan,
+        account: &PlanAccount,
         usage: &Usage,
         communication: &Communication,
-    ) -> Result<Option<String>, Error> {
-        let _ = (ctx, plan, usage, communication);
+    ) -> Result<Option<Restriction>, Error> {
+        let _ = (ctx, plan, account, usage, communication);
         Ok(None)
     }
 
-    /// `true` when this destination should be dissociated from the plan now.
-    /// The default never resets.
-    fn reset_due(
-        ctx: &Context,
-        plan: &Plan,
-        association: &Association,
-        usage: &Usage,
-    ) -> Result<bool, Error> {
-        let _ = (ctx, plan, association, usage);
-        Ok(false)
+    /// `Some` when a reset condition is due now: which of `usage.associations`
+    /// to dissociate, whether to reset the plan's counters, and why. The host
+    /// calls it before each use of the plan and on its timer; associations
+    /// whose `expires_at` has passed are the host's to drop, not the
+    /// plugin's. The default never resets.
+    fn reset(ctx: &Context, plan: &Plan, usage: &Usage) -> Result<Option<Reset>, Error> {
+        let _ = (ctx, plan, usage);
+        Ok(None)
     }
 }
 
-/// Session charging: one call per participant join or leave.
+/// Session charging: one call per participant join or leave, and one when
+/// the session ends.
 pub trait SessionCharging {
-    /// Charges for the interval since `session.last_event_at`, per participant.
+    /// Charges for the interval since `session.last_event_at` up to
+    /// `event.at`, for any participants; each charge names the period it
+    /// covers (`period_start`, `period_end`). On [`types::SessionEvent::End`]
+    /// the interval is the session's last, and whoever is still present
+    /// (`session.participants`) is charged for it.
     fn on_event(
         ctx: &Context,
         session: &Session,

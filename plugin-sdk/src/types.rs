@@ -1,9 +1,10 @@
 //! The contract's data types, with helpers for the lookups every rule makes.
 
 pub use crate::__private::setup_world::rulehost::plugin::types::{
-    Account, AccountStatus, Association, AsyncNotice, Channel, Charge, Communication, Contact,
-    Context, Failure, FailureCode, Money, Participant, Plan, Procedure, Properties, ServiceRequest,
-    Session, SessionEvent, SessionEventAt, Timestamp, Usage, Verdict,
+    Account, AccountStatus, Association, AsyncNotice, Billing, Channel, Charge, Communication,
+    Contact, Context, Failure, FailureCode, Money, Participant, Plan, PlanAccount, PlanKind,
+    Procedure, Properties, Reset, Restriction, ServiceRequest, Session, SessionEvent,
+    SessionEventAt, Timestamp, Usage, Verdict,
 };
 
 use crate::Error;
@@ -78,6 +79,23 @@ impl Account {
 }
 
 impl Plan {
+    /// A plan for tests: the given id and kind, no parameters, no maximum
+    /// of destinations.
+    pub fn new(id: impl Into<String>, kind: PlanKind) -> Self {
+        Plan {
+            id: id.into(),
+            kind,
+            config: Vec::new(),
+            max_destinations: None,
+        }
+    }
+
+    /// Adds a plan parameter (builder style, for tests).
+    pub fn with_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.push((key.into(), value.into()));
+        self
+    }
+
     /// The plan parameter `key`.
     pub fn config(&self, key: &str) -> Option<&str> {
         property(&self.config, key)
@@ -86,6 +104,129 @@ impl Plan {
     /// The plan parameter `key` parsed as `T`, or `default` when absent.
     pub fn config_or<T: core::str::FromStr>(&self, key: &str, default: T) -> Result<T, Error> {
         parse_property(&self.config, "plan parameter", key, default)
+    }
+}
+
+impl PlanAccount {
+    /// An account for tests: no group.
+    pub fn new(id: impl Into<String>, billing: Billing, balance: Money) -> Self {
+        PlanAccount {
+            id: id.into(),
+            group: String::new(),
+            billing,
+            balance,
+        }
+    }
+}
+
+impl Communication {
+    /// A communication for tests: the account's first, to `destination`
+    /// starting at `start`, with no access method, carrier, region or
+    /// attributes.
+    pub fn new(id: impl Into<String>, destination: impl Into<String>, start: Timestamp) -> Self {
+        Communication {
+            id: id.into(),
+            access_method: String::new(),
+            access_groups: Vec::new(),
+            carrier: String::new(),
+            destination: destination.into(),
+            region: String::new(),
+            start,
+            sequence: 1,
+            attributes: Vec::new(),
+        }
+    }
+
+    /// The communication attribute `key`.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        property(&self.attributes, key)
+    }
+}
+
+impl Association {
+    /// A destination associated at `associated_at`, not used since and
+    /// with no expiry (for tests).
+    pub fn new(destination: impl Into<String>, associated_at: Timestamp) -> Self {
+        Association {
+            destination: destination.into(),
+            associated_at,
+            uses: 0,
+            last_used: None,
+            expires_at: None,
+        }
+    }
+}
+
+impl Usage {
+    /// No uses and no associations since `counters_since` (for tests).
+    pub fn since(counters_since: Timestamp) -> Self {
+        Usage {
+            total_uses: 0,
+            recent_uses: Vec::new(),
+            counters_since,
+            associations: Vec::new(),
+        }
+    }
+
+    /// Adds an association (builder style, for tests).
+    pub fn with_association(mut self, association: Association) -> Self {
+        self.associations.push(association);
+        self
+    }
+}
+
+impl Restriction {
+    /// Restricted for `reason`, leaving the alternate to the host's plan
+    /// selection.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Restriction {
+            reason: reason.into(),
+            alternate: None,
+        }
+    }
+
+    /// Names the plan to offer instead.
+    pub fn with_alternate(mut self, plan: impl Into<String>) -> Self {
+        self.alternate = Some(plan.into());
+        self
+    }
+}
+
+impl Reset {
+    /// Dissociates every destination of `usage` and resets the counters.
+    pub fn everything(usage: &Usage, reason: impl Into<String>) -> Self {
+        Reset {
+            dissociate: usage
+                .associations
+                .iter()
+                .map(|a| a.destination.clone())
+                .collect(),
+            reset_counters: true,
+            reason: reason.into(),
+        }
+    }
+
+    /// Dissociates these destinations, leaving the counters as they are.
+    pub fn dissociate(destinations: Vec<String>, reason: impl Into<String>) -> Self {
+        Reset {
+            dissociate: destinations,
+            reset_counters: false,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Participant {
+    /// The participant attribute `key`.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        property(&self.attributes, key)
+    }
+}
+
+impl Session {
+    /// The session attribute `key`.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        property(&self.attributes, key)
     }
 }
 
