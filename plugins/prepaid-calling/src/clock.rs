@@ -1,6 +1,6 @@
 //! Civil time from Unix seconds, without a time crate: weekdays, clock times
-//! ("HH:MM") and fixed UTC offsets. Days are 86 400 s (Unix time has no leap
-//! seconds) and 1970-01-01 was a Thursday.
+//! ("HH:MM"), fixed UTC offsets and RFC 3339 instants. Days are 86 400 s
+//! (Unix time has no leap seconds) and 1970-01-01 was a Thursday.
 
 use rulehost_sdk::types::Timestamp;
 
@@ -85,6 +85,92 @@ pub fn format_offset(minutes: i64) -> String {
     }
 }
 
+/// Days from 1970-01-01 to a proleptic Gregorian date (month 1-12, day
+/// 1-31, already checked). Howard Hinnant's `days_from_civil`.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+fn is_leap_year(year: i64) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// An RFC 3339 instant (`2026-11-20T04:00:00Z`, `2026-11-20T06:00:00+02:00`)
+/// as Unix seconds. The separator may be `T`, `t` or a space, the offset
+/// `Z`, `z` or `±HH:MM`. A fraction of a second rounds up to the next whole
+/// second, so that "at or before `now`" keeps its meaning in whole seconds.
+/// Leap seconds (`:60`) are refused, as Unix time has none.
+pub fn parse_rfc3339(raw: &str) -> Option<Timestamp> {
+    let b = raw.trim().as_bytes();
+    let number = |from: usize, to: usize| -> Option<i64> {
+        let digits = b.get(from..to)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(digits.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    let at = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
+    if !(at(4, b"-") && at(7, b"-") && at(10, b"Tt ") && at(13, b":") && at(16, b":")) {
+        return None;
+    }
+    let (year, month, day) = (number(0, 4)?, number(5, 7)?, number(8, 10)?);
+    let (hour, minute, second) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=days_in_month(year, month)).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+
+    let mut rest = b.get(19..)?;
+    let mut fraction = false;
+    if let Some(digits) = rest.strip_prefix(b".") {
+        let count = digits.iter().take_while(|c| c.is_ascii_digit()).count();
+        if count == 0 {
+            return None;
+        }
+        fraction = digits[..count].iter().any(|&d| d != b'0');
+        rest = &digits[count..];
+    }
+    let offset_minutes = match rest {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let two = |a: u8, b: u8| {
+                (a.is_ascii_digit() && b.is_ascii_digit())
+                    .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
+            };
+            let (hours, minutes) = (two(*h1, *h2)?, two(*m1, *m2)?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let minutes = hours * 60 + minutes;
+            if *sign == b'-' { -minutes } else { minutes }
+        }
+        _ => return None,
+    };
+
+    let local =
+        days_from_civil(year, month, day) * SECONDS_PER_DAY + hour * 3_600 + minute * 60 + second;
+    Some(local - offset_minutes * 60 + i64::from(fraction))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +233,59 @@ mod tests {
         assert_eq!(format_offset(0), "UTC");
         assert_eq!(format_offset(120), "UTC+02:00");
         assert_eq!(format_offset(-330), "UTC-05:30");
+    }
+
+    #[test]
+    fn rfc3339_instants_parse_to_unix_seconds() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2026-11-20T14:30:00Z"), Some(1_795_185_000));
+        assert_eq!(parse_rfc3339(" 2026-11-20t14:30:00z "), Some(1_795_185_000));
+        assert_eq!(parse_rfc3339("2026-11-20 14:30:00Z"), Some(1_795_185_000));
+        assert_eq!(
+            parse_rfc3339("2026-11-20T16:30:00+02:00"),
+            Some(1_795_185_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-20T09:00:00-05:30"),
+            Some(1_795_185_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-20T14:30:00-00:00"),
+            Some(1_795_185_000)
+        );
+        assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951_782_400));
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1));
+        assert_eq!(parse_rfc3339("2026-01-01T00:00:00Z"), Some(1_767_225_600));
+        // A fraction rounds up; zeros are no fraction.
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00.25Z"), Some(1));
+    }
+
+    #[test]
+    fn rfc3339_refuses_what_is_not_an_instant() {
+        for bad in [
+            "",
+            "2026-11-20",
+            "2026-11-20T14:30Z",
+            "2026-11-20T14:30:00",
+            "2026-11-20T14:30:00+02",
+            "2026-11-20T14:30:00+0200",
+            "2026-11-20T14:30:00+24:00",
+            "2026-11-20T14:30:00Z junk",
+            "2026-11-20T14:30:00.Z",
+            "2026-13-01T00:00:00Z",
+            "2026-00-01T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "1900-02-29T00:00:00Z",
+            "2026-11-20T24:00:00Z",
+            "2026-11-20T14:60:00Z",
+            "2026-12-31T23:59:60Z",
+            "+026-11-20T14:30:00Z",
+            "2026/11/20T14:30:00Z",
+            "2026-11-20T14:30:00\u{2212}02:00",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }

@@ -3,8 +3,9 @@
 //! from the plan's own parameters (`plan.config`), so one plugin serves plans
 //! with different limits.
 //!
-//! Restriction (`Some(reason)` sends the caller to an alternate plan); a
-//! communication is restricted when either rule applies, the window first:
+//! Restriction (`Some` sends the caller to an alternate plan, or stops the
+//! call); a communication is restricted when any rule applies, checked in
+//! this order and the first that applies gives the reason:
 //! - Weekly or daily window: `window_day` (`friday` or `fri`, any case),
 //!   `window_start` and `window_end` (`HH:MM`, local time). The plan is usable
 //!   from `window_start` (inclusive) to `window_end` (exclusive) on
@@ -19,22 +20,41 @@
 //!   communication's. Reason: "at most 3 uses per day; 3 already used". The
 //!   host passes the uses of the last `usage_window_seconds` (a plan
 //!   parameter, default one week), so a longer `period_seconds` is an error.
+//! - Minimum balance: `min_balance` (minor units, no default): a prepaid
+//!   account whose balance is below it may not use the plan. Reason: "the
+//!   balance is 120, below the 500 this plan needs". Postpaid accounts are
+//!   not held to it.
 //!
-//! Reset (the destination is dissociated from the plan) when any of these is
-//! set and due:
-//! - `reset_after_destination_uses` = N: the destination has been used N times
-//!   since it was associated (`association.uses >= N`);
-//! - `reset_after_total_uses` = N: the plan has been used N times in all since
-//!   its counters were reset (`usage.total_uses >= N`);
-//! - `reset_at_hour` = `HH:MM`: every day at that local time, i.e. when such a
-//!   time lies in (`association.associated_at`, `ctx.now`].
+//! Every restriction names `alternate_plan` (a plan id), when the plan sets
+//! one, as the plan to offer instead; without it the host's plan selection
+//! chooses.
+//!
+//! Reset (`Some` says which destinations to dissociate and whether to reset
+//! the plan's counters). Whole-plan conditions dissociate every destination
+//! and reset the counters:
+//! - `reset_after_total_uses` = N: the plan has been used N times since its
+//!   counters were reset (`usage.total_uses >= N`);
+//! - `reset_at_hour` = `HH:MM`: every day at that local time, i.e. when such
+//!   a time lies in (`usage.counters_since`, `now`];
+//! - `reset_at` = an RFC 3339 instant (`2026-11-20T04:00:00Z`,
+//!   `...+02:00`): once, when it lies in (`usage.counters_since`, `now`];
+//! - `reset_every_seconds` = N: every N seconds counted from the last reset,
+//!   i.e. when `now >= usage.counters_since + N`.
+//!
+//! Otherwise, `reset_after_destination_uses` = N dissociates each destination
+//! used N times since it was associated (`association.uses >= N`), leaving
+//! the counters. The reason names every condition that is due, e.g. "daily
+//! reset at 04:00; reset after 20 uses of the plan". Nothing due: `None`.
+//! Associations whose `expires_at` has passed are the host's to drop: this
+//! plugin does not read it.
 //!
 //! Local time is UTC plus `utc_offset_minutes` (default 0, from -1439 to
-//! 1439). A parameter that does not parse, or is out of range, is an error
-//! naming it, on every call (so a broken plan shows at once).
+//! 1439); `reset_at` carries its own offset. A parameter that does not
+//! parse, or is out of range, is an error naming it, on every call (so a
+//! broken plan shows at once).
 //!
-//! `plan.max_destinations` is the host's business (it associates
-//! destinations); this plugin does not read it.
+//! `plan.kind` and `plan.max_destinations` are the host's business (it
+//! associates destinations); this plugin reads neither.
 
 mod clock;
 
@@ -49,10 +69,15 @@ pub struct PrepaidCalling;
 struct Policy {
     window: Option<Window>,
     use_limit: Option<UseLimit>,
+    min_balance: Option<Money>,
+    alternate_plan: Option<String>,
     reset_after_destination_uses: Option<u64>,
     reset_after_total_uses: Option<u64>,
     /// Minutes after local midnight.
-    reset_at: Option<i64>,
+    reset_at_hour: Option<i64>,
+    /// The instant, and the text it was written as (for the reason).
+    reset_at: Option<(Timestamp, String)>,
+    reset_every_seconds: Option<i64>,
     utc_offset_minutes: i64,
 }
 
@@ -90,6 +115,13 @@ fn whole(plan: &Plan, key: &str, min: u64) -> Result<Option<u64>, Error> {
             _ if min == 0 => Err(bad(key, raw, "a whole number")),
             _ => Err(bad(key, raw, &format!("a whole number, at least {min}"))),
         })
+        .transpose()
+}
+
+/// The parameter `key` as a whole number of seconds, at least 1, if set.
+fn seconds(plan: &Plan, key: &str) -> Result<Option<i64>, Error> {
+    whole(plan, key, 1)?
+        .map(|n| i64::try_from(n).map_err(|_| bad(key, &n.to_string(), "a number of seconds")))
         .transpose()
 }
 
@@ -160,26 +192,83 @@ impl Policy {
             }
         };
 
+        let min_balance = plan
+            .config("min_balance")
+            .map(|raw| {
+                raw.trim()
+                    .parse::<Money>()
+                    .ok()
+                    .filter(|m| *m >= 0)
+                    .ok_or_else(|| bad("min_balance", raw, "a whole number of minor units"))
+            })
+            .transpose()?;
+
+        let alternate_plan = plan
+            .config("alternate_plan")
+            .map(|raw| match raw.trim() {
+                "" => Err(bad("alternate_plan", raw, "the id of another plan")),
+                id if id == plan.id => Err(Error::new(format!(
+                    "plan parameter `alternate_plan` is `{id}`, the plan itself: name another plan"
+                ))),
+                id => Ok(id.to_owned()),
+            })
+            .transpose()?;
+
+        let reset_at = plan
+            .config("reset_at")
+            .map(|raw| {
+                clock::parse_rfc3339(raw)
+                    .map(|at| (at, raw.trim().to_owned()))
+                    .ok_or_else(|| {
+                        bad(
+                            "reset_at",
+                            raw,
+                            "an RFC 3339 time, e.g. `2026-11-20T04:00:00Z` or `2026-11-20T06:00:00+02:00`",
+                        )
+                    })
+            })
+            .transpose()?;
+
         Ok(Policy {
             window,
             use_limit,
+            min_balance,
+            alternate_plan,
             reset_after_destination_uses: whole(plan, "reset_after_destination_uses", 1)?,
             reset_after_total_uses: whole(plan, "reset_after_total_uses", 1)?,
-            reset_at: clock_time(plan, "reset_at_hour", false)?,
+            reset_at_hour: clock_time(plan, "reset_at_hour", false)?,
+            reset_at,
+            reset_every_seconds: seconds(plan, "reset_every_seconds")?,
             utc_offset_minutes,
         })
     }
 
-    /// Why the plan may not be used for a communication starting at `start`.
-    fn restriction(&self, usage: &Usage, start: Timestamp) -> Option<String> {
+    /// Why the plan may not be used for `communication`, with the alternate
+    /// plan to offer.
+    fn restriction(
+        &self,
+        account: &PlanAccount,
+        usage: &Usage,
+        communication: &Communication,
+    ) -> Option<Restriction> {
+        let reason = self.restricted_because(account, usage, communication.start)?;
+        Some(Restriction {
+            reason,
+            alternate: self.alternate_plan.clone(),
+        })
+    }
+
+    /// The first rule that restricts a communication starting at `start`.
+    fn restricted_because(
+        &self,
+        account: &PlanAccount,
+        usage: &Usage,
+        start: Timestamp,
+    ) -> Option<String> {
         if let Some(window) = &self.window
             && !window.contains(clock::local_minutes(start, self.utc_offset_minutes))
         {
-            let zone = match self.utc_offset_minutes {
-                0 => String::new(),
-                offset => format!(" ({})", clock::format_offset(offset)),
-            };
-            return Some(format!("usable only {}{zone}", window.describe()));
+            return Some(format!("usable only {}{}", window.describe(), self.zone()));
         }
         if let Some(limit) = &self.use_limit {
             let since = start.saturating_sub(limit.period_seconds);
@@ -196,25 +285,78 @@ impl Policy {
                 ));
             }
         }
+        if let Some(min) = self.min_balance
+            && account.billing == Billing::Prepaid
+            && account.balance < min
+        {
+            return Some(format!(
+                "the balance is {}, below the {min} this plan needs",
+                account.balance
+            ));
+        }
         None
     }
 
-    /// Whether the association is due for a reset at `now`.
-    fn reset_due(&self, association: &Association, usage: &Usage, now: Timestamp) -> bool {
-        let destination_uses = self
-            .reset_after_destination_uses
-            .is_some_and(|n| association.uses >= n);
-        let total_uses = self
-            .reset_after_total_uses
-            .is_some_and(|n| usage.total_uses >= n);
-        let daily = self.reset_at.is_some_and(|minute| {
-            let now = clock::local_seconds(now, self.utc_offset_minutes);
-            let since = clock::local_seconds(association.associated_at, self.utc_offset_minutes);
-            // The latest daily reset time at or before now.
-            let last_reset = now - (now - minute * 60).rem_euclid(SECONDS_PER_DAY);
-            since < last_reset
-        });
-        destination_uses || total_uses || daily
+    /// " (UTC+02:00)" when local time is not UTC.
+    fn zone(&self) -> String {
+        match self.utc_offset_minutes {
+            0 => String::new(),
+            offset => format!(" ({})", clock::format_offset(offset)),
+        }
+    }
+
+    /// What is due for a reset at `now`, if anything.
+    fn reset(&self, usage: &Usage, now: Timestamp) -> Option<Reset> {
+        let since = usage.counters_since;
+        // (since, now]: empty when the clock is behind the counters.
+        let passed = |at: Timestamp| since < at && at <= now;
+        let mut whole_plan = Vec::new();
+        if let Some(n) = self.reset_after_total_uses
+            && usage.total_uses >= n
+        {
+            whole_plan.push(format!("reset after {} of the plan", plural(n, "use")));
+        }
+        if let Some(minute) = self.reset_at_hour {
+            let local_now = clock::local_seconds(now, self.utc_offset_minutes);
+            // The latest daily reset time at or before now, in UTC.
+            let last = local_now
+                - (local_now - minute * 60).rem_euclid(SECONDS_PER_DAY)
+                - self.utc_offset_minutes * 60;
+            if passed(last) {
+                whole_plan.push(format!(
+                    "daily reset at {}{}",
+                    clock::format_clock(minute),
+                    self.zone()
+                ));
+            }
+        }
+        if let Some((at, written)) = &self.reset_at
+            && passed(*at)
+        {
+            whole_plan.push(format!("reset at {written}"));
+        }
+        if let Some(every) = self.reset_every_seconds
+            && now.saturating_sub(since) >= every
+        {
+            whole_plan.push(format!("reset every {}", describe_period(every)));
+        }
+        if !whole_plan.is_empty() {
+            return Some(Reset::everything(usage, whole_plan.join("; ")));
+        }
+
+        let n = self.reset_after_destination_uses?;
+        let due: Vec<String> = usage
+            .associations
+            .iter()
+            .filter(|a| a.uses >= n)
+            .map(|a| a.destination.clone())
+            .collect();
+        (!due.is_empty()).then(|| {
+            Reset::dissociate(
+                due,
+                format!("reset after {} of a destination", plural(n, "use")),
+            )
+        })
     }
 }
 
@@ -284,374 +426,19 @@ impl PlanPolicy for PrepaidCalling {
     fn restriction(
         _ctx: &Context,
         plan: &Plan,
+        account: &PlanAccount,
         usage: &Usage,
         communication: &Communication,
-    ) -> Result<Option<String>, Error> {
-        Ok(Policy::from_plan(plan)?.restriction(usage, communication.start))
+    ) -> Result<Option<Restriction>, Error> {
+        Ok(Policy::from_plan(plan)?.restriction(account, usage, communication))
     }
 
-    fn reset_due(
-        ctx: &Context,
-        plan: &Plan,
-        association: &Association,
-        usage: &Usage,
-    ) -> Result<bool, Error> {
-        Ok(Policy::from_plan(plan)?.reset_due(association, usage, ctx.now))
+    fn reset(ctx: &Context, plan: &Plan, usage: &Usage) -> Result<Option<Reset>, Error> {
+        Ok(Policy::from_plan(plan)?.reset(usage, ctx.now))
     }
 }
 
 rulehost_sdk::export!(PrepaidCalling: plan_policy);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// 2026-11-20T14:30:00Z, a Friday.
-    const FRI_1430: Timestamp = 1_795_185_000;
-    const HOUR: Timestamp = 3_600;
-    const DAY: Timestamp = 86_400;
-
-    fn plan(config: &[(&str, &str)]) -> Plan {
-        Plan {
-            id: "prepaid-basic".into(),
-            config: config
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            max_destinations: None,
-        }
-    }
-
-    fn usage(total_uses: u64, recent_uses: &[Timestamp]) -> Usage {
-        Usage {
-            total_uses,
-            recent_uses: recent_uses.to_vec(),
-            associated_destinations: 1,
-        }
-    }
-
-    fn call(start: Timestamp) -> Communication {
-        Communication {
-            id: "c1".into(),
-            account_id: "acme-1".into(),
-            access_group: "mobile".into(),
-            carrier: "telco".into(),
-            destination: "+4930123456".into(),
-            start,
-        }
-    }
-
-    fn restriction(
-        config: &[(&str, &str)],
-        recent_uses: &[Timestamp],
-        start: Timestamp,
-    ) -> Result<Option<String>, Error> {
-        let ctx = Context::new("prepaid-calling", start);
-        PrepaidCalling::restriction(&ctx, &plan(config), &usage(0, recent_uses), &call(start))
-    }
-
-    fn association(associated_at: Timestamp, uses: u64) -> Association {
-        Association {
-            destination: "+4930123456".into(),
-            associated_at,
-            uses,
-            last_used: associated_at,
-        }
-    }
-
-    fn reset_due(
-        config: &[(&str, &str)],
-        association: &Association,
-        total_uses: u64,
-        now: Timestamp,
-    ) -> Result<bool, Error> {
-        let ctx = Context::new("prepaid-calling", now);
-        PrepaidCalling::reset_due(&ctx, &plan(config), association, &usage(total_uses, &[]))
-    }
-
-    fn some(reason: &str) -> Result<Option<String>, Error> {
-        Ok(Some(reason.to_owned()))
-    }
-
-    #[test]
-    fn a_plan_without_parameters_restricts_and_resets_nothing() {
-        assert_eq!(restriction(&[], &[FRI_1430; 100], FRI_1430), Ok(None));
-        assert_eq!(
-            reset_due(&[], &association(0, 1_000), 1_000, FRI_1430),
-            Ok(false)
-        );
-    }
-
-    #[test]
-    fn use_limit_counts_uses_within_the_period_before_the_start() {
-        let config = [("max_uses", "3")];
-        let two_in_the_last_day = [FRI_1430 - HOUR, FRI_1430 - DAY + 1];
-        assert_eq!(
-            restriction(&config, &two_in_the_last_day, FRI_1430),
-            Ok(None)
-        );
-        let three = [FRI_1430, FRI_1430 - HOUR, FRI_1430 - DAY + 1];
-        assert_eq!(
-            restriction(&config, &three, FRI_1430),
-            some("at most 3 uses per day; 3 already used")
-        );
-        // A use exactly one period ago, or after the start, does not count.
-        let outside = [FRI_1430 + 1, FRI_1430 - HOUR, FRI_1430 - DAY];
-        assert_eq!(restriction(&config, &outside, FRI_1430), Ok(None));
-    }
-
-    #[test]
-    fn use_limit_period_is_configurable() {
-        let config = [("max_uses", "1"), ("period_seconds", "7200")];
-        assert_eq!(
-            restriction(&config, &[FRI_1430 - HOUR], FRI_1430),
-            some("at most 1 use per 2 hours; 1 already used")
-        );
-        assert_eq!(
-            restriction(&config, &[FRI_1430 - 2 * HOUR], FRI_1430),
-            Ok(None)
-        );
-        let config = [("max_uses", "0"), ("period_seconds", "90")];
-        assert_eq!(
-            restriction(&config, &[], FRI_1430),
-            some("at most 0 uses per 90 seconds; 0 already used")
-        );
-    }
-
-    #[test]
-    fn weekly_window_allows_only_its_day_and_hours() {
-        let config = [
-            ("window_day", "friday"),
-            ("window_start", "14:00"),
-            ("window_end", "16:00"),
-        ];
-        let outside = some("usable only on Friday 14:00-16:00");
-        assert_eq!(restriction(&config, &[], FRI_1430), Ok(None));
-        assert_eq!(restriction(&config, &[], FRI_1430 - 30 * 60), Ok(None)); // 14:00
-        assert_eq!(restriction(&config, &[], FRI_1430 + 90 * 60 - 1), Ok(None)); // 15:59:59
-        assert_eq!(restriction(&config, &[], FRI_1430 + 90 * 60), outside); // 16:00
-        assert_eq!(restriction(&config, &[], FRI_1430 - 30 * 60 - 1), outside); // 13:59:59
-        assert_eq!(restriction(&config, &[], FRI_1430 - DAY), outside); // Thursday
-        assert_eq!(restriction(&config, &[], FRI_1430 + 7 * DAY), Ok(None)); // next Friday
-    }
-
-    #[test]
-    fn window_uses_the_utc_offset() {
-        // Friday 14:00-16:00 at UTC+02:00 is 12:00-14:00 UTC.
-        let config = [
-            ("window_day", "fri"),
-            ("window_start", "14:00"),
-            ("window_end", "16:00"),
-            ("utc_offset_minutes", "120"),
-        ];
-        assert_eq!(
-            restriction(&config, &[], FRI_1430),
-            some("usable only on Friday 14:00-16:00 (UTC+02:00)")
-        );
-        assert_eq!(restriction(&config, &[], FRI_1430 - 2 * HOUR), Ok(None));
-    }
-
-    #[test]
-    fn window_may_run_past_midnight_or_cover_a_whole_day() {
-        // Friday 22:00 to Saturday 02:00.
-        let late = [
-            ("window_day", "friday"),
-            ("window_start", "22:00"),
-            ("window_end", "02:00"),
-        ];
-        let fri_2230 = FRI_1430 + 8 * HOUR;
-        assert_eq!(restriction(&late, &[], fri_2230), Ok(None));
-        assert_eq!(restriction(&late, &[], fri_2230 + 3 * HOUR), Ok(None)); // Sat 01:30
-        assert_eq!(
-            restriction(&late, &[], fri_2230 + 4 * HOUR), // Sat 02:30
-            some("usable only on Friday 22:00-02:00")
-        );
-        // The whole of Friday.
-        let friday = [("window_day", "Friday")];
-        assert_eq!(restriction(&friday, &[], fri_2230), Ok(None));
-        assert_eq!(
-            restriction(&friday, &[], fri_2230 + 2 * HOUR),
-            some("usable only on Friday")
-        );
-        // Every day from 08:00 (to midnight).
-        let daily = [("window_start", "08:00")];
-        assert_eq!(restriction(&daily, &[], FRI_1430), Ok(None));
-        assert_eq!(
-            restriction(&daily, &[], FRI_1430 - 7 * HOUR),
-            some("usable only 08:00-24:00")
-        );
-    }
-
-    #[test]
-    fn window_is_checked_before_the_use_limit() {
-        let config = [("max_uses", "1"), ("window_day", "monday")];
-        assert_eq!(
-            restriction(&config, &[FRI_1430], FRI_1430),
-            some("usable only on Monday")
-        );
-    }
-
-    #[test]
-    fn bad_restriction_parameters_are_errors_naming_the_key() {
-        let err = |config: &[(&str, &str)]| restriction(config, &[], FRI_1430).err();
-        assert_eq!(
-            err(&[("window_start", "25:00")]),
-            Some(Error::new(
-                "plan parameter `window_start` is `25:00`, expected HH:MM"
-            ))
-        );
-        assert_eq!(
-            err(&[("window_day", "fryday")]),
-            Some(Error::new(
-                "plan parameter `window_day` is `fryday`, expected a day of the week, e.g. `friday`"
-            ))
-        );
-        assert_eq!(
-            err(&[("max_uses", "-1")]),
-            Some(Error::new(
-                "plan parameter `max_uses` is `-1`, expected a whole number"
-            ))
-        );
-        assert_eq!(
-            err(&[("max_uses", "3"), ("period_seconds", "0")]),
-            Some(Error::new(
-                "plan parameter `period_seconds` is `0`, expected a whole number, at least 1"
-            ))
-        );
-        assert_eq!(
-            err(&[("utc_offset_minutes", "1440")]),
-            Some(Error::new(
-                "plan parameter `utc_offset_minutes` is `1440`, expected a number of minutes from -1439 to 1439"
-            ))
-        );
-        assert_eq!(
-            err(&[("max_uses", "3"), ("period_seconds", "1209600")]),
-            Some(Error::new(
-                "plan parameter `period_seconds` is `1209600`, longer than `usage_window_seconds` (604800), the span of uses the host passes in"
-            ))
-        );
-        assert_eq!(
-            restriction(
-                &[
-                    ("max_uses", "3"),
-                    ("period_seconds", "1209600"),
-                    ("usage_window_seconds", "1209600")
-                ],
-                &[],
-                FRI_1430
-            ),
-            Ok(None)
-        );
-        assert!(err(&[("window_start", "10:00"), ("window_end", "10:00")]).is_some());
-        assert!(err(&[("window_end", "24:30")]).is_some());
-        // A broken reset parameter shows on restriction calls too.
-        assert!(err(&[("reset_at_hour", "noon")]).is_some());
-    }
-
-    #[test]
-    fn reset_after_destination_uses() {
-        let config = [("reset_after_destination_uses", "5")];
-        assert_eq!(
-            reset_due(&config, &association(0, 4), 100, FRI_1430),
-            Ok(false)
-        );
-        assert_eq!(
-            reset_due(&config, &association(0, 5), 5, FRI_1430),
-            Ok(true)
-        );
-    }
-
-    #[test]
-    fn reset_after_total_uses() {
-        let config = [("reset_after_total_uses", "20")];
-        assert_eq!(
-            reset_due(&config, &association(0, 19), 19, FRI_1430),
-            Ok(false)
-        );
-        assert_eq!(
-            reset_due(&config, &association(0, 1), 20, FRI_1430),
-            Ok(true)
-        );
-    }
-
-    #[test]
-    fn reset_at_a_daily_time() {
-        let config = [("reset_at_hour", "04:00")];
-        let fri_0400 = FRI_1430 - 10 * HOUR - 30 * 60;
-        // Associated after today's 04:00: not due until tomorrow's.
-        let after = association(fri_0400 + 1, 0);
-        assert_eq!(reset_due(&config, &after, 0, FRI_1430), Ok(false));
-        assert_eq!(reset_due(&config, &after, 0, fri_0400 + DAY - 1), Ok(false));
-        assert_eq!(reset_due(&config, &after, 0, fri_0400 + DAY), Ok(true));
-        // Associated before today's 04:00 (or exactly at yesterday's): due.
-        let before = association(fri_0400 - 1, 0);
-        assert_eq!(reset_due(&config, &before, 0, FRI_1430), Ok(true));
-        let at_boundary = association(fri_0400, 0);
-        assert_eq!(reset_due(&config, &at_boundary, 0, FRI_1430), Ok(false));
-        // A clock behind the association is never due.
-        assert_eq!(reset_due(&config, &after, 0, fri_0400 - DAY), Ok(false));
-    }
-
-    #[test]
-    fn daily_reset_uses_the_utc_offset() {
-        // 04:00 at UTC-05:00 is 09:00 UTC.
-        let config = [("reset_at_hour", "04:00"), ("utc_offset_minutes", "-300")];
-        let fri_0500 = FRI_1430 - 9 * HOUR - 30 * 60;
-        let association = association(fri_0500, 0);
-        assert_eq!(
-            reset_due(&config, &association, 0, fri_0500 + 4 * HOUR - 1),
-            Ok(false)
-        );
-        assert_eq!(
-            reset_due(&config, &association, 0, fri_0500 + 4 * HOUR),
-            Ok(true)
-        );
-    }
-
-    #[test]
-    fn any_reset_condition_suffices() {
-        let config = [
-            ("reset_after_destination_uses", "5"),
-            ("reset_after_total_uses", "20"),
-            ("reset_at_hour", "04:00"),
-        ];
-        let fresh = association(FRI_1430 - HOUR, 1);
-        assert_eq!(reset_due(&config, &fresh, 1, FRI_1430), Ok(false));
-        assert_eq!(reset_due(&config, &fresh, 20, FRI_1430), Ok(true));
-        assert_eq!(
-            reset_due(&config, &association(FRI_1430 - HOUR, 5), 1, FRI_1430),
-            Ok(true)
-        );
-        assert_eq!(reset_due(&config, &fresh, 1, FRI_1430 + DAY), Ok(true));
-    }
-
-    #[test]
-    fn bad_reset_parameters_are_errors_naming_the_key() {
-        let err =
-            |config: &[(&str, &str)]| reset_due(config, &association(0, 0), 0, FRI_1430).err();
-        assert_eq!(
-            err(&[("reset_at_hour", "24:00")]),
-            Some(Error::new(
-                "plan parameter `reset_at_hour` is `24:00`, expected HH:MM"
-            ))
-        );
-        assert_eq!(
-            err(&[("reset_after_destination_uses", "0")]),
-            Some(Error::new(
-                "plan parameter `reset_after_destination_uses` is `0`, expected a whole number, at least 1"
-            ))
-        );
-        assert!(err(&[("reset_after_total_uses", "many")]).is_some());
-        // A broken restriction parameter shows on reset calls too.
-        assert!(err(&[("window_day", "someday")]).is_some());
-    }
-
-    #[test]
-    fn periods_read_naturally() {
-        assert_eq!(describe_period(86_400), "day");
-        assert_eq!(describe_period(7 * 86_400), "7 days");
-        assert_eq!(describe_period(3_600), "hour");
-        assert_eq!(describe_period(1_800), "30 minutes");
-        assert_eq!(describe_period(1), "second");
-    }
-}
+mod tests;
