@@ -1,10 +1,15 @@
 //! The contract's data types, with helpers for the lookups every rule makes.
 
+/// What a reset condition that is due does (the contract's `plan-reset`).
+pub use crate::__private::setup_world::rulehost::plugin::types::PlanReset as Reset;
+/// Why a plan may not be used now, and what to offer instead (the
+/// contract's `plan-restriction`).
+pub use crate::__private::setup_world::rulehost::plugin::types::PlanRestriction as Restriction;
 pub use crate::__private::setup_world::rulehost::plugin::types::{
     Account, AccountStatus, Association, AsyncNotice, Billing, Channel, Charge, Communication,
     Contact, Context, Failure, FailureCode, Money, Participant, Plan, PlanAccount, PlanKind,
-    Procedure, Properties, Reset, Restriction, ServiceRequest, Session, SessionEvent,
-    SessionEventAt, Timestamp, Usage, Verdict,
+    Procedure, Properties, ServiceRequest, Session, SessionEvent, SessionEventAt, Timestamp, Usage,
+    Verdict,
 };
 
 use crate::Error;

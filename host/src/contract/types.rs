@@ -127,27 +127,119 @@ pub enum Procedure {
     SyncThenAsync(AsyncNotice),
 }
 
+/// What kind of plan a plan is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanKind {
+    /// Each communication is rated and paid for.
+    #[default]
+    PayAsYouGo,
+    /// A paid period; communications within it are rated by the plan's rates.
+    Subscription,
+    /// Destinations are associated with the plan, up to a maximum.
+    Unlimited,
+}
+
+impl PlanKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanKind::PayAsYouGo => "pay-as-you-go",
+            PlanKind::Subscription => "subscription",
+            PlanKind::Unlimited => "unlimited",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     pub id: String,
+    #[serde(default)]
+    pub kind: PlanKind,
     #[serde(default)]
     pub config: Properties,
     #[serde(default)]
     pub max_destinations: Option<u32>,
 }
 
+/// How an account pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Billing {
+    /// Debited as it goes, never below zero.
+    #[default]
+    Prepaid,
+    /// Charges accumulate and are billed.
+    Postpaid,
+}
+
+impl Billing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Billing::Prepaid => "prepaid",
+            Billing::Postpaid => "postpaid",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Billing> {
+        match raw {
+            "prepaid" => Some(Billing::Prepaid),
+            "postpaid" => Some(Billing::Postpaid),
+            _ => None,
+        }
+    }
+}
+
+/// The account a communication is placed for, as plans see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanAccount {
+    pub id: String,
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub billing: Billing,
+    /// Minor units, before this communication.
+    #[serde(default)]
+    pub balance: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Communication {
     pub id: String,
-    pub account_id: String,
+    pub access_method: String,
     #[serde(default)]
-    pub access_group: String,
+    pub access_groups: Vec<String>,
     #[serde(default)]
     pub carrier: String,
     pub destination: String,
+    #[serde(default)]
+    pub region: String,
     pub start: Timestamp,
+    /// The account's communication count including this one.
+    #[serde(default = "first_in_sequence")]
+    pub sequence: u64,
+    #[serde(default)]
+    pub attributes: Properties,
+}
+
+fn first_in_sequence() -> u64 {
+    1
+}
+
+/// A destination associated with an "unlimited" plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Association {
+    pub destination: String,
+    pub associated_at: Timestamp,
+    #[serde(default)]
+    pub uses: u64,
+    #[serde(default)]
+    pub last_used: Option<Timestamp>,
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,18 +250,31 @@ pub struct Usage {
     /// Start times of recent uses, newest first.
     #[serde(default)]
     pub recent_uses: Vec<Timestamp>,
+    /// When the counters were last reset (or first used).
+    pub counters_since: Timestamp,
     #[serde(default)]
-    pub associated_destinations: u32,
+    pub associations: Vec<Association>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Why a plan may not be used now, and what to offer instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Association {
-    pub destination: String,
-    pub associated_at: Timestamp,
+pub struct Restriction {
+    pub reason: String,
     #[serde(default)]
-    pub uses: u64,
-    pub last_used: Timestamp,
+    pub alternate: Option<String>,
+}
+
+/// What a reset condition that is due does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reset {
+    #[serde(default)]
+    pub dissociate: Vec<String>,
+    #[serde(default)]
+    pub reset_counters: bool,
+    #[serde(default)]
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,6 +283,8 @@ pub struct Participant {
     pub id: String,
     pub account_id: String,
     pub joined_at: Timestamp,
+    #[serde(default)]
+    pub attributes: Properties,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,6 +293,8 @@ pub struct Session {
     pub id: String,
     pub started_at: Timestamp,
     pub last_event_at: Timestamp,
+    #[serde(default)]
+    pub attributes: Properties,
     #[serde(default)]
     pub participants: Vec<Participant>,
 }
@@ -196,9 +305,11 @@ pub enum SessionEvent {
     Join(Participant),
     /// The id of the participant who leaves.
     Leave(String),
+    /// The session ends; whoever is present is charged.
+    End {},
 }
 
-/// `{"at": ..., "join": {...}}` or `{"at": ..., "leave": "p2"}`.
+/// `{"at": ..., "join": {...}}`, `{"at": ..., "leave": "p2"}` or `{"at": ..., "end": {}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionEventAt {
     pub at: Timestamp,
@@ -213,6 +324,8 @@ pub struct Charge {
     /// Minor units.
     pub amount: i64,
     pub description: String,
+    pub period_start: Timestamp,
+    pub period_end: Timestamp,
 }
 
 /// Inputs of `verify`.
@@ -240,16 +353,16 @@ pub struct ProcedureInput {
 #[serde(deny_unknown_fields)]
 pub struct RestrictionInput {
     pub plan: Plan,
+    pub account: PlanAccount,
     pub usage: Usage,
     pub communication: Communication,
 }
 
-/// Inputs of `reset_due`.
+/// Inputs of `reset`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ResetDueInput {
+pub struct ResetInput {
     pub plan: Plan,
-    pub association: Association,
     pub usage: Usage,
 }
 
@@ -268,7 +381,7 @@ pub enum Call {
     Verify(VerifyInput),
     Procedure(ProcedureInput),
     Restriction(RestrictionInput),
-    ResetDue(ResetDueInput),
+    Reset(ResetInput),
     OnEvent(OnEventInput),
 }
 
@@ -278,18 +391,18 @@ impl Call {
         match self {
             Call::Verify(_) => Capability::Verifier,
             Call::Procedure(_) => Capability::Reconciler,
-            Call::Restriction(_) | Call::ResetDue(_) => Capability::PlanPolicy,
+            Call::Restriction(_) | Call::Reset(_) => Capability::PlanPolicy,
             Call::OnEvent(_) => Capability::SessionCharging,
         }
     }
 
-    /// The call's name as written in case files (`reset_due`).
+    /// The call's name as written in case files (`on_event`).
     pub fn name(&self) -> &'static str {
         match self {
             Call::Verify(_) => "verify",
             Call::Procedure(_) => "procedure",
             Call::Restriction(_) => "restriction",
-            Call::ResetDue(_) => "reset_due",
+            Call::Reset(_) => "reset",
             Call::OnEvent(_) => "on_event",
         }
     }
@@ -305,9 +418,17 @@ pub enum Outcome {
         restricted: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        alternate: Option<String>,
     },
     Reset {
         reset: bool,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        dissociate: Vec<String>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        reset_counters: bool,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        reason: String,
     },
     Charges {
         charges: Vec<Charge>,

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::contract::{
-    Call, OnEventInput, ProcedureInput, Properties, ResetDueInput, RestrictionInput, VerifyInput,
+    Call, OnEventInput, ProcedureInput, Properties, ResetInput, RestrictionInput, VerifyInput,
 };
 use crate::registry::Diagnostic;
 
@@ -38,12 +38,12 @@ struct CaseFile {
     verify: Option<VerifyInput>,
     procedure: Option<ProcedureInput>,
     restriction: Option<RestrictionInput>,
-    reset_due: Option<ResetDueInput>,
+    reset: Option<ResetInput>,
     on_event: Option<OnEventInput>,
     expect: Option<serde_json::Value>,
 }
 
-const CALL_TABLES: &str = "`verify`, `procedure`, `restriction`, `reset_due` or `on_event`";
+const CALL_TABLES: &str = "`verify`, `procedure`, `restriction`, `reset` or `on_event`";
 
 impl Case {
     /// Parses a case from TOML (case files) or JSON (`eval` on stdin).
@@ -59,7 +59,7 @@ impl Case {
             file.verify.map(Call::Verify),
             file.procedure.map(Call::Procedure),
             file.restriction.map(Call::Restriction),
-            file.reset_due.map(Call::ResetDue),
+            file.reset.map(Call::Reset),
             file.on_event.map(Call::OnEvent),
         ]
         .into_iter()

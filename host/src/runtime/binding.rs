@@ -302,8 +302,13 @@ fn output_bytes(outcome: &Outcome) -> u64 {
         Outcome::Verdict(Verdict::Pass { level }) => level.len(),
         Outcome::Verdict(Verdict::Fail(f)) => f.reason.len(),
         Outcome::Procedure(Procedure::Async(n) | Procedure::SyncThenAsync(n)) => notice(n),
-        Outcome::Procedure(_) | Outcome::Reset { .. } => 0,
-        Outcome::Restriction { reason, .. } => reason.as_ref().map_or(0, String::len),
+        Outcome::Procedure(_) => 0,
+        Outcome::Reset {
+            dissociate, reason, ..
+        } => reason.len() + dissociate.iter().map(String::len).sum::<usize>(),
+        Outcome::Restriction {
+            reason, alternate, ..
+        } => reason.as_ref().map_or(0, String::len) + alternate.as_ref().map_or(0, String::len),
         Outcome::Charges { charges } => charges
             .iter()
             .map(|c| 16 + c.participant.len() + c.account_id.len() + c.description.len())

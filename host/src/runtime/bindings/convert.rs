@@ -54,6 +54,7 @@ macro_rules! invoke_call {
             }
             Call::Restriction(c::RestrictionInput {
                 plan,
+                account,
                 usage,
                 communication,
             }) => {
@@ -65,55 +66,104 @@ macro_rules! invoke_call {
                     $first,
                     convert::plan(plan, &plan_props),
                     convert::usage(usage, &recent),
-                    convert::communication(communication),
+                    convert::communication(communication, &account.id),
                 )?
                 .map(|reason| {
                     Ok(Outcome::Restriction {
                         restricted: reason.is_some(),
                         reason,
+                        alternate: None,
                     })
                 })
             }
-            Call::ResetDue(c::ResetDueInput {
-                plan,
-                association,
-                usage,
-            }) => {
+            // Before 0.3 a plugin was asked per association whether to drop
+            // it; the answers together are 0.3's one reset.
+            Call::Reset(c::ResetInput { plan, usage }) => {
                 let g = $guests.plan_policy.as_ref().ok_or_else(unsupported)?;
                 let plan_props = convert::props(&plan.config);
                 let recent = convert::recent_uses(usage);
-                g.call_reset_due(
-                    &mut $store,
-                    $first,
-                    convert::plan(plan, &plan_props),
-                    convert::association(association),
-                    convert::usage(usage, &recent),
-                )?
-                .map(|reset| Ok(Outcome::Reset { reset }))
+                let mut dissociate = Vec::new();
+                let mut declined = None;
+                for association in &usage.associations {
+                    match g.call_reset_due(
+                        &mut $store,
+                        $first.clone(),
+                        convert::plan(plan, &plan_props),
+                        convert::association(association),
+                        convert::usage(usage, &recent),
+                    )? {
+                        Ok(true) => dissociate.push(association.destination.clone()),
+                        Ok(false) => {}
+                        Err(error) => {
+                            declined = Some(error);
+                            break;
+                        }
+                    }
+                }
+                match declined {
+                    Some(error) => Err(error),
+                    None => Ok(Ok(Outcome::Reset {
+                        reset: !dissociate.is_empty(),
+                        dissociate,
+                        reset_counters: false,
+                        reason: String::new(),
+                    })),
+                }
             }
+            // Before 0.3 a session had no end event: its end is everyone
+            // still present leaving, one after another.
             Call::OnEvent(c::OnEventInput { session, event }) => {
                 let g = $guests.session_charging.as_ref().ok_or_else(unsupported)?;
-                let participants: Vec<_> = session
-                    .participants
-                    .iter()
-                    .map(convert::participant)
-                    .collect();
-                g.call_on_event(
-                    &mut $store,
-                    $first,
-                    convert::w::Session {
-                        id: &session.id,
-                        started_at: convert::seconds(session.started_at),
-                        last_event_at: convert::seconds(session.last_event_at),
-                        participants: &participants,
-                    },
-                    convert::session_event(event),
-                )?
-                .map(|charges| {
-                    Ok(Outcome::Charges {
-                        charges: charges.into_iter().map(convert::charge).collect(),
-                    })
-                })
+                let events: Vec<c::SessionEventAt> = match &event.event {
+                    c::SessionEvent::End {} => session
+                        .participants
+                        .iter()
+                        .map(|p| c::SessionEventAt {
+                            at: event.at,
+                            event: c::SessionEvent::Leave(p.id.clone()),
+                        })
+                        .collect(),
+                    _ => vec![event.clone()],
+                };
+                let mut state = session.clone();
+                let mut charges = Vec::new();
+                let mut declined = None;
+                for event in &events {
+                    let participants: Vec<_> = state
+                        .participants
+                        .iter()
+                        .map(convert::participant)
+                        .collect();
+                    let answer = g.call_on_event(
+                        &mut $store,
+                        $first.clone(),
+                        convert::w::Session {
+                            id: &state.id,
+                            started_at: convert::seconds(state.started_at),
+                            last_event_at: convert::seconds(state.last_event_at),
+                            participants: &participants,
+                        },
+                        convert::session_event(event),
+                    )?;
+                    match answer {
+                        Ok(more) => charges.extend(
+                            more.into_iter()
+                                .map(|x| convert::charge(x, state.last_event_at, event.at)),
+                        ),
+                        Err(error) => {
+                            declined = Some(error);
+                            break;
+                        }
+                    }
+                    if let c::SessionEvent::Leave(id) = &event.event {
+                        state.participants.retain(|p| p.id != *id);
+                    }
+                    state.last_event_at = event.at;
+                }
+                match declined {
+                    Some(error) => Err(error),
+                    None => Ok(Ok(Outcome::Charges { charges })),
+                }
             }
         };
         match answer {
@@ -281,27 +331,29 @@ pub(super) fn usage<'a>(u: &c::Usage, recent_uses: &'a [i64]) -> w::Usage<'a> {
     w::Usage {
         total_uses: u.total_uses,
         recent_uses,
-        associated_destinations: u.associated_destinations,
+        associated_destinations: u32::try_from(u.associations.len()).unwrap_or(u32::MAX),
     }
 }
 
-pub(super) fn communication(x: &c::Communication) -> w::Communication<'_> {
+/// Before 0.3 a communication named one access group: the first.
+pub(super) fn communication<'a>(x: &'a c::Communication, account_id: &'a str) -> w::Communication<'a> {
     w::Communication {
         id: &x.id,
-        account_id: &x.account_id,
-        access_group: &x.access_group,
+        account_id,
+        access_group: x.access_groups.first().map_or("", String::as_str),
         carrier: &x.carrier,
         destination: &x.destination,
         start: seconds(x.start),
     }
 }
 
+/// Before 0.3 an association always had a last use: never used is its start.
 pub(super) fn association(a: &c::Association) -> w::Association<'_> {
     w::Association {
         destination: &a.destination,
         associated_at: seconds(a.associated_at),
         uses: a.uses,
-        last_used: seconds(a.last_used),
+        last_used: seconds(a.last_used.unwrap_or(a.associated_at)),
     }
 }
 
@@ -318,6 +370,8 @@ pub(super) fn session_event(e: &c::SessionEventAt) -> w::SessionEventAt<'_> {
         event: match &e.event {
             c::SessionEvent::Join(p) => w::SessionEvent::Join(participant(p)),
             c::SessionEvent::Leave(id) => w::SessionEvent::Leave(id),
+            // `invoke_call!` turns an end into leaves before it gets here.
+            c::SessionEvent::End {} => w::SessionEvent::Leave(""),
         },
         at: seconds(e.at),
     }
@@ -367,11 +421,14 @@ pub(super) fn procedure(p: w::Procedure) -> c::Procedure {
     }
 }
 
-pub(super) fn charge(x: w::Charge) -> c::Charge {
+/// Before 0.3 a charge covered the time since the previous event.
+pub(super) fn charge(x: w::Charge, period_start: Timestamp, period_end: Timestamp) -> c::Charge {
     c::Charge {
         participant: x.participant,
         account_id: x.account_id,
         amount: x.amount,
         description: x.description,
+        period_start,
+        period_end,
     }
 }
