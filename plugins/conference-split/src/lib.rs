@@ -1,26 +1,33 @@
 //! Sample plugin `conference-split`: a conference call whose cost is shared
 //! equally by whoever is on the call. It exports `session-charging` only.
 //!
-//! The session manager calls the plugin once per join or leave. Each call
-//! charges the interval since the previous event (`session.last_event_at`) up
-//! to this one (`event.at`), to the participants present during it, i.e.
-//! `session.participants` (present before this event applies). Who joins or
-//! leaves only marks where the interval ends: a joiner pays from the next
-//! event on, a leaver pays for the interval up to their leaving.
+//! The session manager calls the plugin once per join or leave, and once
+//! when the session ends. Each call charges the interval since the previous
+//! event (`session.last_event_at`) up to this one (`event.at`), to the
+//! participants present during it, i.e. `session.participants` (present
+//! before this event applies). Who joins or leaves only marks where the
+//! interval ends: a joiner pays from the next event on, a leaver pays for
+//! the interval up to their leaving, and the session's `end` charges
+//! everyone still present for the last interval.
 //!
-//! - The interval costs `rate_per_minute` (config, minor units, default 10,
-//!   at least 0) × seconds / 60, rounded down: a fraction of a minor unit is
-//!   never charged.
-//! - The cost is split equally; the remainder of the division goes one unit
-//!   each to the earliest-joined participants (by `joined_at`, then `id`), so
-//!   the charges always add up to the cost, and the same inputs always give
-//!   the same charges.
+//! - The interval costs `rate_per_minute` (the service's config, minor
+//!   units, default 10, at least 0) × seconds / 60, rounded down: a fraction
+//!   of a minor unit is never charged.
+//! - The cost is split equally. The remainder rule: the cost divided by the
+//!   number present leaves a remainder r (fewer than the number present);
+//!   the r earliest-joined participants (by `joined_at`, then `id`) pay one
+//!   unit more each. So the charges always add up to the cost, no one pays
+//!   more than one unit above another, and the same inputs always give the
+//!   same charges (90 s at 10/min among 4: 15 = 4 + 4 + 4 + 3).
 //! - One charge per present participant, in that same order (earliest joined
 //!   first), even when the share is 0, described as e.g. "90 s at 10/min
-//!   among 4 participants: 4 of 15".
+//!   among 4 participants: 4 of 15", and naming its period: `period_start`
+//!   is the last event, `period_end` this one.
 //! - No participants, or no time since the last event: no charges.
 //! - An event before the last one, or a cost too large for `money`, is an
 //!   error.
+//!
+//! Session and participant attributes are not read.
 
 use rulehost_sdk::types::*;
 use rulehost_sdk::{Error, SessionCharging};
@@ -82,6 +89,8 @@ impl SessionCharging for ConferenceSplit {
                     description: format!(
                         "{seconds} s at {rate}/min {among}: {amount} of {cost_money}"
                     ),
+                    period_start: session.last_event_at,
+                    period_end: event.at,
                 })
             })
             .collect()
@@ -101,6 +110,7 @@ mod tests {
             id: id.into(),
             account_id: account_id.into(),
             joined_at,
+            attributes: vec![],
         }
     }
 
@@ -109,6 +119,7 @@ mod tests {
             id: "conf-1".into(),
             started_at: START,
             last_event_at,
+            attributes: vec![],
             participants,
         }
     }
@@ -116,6 +127,13 @@ mod tests {
     fn leave(id: &str, at: Timestamp) -> SessionEventAt {
         SessionEventAt {
             event: SessionEvent::Leave(id.into()),
+            at,
+        }
+    }
+
+    fn end(at: Timestamp) -> SessionEventAt {
+        SessionEventAt {
+            event: SessionEvent::End,
             at,
         }
     }
@@ -169,6 +187,45 @@ mod tests {
     }
 
     #[test]
+    fn the_end_charges_everyone_still_present_for_the_last_interval() {
+        let session = session(START + 60, four());
+        let charges = ConferenceSplit::on_event(&ctx(), &session, &end(START + 180));
+        let got = charges.map(|c| {
+            c.into_iter()
+                .map(|c| (c.participant, c.amount, c.period_start, c.period_end))
+                .collect::<Vec<_>>()
+        });
+        // 120 s at 10/min = 20, among 4: 5 each.
+        let period = |p: &str| (p.to_owned(), 5, START + 60, START + 180);
+        assert_eq!(
+            got,
+            Ok(vec![period("p1"), period("p2"), period("p3"), period("p4")])
+        );
+        // An end at the last event's time, or of an empty session, charges nothing.
+        assert_eq!(
+            ConferenceSplit::on_event(&ctx(), &session, &end(START + 60)),
+            Ok(vec![])
+        );
+        let empty = self::session(START + 60, vec![]);
+        assert_eq!(
+            ConferenceSplit::on_event(&ctx(), &empty, &end(START + 600)),
+            Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn every_charge_names_the_interval_since_the_last_event() {
+        let session = session(START + 60, four());
+        let joiner = participant("p5", "acme-4", START + 90);
+        let charges = ConferenceSplit::on_event(&ctx(), &session, &join(joiner));
+        assert!(charges.is_ok_and(|c| {
+            c.len() == 4
+                && c.iter()
+                    .all(|c| c.period_start == START + 60 && c.period_end == START + 90)
+        }));
+    }
+
+    #[test]
     fn an_even_split_has_no_remainder() {
         let session = session(
             START,
@@ -193,6 +250,8 @@ mod tests {
                 account_id: "acme-1".into(),
                 amount: 4,
                 description: "90 s at 10/min among 4 participants: 4 of 15".into(),
+                period_start: START + 60,
+                period_end: START + 150,
             }))
         );
     }
