@@ -1,6 +1,6 @@
-//! Hostile test plugin `hostile-no-setup`: built for contract 0.2 but
-//! without the `setup` export, so the host could never give its instances
-//! their service and config.
+//! Hostile test plugin `hostile-no-setup`: built for the newest contract
+//! (0.3, `plugin-sdk/wit`) but without the `setup` export, so the host could
+//! never give its instances their service and config.
 //!
 //! It does not use `rulehost-sdk` (whose `export!` always exports `setup`):
 //! it is generated with wit-bindgen from `plugin-sdk/wit`'s
