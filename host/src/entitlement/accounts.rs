@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::EntitlementError;
 use crate::contract::{Account, AccountStatus, Contact, Properties};
+use crate::ledger::Billing;
 use crate::store::entitlement::AccountRow;
 use crate::store::rfc3339;
 use crate::text;
@@ -90,6 +91,8 @@ impl AccountInput {
     }
 }
 
+/// The row of a contract account: no group, prepaid, as a new account
+/// starts (whoever replaces a stored account keeps its group and billing).
 pub fn account_row(a: &Account, now: i64) -> AccountRow {
     AccountRow {
         id: a.id.clone(),
@@ -105,6 +108,9 @@ pub fn account_row(a: &Account, now: i64) -> AccountRow {
         updated_at: now,
         // The store bumps it on every change.
         version: 0,
+        group: String::new(),
+        billing: Billing::Prepaid.as_str().into(),
+        has_pin: false,
     }
 }
 
