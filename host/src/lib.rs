@@ -8,6 +8,7 @@ pub mod entitlement;
 pub mod flow;
 pub mod harness;
 pub mod http;
+pub mod ledger;
 pub mod notify;
 #[cfg(test)]
 mod prop_text;

@@ -5,8 +5,8 @@
 //!
 //! Free text: a check's `description`, attribute values, a demand's
 //! `problem`, strings inside a flow's `context` and a task's `data`.
-//! One-line text: a flow's `subject`, an account's `tier` and contact
-//! `name`, attribute keys.
+//! One-line text: a flow's `subject`, an account's `tier`, `group` and
+//! contact `name`, a ledger movement's `reference`, attribute keys.
 
 /// The first character free text may not hold.
 pub fn control_in_free_text(text: &str) -> Option<char> {

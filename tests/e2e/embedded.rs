@@ -78,6 +78,9 @@ fn put_account(store: &Store, tier: &str) {
         contract_end: None,
         contact: None,
         attributes: Properties::default(),
+        group: String::new(),
+        billing: rulehost::ledger::Billing::Prepaid,
+        pin: None,
     }
     .into_row("acme", store::now_ms());
     store

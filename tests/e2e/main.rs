@@ -15,6 +15,7 @@ mod embedded;
 mod entitlement;
 mod hardening_http;
 mod hardening_reconcile;
+mod ledger;
 mod live;
 mod mail;
 mod props;

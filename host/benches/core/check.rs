@@ -154,6 +154,9 @@ fn host() -> Host {
             contract_end: None,
             contact,
             attributes: Properties::default(),
+            group: String::new(),
+            billing: rulehost::ledger::Billing::Prepaid,
+            pin: None,
         }
         .into_row(id, store::now_ms());
         store

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::EntitlementError;
 use crate::contract::{Account, AccountStatus, Contact, Properties};
+use crate::ledger::{self, Billing, Pin};
 use crate::store::entitlement::AccountRow;
 use crate::store::rfc3339;
 use crate::text;
@@ -24,13 +25,24 @@ pub struct AccountInput {
     pub contact: Option<Contact>,
     #[serde(default)]
     pub attributes: Properties,
+    /// The account's group (plans may depend on it); `""`: none.
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub billing: Billing,
+    /// A new PIN; absent, the stored one stays. Never shown.
+    #[serde(default)]
+    pub pin: Option<Pin>,
 }
 
-/// An account as the API shows it.
+/// An account as the API shows it: never its PIN or the PIN's hash.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountView {
     #[serde(flatten)]
     pub account: Account,
+    pub group: String,
+    pub billing: String,
+    pub has_pin: bool,
     pub updated_at: String,
 }
 
@@ -71,25 +83,33 @@ impl AccountInput {
             text::line("contact.name", &contact.name).map_err(EntitlementError::Invalid)?;
         }
         text::line("tier", &self.tier).map_err(EntitlementError::Invalid)?;
+        ledger::valid_group(&self.group).map_err(|e| EntitlementError::Invalid(e.to_string()))?;
         valid_attributes(&self.attributes)
     }
 
+    /// The row to store; the PIN is not in it (`ledger::set_pin` sets it).
     pub fn into_row(self, id: &str, now: i64) -> AccountRow {
-        account_row(
-            &Account {
-                id: id.into(),
-                status: self.status,
-                paid_up: self.paid_up,
-                tier: self.tier,
-                contract_end: self.contract_end,
-                contact: self.contact,
-                attributes: self.attributes,
-            },
-            now,
-        )
+        AccountRow {
+            group: self.group,
+            billing: self.billing.as_str().into(),
+            ..account_row(
+                &Account {
+                    id: id.into(),
+                    status: self.status,
+                    paid_up: self.paid_up,
+                    tier: self.tier,
+                    contract_end: self.contract_end,
+                    contact: self.contact,
+                    attributes: self.attributes,
+                },
+                now,
+            )
+        }
     }
 }
 
+/// The row of a contract account: no group, prepaid, as a new account
+/// starts (whoever replaces a stored account keeps its group and billing).
 pub fn account_row(a: &Account, now: i64) -> AccountRow {
     AccountRow {
         id: a.id.clone(),
@@ -105,6 +125,9 @@ pub fn account_row(a: &Account, now: i64) -> AccountRow {
         updated_at: now,
         // The store bumps it on every change.
         version: 0,
+        group: String::new(),
+        billing: Billing::Prepaid.as_str().into(),
+        has_pin: false,
     }
 }
 
@@ -149,6 +172,9 @@ pub fn to_account(row: &AccountRow) -> Result<Account, EntitlementError> {
 pub fn view(row: &AccountRow) -> Result<AccountView, EntitlementError> {
     Ok(AccountView {
         account: to_account(row)?,
+        group: row.group.clone(),
+        billing: row.billing.clone(),
+        has_pin: row.has_pin,
         updated_at: rfc3339(row.updated_at),
     })
 }

@@ -782,7 +782,13 @@ impl Entitlement {
             if let Some(a) = &account
                 && update_account
             {
-                q::put_account(tx, &account_row(a, now))?;
+                // As the page changed it; its group and billing as stored.
+                let mut changed = account_row(a, now);
+                if let Some(stored) = q::get_account(tx, &a.id)? {
+                    changed.group = stored.group;
+                    changed.billing = stored.billing;
+                }
+                q::put_account(tx, &changed)?;
             }
             let webhook = service.manifest.webhook.as_deref();
             outbox::enqueue(tx, "reconciliation.succeeded", webhook, &json!({

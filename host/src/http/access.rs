@@ -363,8 +363,12 @@ mod tests {
         let expected = [
             ("GET", "/healthz", Open),
             ("GET", "/metrics", Open),
+            ("POST", "/v1/account-groups/{group}/accounts", Operate),
             ("GET", "/v1/accounts/{id}", ServiceRead),
             ("PUT", "/v1/accounts/{id}", ServiceWrite),
+            ("GET", "/v1/accounts/{id}/balance", ServiceRead),
+            ("GET", "/v1/accounts/{id}/ledger", ServiceRead),
+            ("POST", "/v1/accounts/{id}/topup", ServiceWrite),
             ("POST", "/v1/checks", ServiceWrite),
             ("GET", "/v1/decisions", ServiceRead),
             ("GET", "/v1/flow-definitions", Read),
@@ -476,7 +480,10 @@ mod tests {
         let revoked = token(Role::Operator, &[]);
         crate::auth::revoke(&store, "operator", store::now_ms()).unwrap();
         for (method, pattern, access) in table.entries() {
-            let path = pattern.replace("{id}", "x").replace("{name}", "x");
+            let path = pattern
+                .replace("{id}", "x")
+                .replace("{name}", "x")
+                .replace("{group}", "x");
             let (none, bad, gone) = (
                 status(&app, &method, &path, None).await,
                 status(&app, &method, &path, Some("rh_nope")).await,

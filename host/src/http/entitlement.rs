@@ -10,6 +10,7 @@ use super::access::{Caller, forbidden};
 use super::json::{Json, Path, Query};
 use super::{ApiError, AppState, blocking};
 use crate::entitlement::{AccountInput, CheckRequest, EntitlementError, valid_id};
+use crate::ledger;
 use crate::store::{self, entitlement as q};
 
 impl From<EntitlementError> for ApiError {
@@ -61,7 +62,7 @@ pub async fn services(State(s): State<AppState>) -> impl IntoResponse {
     axum::Json(json!({"services": services}))
 }
 
-fn account_id(id: &str) -> Result<(), ApiError> {
+pub(super) fn account_id(id: &str) -> Result<(), ApiError> {
     if valid_id(id) {
         Ok(())
     } else {
@@ -78,10 +79,25 @@ pub async fn put_account(
 ) -> Result<impl IntoResponse, ApiError> {
     account_id(&id)?;
     body.validate()?;
+    if let Some(pin) = &body.pin {
+        ledger::valid_pin(pin.as_str())?;
+    }
     let (created, view) = blocking(move || {
+        let pin = body.pin.clone();
         let row = body.into_row(&id, store::now_ms());
-        let created = s.entitlement.store().write(|tx| q::put_account(tx, &row))?;
-        Ok((created, crate::entitlement::account_view(&row)?))
+        // The account, its PIN when one is given (else the stored one
+        // stays), and the row as stored, in one transaction.
+        let (created, stored) = s.entitlement.store().write(|tx| {
+            let created = q::put_account(tx, &row)?;
+            if let Some(pin) = &pin {
+                ledger::set_pin(tx, &id, pin.as_str(), &mut ledger::OsRandom)?;
+            }
+            let stored = q::get_account(tx, &id)?.ok_or_else(|| {
+                store::StoreError::Corrupt(format!("account `{id}` is gone after its write"))
+            })?;
+            Ok::<_, ledger::LedgerError>((created, stored))
+        })?;
+        Ok((created, crate::entitlement::account_view(&stored)?))
     })
     .await?;
     Ok((

@@ -18,6 +18,7 @@ mod error;
 mod flows;
 pub mod inspect;
 mod json;
+mod ledger;
 mod metrics;
 mod ops;
 mod plugins;
@@ -107,6 +108,14 @@ pub(crate) fn routes(open: OpenRoutes) -> access::Routes {
         .get("/v1/services", Read, entitlement::services)
         .put("/v1/accounts/{id}", ServiceWrite, entitlement::put_account)
         .get("/v1/accounts/{id}", ServiceRead, entitlement::get_account)
+        .get("/v1/accounts/{id}/balance", ServiceRead, ledger::balance)
+        .post("/v1/accounts/{id}/topup", ServiceWrite, ledger::topup)
+        .get("/v1/accounts/{id}/ledger", ServiceRead, ledger::movements)
+        .post(
+            "/v1/account-groups/{group}/accounts",
+            Operate,
+            ledger::create_accounts,
+        )
         .post("/v1/checks", ServiceWrite, entitlement::check)
         .get("/v1/decisions", ServiceRead, entitlement::decisions)
         .get("/v1/requests/{id}", ServiceRead, entitlement::request)

@@ -20,18 +20,26 @@ pub struct AccountRow {
     /// Bumped by every change ([`put_account`] ignores the value given):
     /// a check records its decision only if it is what the check read.
     pub version: i64,
+    /// The account's group (plans may depend on it); `""` for none.
+    pub group: String,
+    /// `prepaid` or `postpaid` (`crate::ledger::Billing`).
+    pub billing: String,
+    /// Whether a PIN is set ([`put_account`] ignores it: the PIN is set by
+    /// `store::ledger::set_pin` and kept when the account is replaced).
+    pub has_pin: bool,
 }
 
-/// Creates or replaces the account; `true` when it is new.
+/// Creates or replaces the account; `true` when it is new. Its PIN, its
+/// balance and its ledger are kept.
 pub fn put_account(tx: &Tx<'_>, a: &AccountRow) -> Result<bool, StoreError> {
     let existed = account_version(tx, &a.id)?.is_some();
     tx.raw().prepare_cached(
-        "INSERT INTO accounts (id, status, paid_up, tier, contract_end, contact, attributes, updated_at, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+        "INSERT INTO accounts (id, status, paid_up, tier, contract_end, contact, attributes, updated_at, version, account_group, billing)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (id) DO UPDATE SET status = ?2, paid_up = ?3, tier = ?4, contract_end = ?5, contact = ?6, attributes = ?7, updated_at = ?8,
-             version = accounts.version + 1",
+             version = accounts.version + 1, account_group = ?10, billing = ?11",
     )?
-    .execute(params![a.id, a.status, a.paid_up, a.tier, a.contract_end, a.contact.as_ref().map(Value::to_string), a.attributes.to_string(), a.updated_at, first_version()])?;
+    .execute(params![a.id, a.status, a.paid_up, a.tier, a.contract_end, a.contact.as_ref().map(Value::to_string), a.attributes.to_string(), a.updated_at, first_version(), a.group, a.billing])?;
     Ok(!existed)
 }
 
@@ -65,7 +73,9 @@ pub fn request_version(conn: &Conn<'_>, id: &str) -> Result<Option<i64>, StoreEr
 pub fn get_account(conn: &Conn<'_>, id: &str) -> Result<Option<AccountRow>, StoreError> {
     let conn = conn.raw();
     let mut stmt = conn.prepare_cached(
-        "SELECT id, status, paid_up, tier, contract_end, contact, attributes, updated_at, version FROM accounts WHERE id = ?1",
+        "SELECT id, status, paid_up, tier, contract_end, contact, attributes, updated_at, version, account_group, billing,
+             pin_hash IS NOT NULL
+         FROM accounts WHERE id = ?1",
     )?;
     Ok(stmt
         .query_row([id], |row| {
@@ -82,6 +92,9 @@ pub fn get_account(conn: &Conn<'_>, id: &str) -> Result<Option<AccountRow>, Stor
                 attributes: super::json_column(row.get(6)?)?,
                 updated_at: row.get(7)?,
                 version: row.get(8)?,
+                group: row.get(9)?,
+                billing: row.get(10)?,
+                has_pin: row.get(11)?,
             })
         })
         .optional()?)

@@ -340,6 +340,44 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens (name) WHERE revoked_at IS NULL;
     "#,
+    // 10: money (`store::ledger`). Accounts get a group, prepaid or
+    // postpaid billing and a PIN (salted SHA-256, with its failed tries and
+    // lock; never the PIN). Every movement of money is a `ledger` row with
+    // an idempotency reference, unique per account; `balances` is their
+    // running sum, changed in the transaction of each movement. Neither
+    // touches `accounts`, so money moving never changes an account's
+    // version (checks re-decide when it changes). A debit's `uncovered` is
+    // what a prepaid balance could not pay of what was asked.
+    r#"
+    ALTER TABLE accounts ADD COLUMN account_group TEXT NOT NULL DEFAULT '';
+    ALTER TABLE accounts ADD COLUMN billing TEXT NOT NULL DEFAULT 'prepaid'
+        CHECK (billing IN ('prepaid', 'postpaid'));
+    ALTER TABLE accounts ADD COLUMN pin_hash BLOB;
+    ALTER TABLE accounts ADD COLUMN pin_salt BLOB;
+    ALTER TABLE accounts ADD COLUMN pin_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN pin_locked_until INTEGER;
+
+    CREATE TABLE balances (
+        account_id  TEXT PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
+        balance     INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+
+    CREATE TABLE ledger (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id     TEXT NOT NULL,
+        kind           TEXT NOT NULL CHECK (kind IN ('topup', 'debit', 'refund', 'adjustment')),
+        amount         INTEGER NOT NULL,
+        uncovered      INTEGER NOT NULL DEFAULT 0 CHECK (uncovered >= 0),
+        reference      TEXT NOT NULL,
+        balance_after  INTEGER NOT NULL,
+        at             INTEGER NOT NULL,
+        detail         TEXT,
+        UNIQUE (account_id, reference),
+        CHECK (CASE kind WHEN 'debit' THEN amount <= 0 WHEN 'adjustment' THEN 1 ELSE amount > 0 END)
+    );
+    CREATE INDEX ledger_account ON ledger (account_id, id);
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -375,6 +413,8 @@ pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError
 
 #[cfg(test)]
 mod tests {
+    use rusqlite::params;
+
     use super::*;
 
     /// A database as the first `version` migrations left it.
@@ -555,6 +595,56 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.to_string().contains("fulfilled only once"), "{err}");
+    }
+
+    #[test]
+    fn accounts_keep_their_rows_and_versions_and_money_gets_its_tables() {
+        let mut conn = at_version(9);
+        conn.execute(
+            "INSERT INTO accounts (id, status, paid_up, updated_at, version) VALUES ('acme', 'active', 1, 1, 41)",
+            [],
+        )
+        .unwrap();
+        apply(&mut conn, Path::new(":memory:")).unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        type Money = (String, String, Option<Vec<u8>>, i64, Option<i64>, i64);
+        let row: Money = conn
+            .query_row(
+                "SELECT account_group, billing, pin_hash, pin_failures, pin_locked_until, version FROM accounts",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("".into(), "prepaid".into(), None, 0, None, 41));
+        let refused = |sql: &str| assert!(conn.execute(sql, []).is_err(), "{sql}");
+        refused("UPDATE accounts SET billing = 'credit'");
+        refused("INSERT INTO balances (account_id, balance, updated_at) VALUES ('nobody', 1, 1)");
+        conn.execute(
+            "INSERT INTO balances (account_id, balance, updated_at) VALUES ('acme', 5, 1)",
+            [],
+        )
+        .unwrap();
+        let insert = |kind: &str, amount: i64, reference: &str| {
+            conn.execute(
+                "INSERT INTO ledger (account_id, kind, amount, reference, balance_after, at)
+                 VALUES ('acme', ?1, ?2, ?3, 0, 1)",
+                params![kind, amount, reference],
+            )
+        };
+        insert("topup", 5, "t-1").unwrap();
+        assert!(insert("topup", 5, "t-1").is_err(), "a reference twice");
+        for (kind, amount) in [("topup", 0), ("refund", -1), ("debit", 1), ("gift", 1)] {
+            assert!(insert(kind, amount, "x").is_err(), "{kind} {amount}");
+        }
+        insert("debit", 0, "d-0").unwrap();
+        insert("adjustment", -3, "a-1").unwrap();
+        // An account deleted takes its balance along; its ledger rows stay.
+        conn.execute("DELETE FROM accounts WHERE id = 'acme'", [])
+            .unwrap();
+        let balances: i64 = conn
+            .query_row("SELECT count(*) FROM balances", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(balances, 0);
     }
 
     #[test]

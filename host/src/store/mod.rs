@@ -1,9 +1,9 @@
 //! Storage: the SQLite schema, its migrations, and the queries of every part
-//! that keeps state (accounts and checks, flows and their tasks, the
-//! outbox, plugin versions, API tokens).
+//! that keeps state (accounts and checks, balances and the ledger, flows and
+//! their tasks, the outbox, plugin versions, API tokens).
 //!
 //! The store is an interface of domain operations: the query functions of
-//! `entitlement`, `flows`, `outbox`, `plugins`, `retention` and `tokens`, each taking
+//! `entitlement`, `flows`, `ledger`, `outbox`, `plugins`, `retention` and `tokens`, each taking
 //! a [`Conn`] (a read) or a [`Tx`] (a write transaction). Those handles are
 //! opaque outside `store/`, so no rusqlite type reaches the domain code and
 //! a second backend (PostgreSQL, for several hosts on one database) can
@@ -30,6 +30,7 @@ mod checkpoint;
 mod conn;
 pub mod entitlement;
 pub mod flows;
+pub mod ledger;
 mod legacy_journal;
 mod migrations;
 pub mod outbox;
