@@ -336,7 +336,10 @@ pub(super) fn usage<'a>(u: &c::Usage, recent_uses: &'a [i64]) -> w::Usage<'a> {
 }
 
 /// Before 0.3 a communication named one access group: the first.
-pub(super) fn communication<'a>(x: &'a c::Communication, account_id: &'a str) -> w::Communication<'a> {
+pub(super) fn communication<'a>(
+    x: &'a c::Communication,
+    account_id: &'a str,
+) -> w::Communication<'a> {
     w::Communication {
         id: &x.id,
         account_id,
