@@ -715,7 +715,7 @@ fn check_reports_every_problem_in_one_run() {
     assert!(
         contract.starts_with(&at("old-contract.toml", 3))
             && contract.contains("2.0.0")
-            && contract.contains("0.2.0"),
+            && contract.contains("0.3.0"),
         "{contract}"
     );
     expect(&format!(
@@ -795,7 +795,7 @@ fn eval_explains_a_case_file() {
         words.get(2).is_some_and(|d| is_digest(d)),
         "no digest in {plugin}"
     );
-    assert!(plugin.contains("KiB, contract 0.2.0)"), "{plugin}");
+    assert!(plugin.contains("KiB, contract 0.3.0)"), "{plugin}");
     let context = line("context ");
     assert!(
         context.contains("now=2026-11-20T10:00:00Z") && context.contains("lapse_days=10"),
@@ -820,7 +820,7 @@ fn eval_reads_a_json_case_from_stdin_and_answers_in_json() {
     assert_eq!(json["call"], "verify");
     assert_eq!(json["capability"], "verifier");
     assert_eq!(json["plugin"]["name"], "support-contract");
-    assert_eq!(json["plugin"]["contract"], "0.2.0");
+    assert_eq!(json["plugin"]["contract"], "0.3.0");
     assert!(
         json["plugin"]["digest"].as_str().is_some_and(is_digest),
         "{json}"

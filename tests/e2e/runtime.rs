@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use rulehost::contract::{
-    Account, AccountStatus, Call, Capability, Contact, Context, Failure, FailureCode, Outcome,
-    Procedure, ProcedureInput, Properties, ServiceRequest, Verdict, VerifyInput,
+    Account, AccountStatus, Association, Billing, Call, Capability, Charge, Communication, Contact,
+    Context, Failure, FailureCode, OnEventInput, Outcome, Participant, Plan, PlanAccount, PlanKind,
+    Procedure, ProcedureInput, Properties, ResetInput, RestrictionInput, ServiceRequest, Session,
+    SessionEvent, SessionEventAt, Usage, Verdict, VerifyInput,
 };
 use rulehost::runtime::{
     Binding, CallErrorKind, InstanceMode, Limits, LoadErrorKind, Runtime, RuntimeOptions,
@@ -160,8 +162,8 @@ fn a_plugin_for_another_contract_version_is_refused_naming_both() {
     let message = err.to_string();
     assert!(
         message.contains("rulehost:plugin@2.0.0")
-            && message.contains("this host serves rulehost:plugin@0.1.0 and @0.2.0")
-            && message.contains("rebuild it against rulehost-sdk 0.2"),
+            && message.contains("this host serves rulehost:plugin@0.1.0, @0.2.0 and @0.3.0")
+            && message.contains("rebuild it against rulehost-sdk 0.3"),
         "{message}"
     );
 }
@@ -190,11 +192,272 @@ fn a_plugin_built_for_contract_0_1_still_loads_and_gets_the_context_on_every_cal
     assert_eq!(b.stats.instantiations.load(Ordering::Relaxed), 1);
 }
 
+fn at(rfc3339: &str) -> Timestamp {
+    rfc3339.parse().unwrap_or_else(|e| panic!("{rfc3339}: {e}"))
+}
+
+fn plan(id: &str, kind: PlanKind, config: &[(&str, &str)]) -> Plan {
+    Plan {
+        id: id.into(),
+        kind,
+        config: config.iter().copied().collect(),
+        max_destinations: Some(3),
+    }
+}
+
+/// Usage since 2026-11-16 with these (destination, uses) associations.
+fn plan_usage(total_uses: u64, associations: &[(&str, u64)]) -> Usage {
+    Usage {
+        total_uses,
+        recent_uses: vec![at("2026-11-20T12:00:00Z")],
+        counters_since: at("2026-11-16T00:00:00Z"),
+        associations: associations
+            .iter()
+            .map(|(destination, uses)| Association {
+                destination: (*destination).into(),
+                associated_at: at("2026-11-17T09:00:00Z"),
+                uses: *uses,
+                last_used: Some(at("2026-11-20T12:00:00Z")),
+                expires_at: None,
+            })
+            .collect(),
+    }
+}
+
+fn restriction_call(plan: Plan, balance: i64, total_uses: u64, start: &str) -> Call {
+    Call::Restriction(RestrictionInput {
+        plan,
+        account: PlanAccount {
+            id: "acme-1".into(),
+            group: "retail".into(),
+            billing: Billing::Prepaid,
+            balance,
+        },
+        usage: plan_usage(total_uses, &[]),
+        communication: Communication {
+            id: "c1".into(),
+            access_method: "08005550100".into(),
+            access_groups: vec!["mobile".into(), "toll-free".into()],
+            carrier: "telco".into(),
+            destination: "4420794601".into(),
+            region: "uk".into(),
+            start: at(start),
+            sequence: 4,
+            attributes: Properties::default(),
+        },
+    })
+}
+
+fn outcome(b: &Binding, call: &Call) -> Outcome {
+    b.call(&ctx(), call)
+        .map(|r| r.outcome)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_plugin_built_for_contract_0_2_still_loads_and_serves_verify_restriction_and_reset() {
+    let rt = runtime();
+    let b = binding(&rt, "contract-v0-2");
+    assert_eq!(b.plugin().contract().to_string(), "0.2.0");
+    assert_eq!(
+        b.plugin().capabilities(),
+        &[Capability::Verifier, Capability::PlanPolicy]
+    );
+    let gold = Context {
+        config: [("level", "gold")].into_iter().collect(),
+        ..ctx()
+    };
+    let report = b
+        .call(&gold, &verify_call(AccountStatus::Active))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        report.outcome,
+        Outcome::Verdict(Verdict::Pass {
+            level: "gold".into()
+        })
+    );
+
+    // 0.2's restriction sees the account id and the first access group,
+    // and its `option<string>` names no alternate.
+    let three = plan("basic", PlanKind::PayAsYouGo, &[("max_uses", "3")]);
+    assert_eq!(
+        outcome(
+            &b,
+            &restriction_call(three.clone(), 0, 3, "2026-11-20T14:30:00Z")
+        ),
+        Outcome::Restriction {
+            restricted: true,
+            reason: Some("at most 3 uses of `basic` by acme-1 via mobile; 3 used".into()),
+            alternate: None,
+        }
+    );
+    assert_eq!(
+        outcome(&b, &restriction_call(three, 0, 2, "2026-11-20T14:30:00Z")),
+        Outcome::Restriction {
+            restricted: false,
+            reason: None,
+            alternate: None,
+        }
+    );
+
+    // 0.2's reset-due, asked once per association, makes one reset.
+    let reset = |associations: &[(&str, u64)]| {
+        outcome(
+            &b,
+            &Call::Reset(ResetInput {
+                plan: plan(
+                    "unlimited-5",
+                    PlanKind::Unlimited,
+                    &[("reset_after_destination_uses", "5")],
+                ),
+                usage: plan_usage(14, associations),
+            }),
+        )
+    };
+    assert_eq!(
+        reset(&[("+441", 5), ("+442", 2), ("+443", 7)]),
+        Outcome::Reset {
+            reset: true,
+            dissociate: vec!["+441".into(), "+443".into()],
+            reset_counters: false,
+            reason: String::new(),
+        }
+    );
+    assert_eq!(
+        reset(&[("+442", 2)]),
+        Outcome::Reset {
+            reset: false,
+            dissociate: vec![],
+            reset_counters: false,
+            reason: String::new(),
+        }
+    );
+}
+
+#[test]
+fn contract_0_3_plans_get_the_account_and_name_an_alternate_and_what_to_reset() {
+    let rt = runtime();
+    let b = binding(&rt, "prepaid-calling");
+    assert_eq!(b.plugin().contract().to_string(), "0.3.0");
+    assert_eq!(b.plugin().capabilities(), &[Capability::PlanPolicy]);
+    let friday = plan(
+        "friday-special",
+        PlanKind::PayAsYouGo,
+        &[
+            ("window_day", "friday"),
+            ("window_start", "14:00"),
+            ("window_end", "16:00"),
+            ("min_balance", "500"),
+            ("alternate_plan", "standard"),
+        ],
+    );
+    let restriction =
+        |balance, start| outcome(&b, &restriction_call(friday.clone(), balance, 0, start));
+    assert_eq!(
+        restriction(1_000, "2026-11-20T14:30:00Z"),
+        Outcome::Restriction {
+            restricted: false,
+            reason: None,
+            alternate: None,
+        }
+    );
+    assert_eq!(
+        restriction(1_000, "2026-11-19T14:30:00Z"),
+        Outcome::Restriction {
+            restricted: true,
+            reason: Some("usable only on Friday 14:00-16:00".into()),
+            alternate: Some("standard".into()),
+        }
+    );
+    assert_eq!(
+        restriction(120, "2026-11-20T14:30:00Z"),
+        Outcome::Restriction {
+            restricted: true,
+            reason: Some("the balance is 120, below the 500 this plan needs".into()),
+            alternate: Some("standard".into()),
+        }
+    );
+
+    let reset = Call::Reset(ResetInput {
+        plan: plan(
+            "unlimited-20",
+            PlanKind::Unlimited,
+            &[("reset_after_total_uses", "20")],
+        ),
+        usage: plan_usage(20, &[("+441", 12), ("+442", 8)]),
+    });
+    assert_eq!(
+        outcome(&b, &reset),
+        Outcome::Reset {
+            reset: true,
+            dissociate: vec!["+441".into(), "+442".into()],
+            reset_counters: true,
+            reason: "reset after 20 uses of the plan".into(),
+        }
+    );
+}
+
+#[test]
+fn contract_0_3_sessions_end_with_charges_that_name_their_period() {
+    let rt = runtime();
+    let b = binding(&rt, "conference-split");
+    assert_eq!(b.plugin().contract().to_string(), "0.3.0");
+    let person = |id: &str, account: &str, joined: &str| Participant {
+        id: id.into(),
+        account_id: account.into(),
+        joined_at: at(joined),
+        attributes: [("role", "guest")].into_iter().collect(),
+    };
+    let call = Call::OnEvent(OnEventInput {
+        session: Session {
+            id: "conf-1".into(),
+            started_at: at("2026-11-20T14:00:00Z"),
+            last_event_at: at("2026-11-20T14:01:00Z"),
+            attributes: [("topic", "review")].into_iter().collect(),
+            participants: vec![
+                person("p2", "acme-2", "2026-11-20T14:01:00Z"),
+                person("p1", "acme-1", "2026-11-20T14:00:00Z"),
+            ],
+        },
+        event: SessionEventAt {
+            at: at("2026-11-20T14:02:30Z"),
+            event: SessionEvent::End {},
+        },
+    });
+    let charge = |participant: &str, account: &str, amount, description: &str| Charge {
+        participant: participant.into(),
+        account_id: account.into(),
+        amount,
+        description: description.into(),
+        period_start: at("2026-11-20T14:01:00Z"),
+        period_end: at("2026-11-20T14:02:30Z"),
+    };
+    assert_eq!(
+        outcome(&b, &call),
+        Outcome::Charges {
+            charges: vec![
+                charge(
+                    "p1",
+                    "acme-1",
+                    8,
+                    "90 s at 10/min among 2 participants: 8 of 15"
+                ),
+                charge(
+                    "p2",
+                    "acme-2",
+                    7,
+                    "90 s at 10/min among 2 participants: 7 of 15"
+                ),
+            ]
+        }
+    );
+}
+
 #[test]
 fn a_warm_instance_is_configured_again_when_its_service_or_config_changes() {
     let rt = runtime();
     let b = binding(&rt, "support-contract");
-    assert_eq!(b.plugin().contract().to_string(), "0.2.0");
+    assert_eq!(b.plugin().contract().to_string(), "0.3.0");
     assert_eq!(
         rulehost_sdk::CONTRACT_VERSION,
         rulehost::contract::CURRENT_CONTRACT.to_string(),
@@ -247,7 +510,7 @@ fn a_warm_instance_is_configured_again_when_its_service_or_config_changes() {
 }
 
 #[test]
-fn a_contract_0_2_plugin_without_setup_is_refused_saying_so() {
+fn a_contract_0_3_plugin_without_setup_is_refused_saying_so() {
     let rt = runtime();
     let err = rt
         .load("hostile-no-setup", &plugin_bytes("hostile-no-setup"))
@@ -256,7 +519,7 @@ fn a_contract_0_2_plugin_without_setup_is_refused_saying_so() {
     assert!(matches!(err.kind, LoadErrorKind::Exports(_)), "{err}");
     let message = err.to_string();
     assert!(
-        message.contains("must export `rulehost:plugin/setup@0.2.0`"),
+        message.contains("must export `rulehost:plugin/setup@0.3.0`"),
         "{message}"
     );
 }

@@ -101,6 +101,20 @@ pub fn plugin_calls(c: &mut Criterion) {
         })
     });
 
+    // And on a plugin built for contract 0.2, configured once per instance
+    // like 0.3's but with 0.2's bindings.
+    let v0_2 = runtime
+        .load("contract-v0-2", &plugin_bytes("contract-v0-2"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let warm_v0_2 = Binding::new(v0_2, Limits::default());
+    c.bench_function("verify/warm-instance-contract-0.2", |b| {
+        b.iter(|| {
+            warm_v0_2
+                .call(black_box(&ctx), black_box(&call))
+                .map(|r| r.outcome)
+        })
+    });
+
     // The same call with the fewest strings the contract allows: each string
     // or list argument costs one allocation call into the guest.
     let minimal_ctx = Context {

@@ -10,10 +10,15 @@ pub const PACKAGE: &str = "rulehost:plugin";
 
 /// The contract versions this host serves, oldest first. The last is the
 /// one `rulehost-sdk` builds against.
-pub const SUPPORTED_CONTRACTS: [ContractVersion; 2] = [
+pub const SUPPORTED_CONTRACTS: [ContractVersion; 3] = [
     ContractVersion {
         major: 0,
         minor: 1,
+        patch: 0,
+    },
+    ContractVersion {
+        major: 0,
+        minor: 2,
         patch: 0,
     },
     CURRENT_CONTRACT,
@@ -22,7 +27,7 @@ pub const SUPPORTED_CONTRACTS: [ContractVersion; 2] = [
 /// The newest contract version, the one `rulehost-sdk` builds against.
 pub const CURRENT_CONTRACT: ContractVersion = ContractVersion {
     major: 0,
-    minor: 2,
+    minor: 3,
     patch: 0,
 };
 
@@ -31,13 +36,17 @@ pub fn serving(plugin: ContractVersion) -> Option<ContractVersion> {
     SUPPORTED_CONTRACTS.into_iter().find(|v| v.serves(plugin))
 }
 
-/// `rulehost:plugin@0.1.0 and @0.2.0`, for messages.
+/// `rulehost:plugin@0.1.0, @0.2.0 and @0.3.0`, for messages.
 pub fn supported_list() -> String {
     let versions: Vec<String> = SUPPORTED_CONTRACTS
         .iter()
         .map(|v| format!("@{v}"))
         .collect();
-    format!("{PACKAGE}{}", versions.join(" and "))
+    let list = match versions.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => versions.concat(),
+    };
+    format!("{PACKAGE}{list}")
 }
 
 /// One interface of the contract; a plugin exports any subset.
@@ -177,9 +186,13 @@ mod tests {
     fn the_host_serves_each_supported_line() {
         assert_eq!(serving(v("0.1.0")), Some(v("0.1.0")));
         assert_eq!(serving(v("0.2.0")), Some(v("0.2.0")));
-        assert_eq!(serving(v("0.3.0")), None);
+        assert_eq!(serving(v("0.3.0")), Some(v("0.3.0")));
+        assert_eq!(serving(v("0.3.1")), None);
+        assert_eq!(serving(v("0.4.0")), None);
         assert_eq!(serving(v("2.0.0")), None);
-        assert_eq!(supported_list(), "rulehost:plugin@0.1.0 and @0.2.0");
+        assert_eq!(CURRENT_CONTRACT, v("0.3.0"));
+        assert_eq!(SUPPORTED_CONTRACTS.last(), Some(&CURRENT_CONTRACT));
+        assert_eq!(supported_list(), "rulehost:plugin@0.1.0, @0.2.0 and @0.3.0");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::RuntimeError;
-use super::bindings::{v0_1, v0_2};
+use super::bindings::{v0_1, v0_2, v0_3};
 use super::cache::CompileCache;
 use super::state::StoreState;
 
@@ -62,6 +62,8 @@ impl Runtime {
         v0_1::rulehost::plugin::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(RuntimeError::engine)?;
         v0_2::rulehost::plugin::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(RuntimeError::engine)?;
+        v0_3::rulehost::plugin::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(RuntimeError::engine)?;
         let cache = match &options.cache_dir {
             Some(dir) => {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{v0_1, v0_2};
+use super::bindings::{v0_1, v0_2, v0_3};
 use super::output::CapturedOutput;
 
 /// Most log lines kept per call; more are counted, not kept.
@@ -149,6 +149,7 @@ macro_rules! impl_host {
 }
 impl_host!(v0_1);
 impl_host!(v0_2);
+impl_host!(v0_3);
 
 impl ResourceLimiter for StoreState {
     fn memory_growing(

@@ -1,7 +1,9 @@
 //! Conversions between the version-independent `contract` types and the
-//! generated ones. Every contract version so far shares the types of 0.1
-//! (later versions map theirs onto 0.1's with `bindgen!`'s `with`), so one
-//! set of conversions, and one body of `invoke`, serves them all.
+//! generated ones of contracts 0.1 and 0.2. Those two share the types of 0.1
+//! (0.2 maps its own onto 0.1's with `bindgen!`'s `with`), so one set of
+//! conversions, and one body of `invoke`, serves both. 0.3 changed the plan
+//! and session types and has its own (`v0_3/convert.rs`); it shares only
+//! `capability_exports!` from here.
 
 use jiff::Timestamp;
 
@@ -336,7 +338,10 @@ pub(super) fn usage<'a>(u: &c::Usage, recent_uses: &'a [i64]) -> w::Usage<'a> {
 }
 
 /// Before 0.3 a communication named one access group: the first.
-pub(super) fn communication<'a>(x: &'a c::Communication, account_id: &'a str) -> w::Communication<'a> {
+pub(super) fn communication<'a>(
+    x: &'a c::Communication,
+    account_id: &'a str,
+) -> w::Communication<'a> {
     w::Communication {
         id: &x.id,
         account_id,

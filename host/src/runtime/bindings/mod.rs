@@ -5,6 +5,7 @@
 mod convert;
 pub mod v0_1;
 pub mod v0_2;
+pub mod v0_3;
 
 use crate::contract::{Call, Capability, ContractVersion, Outcome};
 
@@ -29,12 +30,14 @@ impl From<wasmtime::Error> for InvokeError {
 pub enum Indices {
     V0_1(v0_1::Indices),
     V0_2(v0_2::Indices),
+    V0_3(v0_3::Indices),
 }
 
 /// Typed exports of one live instance.
 pub enum Guests {
     V0_1(v0_1::Guests),
     V0_2(v0_2::Guests),
+    V0_3(v0_3::Guests),
 }
 
 impl Indices {
@@ -48,6 +51,7 @@ impl Indices {
         match (contract.major, contract.minor) {
             (0, 1) => Ok(Indices::V0_1(v0_1::Indices::new(pre, capabilities)?)),
             (0, 2) => Ok(Indices::V0_2(v0_2::Indices::new(pre, capabilities)?)),
+            (0, 3) => Ok(Indices::V0_3(v0_3::Indices::new(pre, capabilities)?)),
             _ => Err(wasmtime::format_err!("no bindings for contract {contract}")),
         }
     }
@@ -61,6 +65,7 @@ impl Indices {
         Ok(match self {
             Indices::V0_1(i) => Guests::V0_1(i.load(store, instance)?),
             Indices::V0_2(i) => Guests::V0_2(i.load(store, instance)?),
+            Indices::V0_3(i) => Guests::V0_3(i.load(store, instance)?),
         })
     }
 }
@@ -75,5 +80,6 @@ pub fn invoke<S: wasmtime::AsContextMut>(
     match guests {
         Guests::V0_1(g) => v0_1::invoke(g, store, ctx, call),
         Guests::V0_2(g) => v0_2::invoke(g, store, ctx, call),
+        Guests::V0_3(g) => v0_3::invoke(g, store, ctx, call),
     }
 }
