@@ -10,6 +10,7 @@ pub mod harness;
 pub mod http;
 pub mod ledger;
 pub mod notify;
+pub mod plans;
 #[cfg(test)]
 mod prop_text;
 pub mod registry;

@@ -18,6 +18,7 @@ mod hardening_reconcile;
 mod ledger;
 mod live;
 mod mail;
+mod plans;
 mod props;
 mod reload;
 mod runtime;

@@ -1,5 +1,7 @@
 //! `cargo xtask load`: checks per second and latency percentiles for
-//! `POST /v1/checks` against the real `rulehost serve` on loopback, with
+//! `POST /v1/checks`, and calls per second (`POST /v1/communications`
+//! then `.../complete`, the sample `standard` plan with its plan-policy
+//! plugin, one prepaid debit each), against the real `rulehost serve` on loopback, with
 //! `wrk` (Debian's package) at 1, 10 and 100 concurrent clients, each level
 //! beside `GET /healthz` on the same server in the same run (the HTTP
 //! floor) and the ratio between them; for `[store] sync = "full"` and
@@ -38,6 +40,30 @@ const CHECK: &str = r#"wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer TOKEN"
 wrk.body = '{"service": "support-contract", "account_id": "load-1"}'
+"#;
+
+/// A communication is two requests: authorize, then complete. Each wrk
+/// thread keeps the ids its authorizations returned and completes one
+/// before it authorizes again, so every communication is completed but
+/// those in flight when the run ends.
+const COMMUNICATION: &str = r#"wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer TOKEN"
+local ids = {}
+local authorize = '{"account_id": "load-calls", "pin": "1234", "access_method": "8005550100", "destination": "12125550199"}'
+local complete = '{"duration_secs": 60, "answered": true}'
+request = function()
+  local id = table.remove(ids)
+  if id then
+    return wrk.format("POST", "/v1/communications/" .. id .. "/complete", nil, complete)
+  end
+  return wrk.format("POST", "/v1/communications", nil, authorize)
+end
+response = function(status, headers, body)
+  if status == 201 and not body:find('"lines"', 1, true) then
+    local id = body:match('"id":"(com_[^"]+)"')
+    if id then table.insert(ids, id) end
+  end
+end
 "#;
 
 /// One wrk run's figures.
@@ -88,6 +114,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         root.join("rules")
     };
     let check = dir.join("check.lua");
+    let communication = dir.join("communication.lua");
     let healthz = dir.join("healthz.lua");
     std::fs::write(&healthz, REPORT)?;
     for mode in modes.split(',').map(str::trim).filter(|m| !m.is_empty()) {
@@ -114,7 +141,12 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             &check,
             format!("{}{REPORT}", CHECK.replace("TOKEN", &token)),
         )?;
+        std::fs::write(
+            &communication,
+            format!("{}{REPORT}", COMMUNICATION.replace("TOKEN", &token)),
+        )?;
         create_account(&base, &bearer)?;
+        create_calling_account(&base, &bearer)?;
         println!(
             "\n[store] sync = \"{mode}\" {}: POST {base}/v1/checks (support-contract) beside GET /healthz, {seconds} s each, wrk on the same machine",
             delay.replace('\n', " ")
@@ -126,8 +158,19 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             );
         }
         println!(
-            "{:>8}  {:>10}  {:>10}  {:>6}  {:>9}  {:>9}  {:>9}  {:>7}",
-            "clients", "healthz/s", "checks/s", "ratio", "p50 ms", "p99 ms", "p99.9 ms", "errors"
+            "{:>8}  {:>10}  {:>10}  {:>6}  {:>9}  {:>9}  {:>9}  {:>7}  {:>9}  {:>6}  {:>11}  {:>7}",
+            "clients",
+            "healthz/s",
+            "checks/s",
+            "ratio",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "errors",
+            "calls/s",
+            "ratio",
+            "req p99 ms",
+            "errors"
         );
         let mut levels: Vec<(u32, u64)> = [1u32, 10, 100].map(|c| (c, seconds)).to_vec();
         if long > 0 {
@@ -137,20 +180,27 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             let floor = wrk(&healthz, &format!("{base}/healthz"), clients, secs)?;
             std::thread::sleep(Duration::from_millis(500));
             let checks = wrk(&check, &format!("{base}/v1/checks"), clients, secs)?;
+            std::thread::sleep(Duration::from_millis(500));
+            // Calls: authorize + complete, so half the requests.
+            let calls = wrk(&communication, &base, clients, secs)?;
             let label = if secs == seconds {
                 clients.to_string()
             } else {
                 format!("{clients} ({secs} s)")
             };
             println!(
-                "{label:>8}  {:>10.0}  {:>10.0}  {:>6.2}  {:>9.2}  {:>9.2}  {:>9.2}  {:>7}",
+                "{label:>8}  {:>10.0}  {:>10.0}  {:>6.2}  {:>9.2}  {:>9.2}  {:>9.2}  {:>7}  {:>9.0}  {:>6.2}  {:>11.2}  {:>7}",
                 floor.rate,
                 checks.rate,
                 checks.rate / floor.rate.max(1.0),
                 checks.p50_ms,
                 checks.p99_ms,
                 checks.p999_ms,
-                checks.errors
+                checks.errors,
+                calls.rate / 2.0,
+                calls.rate / 2.0 / checks.rate.max(1.0),
+                calls.p99_ms,
+                calls.errors
             );
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -264,6 +314,43 @@ fn create_account(base: &str, bearer: &str) -> anyhow::Result<()> {
         bail!("could not create the load account at {base}: HTTP {code}");
     }
     Ok(())
+}
+
+/// A prepaid account with a PIN and a balance no run spends, for calls.
+fn create_calling_account(base: &str, bearer: &str) -> anyhow::Result<()> {
+    let put = |path: &str, method: &str, body: &str| -> anyhow::Result<()> {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-H",
+                bearer,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                method,
+            ])
+            .arg(format!("{base}{path}"))
+            .args(["-d", body])
+            .output()
+            .context("cannot run curl")?;
+        let code = String::from_utf8_lossy(&out.stdout);
+        if !code.starts_with('2') {
+            bail!("{method} {path} at {base}: HTTP {code}");
+        }
+        Ok(())
+    };
+    put(
+        "/v1/accounts/load-calls",
+        "PUT",
+        r#"{"status": "active", "paid_up": true, "pin": "1234", "billing": "prepaid"}"#,
+    )?;
+    put(
+        "/v1/accounts/load-calls/topup",
+        "POST",
+        r#"{"amount": 100000000000, "reference": "load"}"#,
+    )
 }
 
 /// Runs wrk with `script` against `url`.

@@ -18,6 +18,7 @@ use rulehost::entitlement::{
 };
 use rulehost::flow::{Definition, FlowEngine, Roles};
 use rulehost::notify::Signal;
+use rulehost::plans::Plans;
 use rulehost::registry::{Live, Sources};
 use rulehost::runtime::{Runtime, RuntimeOptions};
 use rulehost::store::{self, Store, StoreError};
@@ -96,14 +97,16 @@ kind = "manual"
 role = "network-provider"
 "#;
 
-struct Host {
+pub(crate) struct Host {
     _dir: tempfile::TempDir,
     _live: Live,
+    pub store: Store,
     engine: Arc<FlowEngine>,
     entitlement: Arc<Entitlement>,
+    pub plans: Arc<Plans>,
 }
 
-fn host() -> Host {
+pub(crate) fn host() -> Host {
     let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store = Store::open(&dir.path().join("bench.db")).unwrap_or_else(|e| panic!("{e}"));
@@ -163,11 +166,18 @@ fn host() -> Host {
             .write(|tx| store::entitlement::put_account(tx, &row))
             .unwrap_or_else(|e: StoreError| panic!("{e}"));
     }
+    let plans = Arc::new(Plans::new(
+        store.clone(),
+        live.registry(),
+        rulehost::plans::Settings::default(),
+    ));
     Host {
         _dir: dir,
         _live: live,
+        store,
         engine,
         entitlement,
+        plans,
     }
 }
 

@@ -2,7 +2,8 @@
 //! wasmtime, so there are few): plugin calls (`verify/…`), full checks with
 //! the rule as a plugin and natively (`check/…`), a check that starts a
 //! reconciliation (`reconcile/…`), a flow step (`flow/…`) and the cheapest
-//! commit the store can make (`store/…`). Needs
+//! commit the store can make (`store/…`), and a communication authorized
+//! and completed (`communication/…`). Needs
 //! `cargo xtask plugins` first.
 //!
 //! `cargo bench -p rulehost --bench core` (all), or with a filter:
@@ -13,12 +14,14 @@
 
 mod calls;
 mod check;
+mod plans;
 
 criterion::criterion_group!(
     benches,
     calls::plugin_calls,
     check::checks,
     check::commit_floor,
-    check::flow_step
+    check::flow_step,
+    plans::communications
 );
 criterion::criterion_main!(benches);

@@ -85,8 +85,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let warnings = diagnostics.len() - errors;
     if errors == 0 {
         println!(
-            "ok: {}, {}, {}",
+            "ok: {}, {}, {}, {}",
             count(services.len(), "service"),
+            count(loaded.registry.plans.plans.len(), "plan"),
             count(cases, "case"),
             count(warnings, "warning")
         );

@@ -34,6 +34,71 @@ pub struct HostConfig {
     pub auth: AuthConfig,
     #[serde(default)]
     pub outbox: OutboxConfig,
+    #[serde(default)]
+    pub plans: PlansConfig,
+}
+
+/// Communications (`plans`): how PINs are guarded and how long a
+/// communication may last.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlansConfig {
+    /// Wrong PINs in a row that lock an account's PIN (default 5).
+    pub pin_attempts: Option<u32>,
+    /// How long a locked PIN stays locked, in seconds (default 900).
+    pub pin_lock_seconds: Option<u64>,
+    /// The longest communication authorized when neither the balance nor
+    /// the plan sets less, in seconds (default 14400).
+    pub max_duration_seconds: Option<u64>,
+    /// How often the reset timer checks every plan's reset conditions, in
+    /// seconds (default 3600).
+    pub reset_sweep_seconds: Option<u64>,
+}
+
+impl PlansConfig {
+    pub fn settings(&self) -> crate::plans::Settings {
+        let mut settings = crate::plans::Settings::default();
+        if let Some(n) = self.pin_attempts {
+            settings.pin_attempts = n;
+        }
+        if let Some(s) = self.pin_lock_seconds {
+            settings.pin_lock_secs = s;
+        }
+        if let Some(s) = self.max_duration_seconds {
+            settings.max_duration_secs = s;
+        }
+        if let Some(s) = self.reset_sweep_seconds {
+            settings.reset_sweep_secs = s;
+        }
+        settings
+    }
+
+    fn problem(&self) -> Option<String> {
+        if self.pin_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
+            return Some("[plans] pin_attempts is not between 1 and 100; it counts the wrong PINs before the PIN locks".into());
+        }
+        if self
+            .pin_lock_seconds
+            .is_some_and(|s| !(1..=7 * 86_400).contains(&s))
+        {
+            return Some("[plans] pin_lock_seconds is not between 1 and 604800 (a week)".into());
+        }
+        if self
+            .reset_sweep_seconds
+            .is_some_and(|s| !(1..=86_400).contains(&s))
+        {
+            return Some("[plans] reset_sweep_seconds is not between 1 and 86400 (a day)".into());
+        }
+        if self
+            .max_duration_seconds
+            .is_some_and(|s| !(1..=7 * 86_400).contains(&s))
+        {
+            return Some(
+                "[plans] max_duration_seconds is not between 1 and 604800 (a week)".into(),
+            );
+        }
+        None
+    }
 }
 
 /// Access to the internal API (`auth`, `http::access`).
@@ -465,6 +530,9 @@ impl HostConfig {
             ));
         }
         if let Some(message) = config.outbox.problem() {
+            return Err(Diagnostic::error(path, None, message));
+        }
+        if let Some(message) = config.plans.problem() {
             return Err(Diagnostic::error(path, None, message));
         }
         Ok(config)

@@ -18,6 +18,7 @@ use crate::flow::{Driver, FlowEngine, Roles, load_definitions};
 use crate::http::edge::{self, ErrorBody, Limits, Listener, descriptors};
 use crate::http::{self, AppState, Metrics};
 use crate::notify::{DeliveryWorker, Signal};
+use crate::plans::{Plans, Sweeper};
 use crate::registry::{Live, Sources, Watcher};
 use crate::store::retention::{PruneStats, Pruner};
 use crate::store::{self, Store, StoreOptions};
@@ -155,6 +156,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let mut engine = FlowEngine::new(store.clone(), definitions, roles, outbox_signal.clone());
     let installed = entitlement::install(&mut engine, store.clone(), registry, settings);
+    let plan_resets = Arc::new(Signal::default());
+    crate::plans::install(&mut engine, plan_resets.clone());
     let engine = Arc::new(engine);
     let entitlement = Arc::new(Entitlement::new(
         installed,
@@ -182,10 +185,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let watcher = Watcher::start(live.clone()).map_err(anyhow::Error::msg)?;
     tracing::info!(services, flows = engine.definitions().len(), db = %args.db.display(), "rulehost starting");
 
+    let plans = Arc::new(Plans::new(
+        entitlement.store().clone(),
+        live.registry(),
+        config.plans.settings(),
+    ));
+    // Reset conditions by time: a timer flow wakes this sweeper.
+    let mut sweeper = Sweeper::start(
+        plans.clone(),
+        engine.clone(),
+        plan_resets,
+        Duration::from_secs(plans.settings().reset_sweep_secs),
+    )
+    .context("cannot start the plan reset sweeper")?;
     let state = AppState {
         engine,
         live,
         entitlement: entitlement.clone(),
+        plans,
         metrics: Arc::new(Metrics::default()),
         pruned,
         tokens,
@@ -218,6 +235,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     });
     // In-flight requests are done; let the workers finish what they hold.
     drop(watcher);
+    sweeper.stop();
     driver.stop();
     worker.stop();
     pruner.stop();

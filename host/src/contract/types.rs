@@ -166,10 +166,10 @@ pub struct Plan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Billing {
-    /// Debited as it goes, never below zero.
+    /// Pays in advance: charged at most its balance, never below zero.
     #[default]
     Prepaid,
-    /// Charges accumulate and are billed.
+    /// Pays afterwards: charged in full; a negative balance is owed.
     Postpaid,
 }
 

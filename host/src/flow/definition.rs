@@ -38,6 +38,7 @@ pub const ACTIONS: &[&str] = &[
     "set",
     "reconciliation-notice",
     "reconciliation-lapse",
+    "plan-reset-sweep",
 ];
 
 /// One task of a definition (or of a demand).

@@ -439,10 +439,16 @@ mod tests {
         );
         let engine = Arc::new(engine);
         let entitlement = Arc::new(Entitlement::new(installed, engine.clone(), signal));
+        let plans = Arc::new(crate::plans::Plans::new(
+            store.clone(),
+            live.registry(),
+            crate::plans::Settings::default(),
+        ));
         let state = AppState {
             engine,
             live: Arc::new(live),
             entitlement,
+            plans,
             metrics: Arc::new(Metrics::default()),
             pruned: Arc::default(),
             tokens: Arc::new(Tokens::new(store.clone())),

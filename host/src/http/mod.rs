@@ -21,6 +21,7 @@ mod json;
 mod ledger;
 mod metrics;
 mod ops;
+mod plans;
 mod plugins;
 pub mod public;
 
@@ -40,6 +41,7 @@ pub use metrics::Metrics;
 use crate::auth::{Access, Tokens};
 use crate::entitlement::Entitlement;
 use crate::flow::FlowEngine;
+use crate::plans::Plans;
 use crate::registry::Live;
 use crate::store::retention::PruneStats;
 
@@ -49,6 +51,7 @@ pub struct AppState {
     pub engine: Arc<FlowEngine>,
     pub live: Arc<Live>,
     pub entitlement: Arc<Entitlement>,
+    pub plans: Arc<Plans>,
     pub metrics: Arc<Metrics>,
     /// Records the pruner deleted past their retention, for `/metrics`.
     pub pruned: Arc<PruneStats>,
@@ -123,6 +126,33 @@ pub(crate) fn routes(open: OpenRoutes) -> access::Routes {
             "/v1/reconciliations/{id}/link",
             ServiceWrite,
             entitlement::reissue_link,
+        )
+        .post("/v1/communications", ServiceWrite, plans::authorize)
+        .post(
+            "/v1/communications/{id}/choice",
+            ServiceWrite,
+            plans::choice,
+        )
+        .post(
+            "/v1/communications/{id}/complete",
+            ServiceWrite,
+            plans::complete,
+        )
+        .get("/v1/records", Read, plans::records)
+        .get(
+            "/v1/accounts/{id}/associations",
+            ServiceRead,
+            plans::associations,
+        )
+        .put(
+            "/v1/accounts/{id}/preferred-plan",
+            ServiceWrite,
+            plans::put_preferred,
+        )
+        .get(
+            "/v1/accounts/{id}/preferred-plan",
+            ServiceRead,
+            plans::get_preferred,
         )
         .get("/v1/plugins", Read, plugins::list)
         .post_large(

@@ -44,34 +44,9 @@ use crate::text;
 #[cfg(test)]
 mod tests;
 
-/// How an account pays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Billing {
-    /// Pays in advance: charged at most its balance, never below zero.
-    #[default]
-    Prepaid,
-    /// Pays afterwards: charged in full; a negative balance is owed.
-    Postpaid,
-}
-
-impl Billing {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Billing::Prepaid => "prepaid",
-            Billing::Postpaid => "postpaid",
-        }
-    }
-
-    /// The billing stored as `text`; `None` for anything else.
-    pub fn parse(text: &str) -> Option<Billing> {
-        match text {
-            "prepaid" => Some(Billing::Prepaid),
-            "postpaid" => Some(Billing::Postpaid),
-            _ => None,
-        }
-    }
-}
+/// How an account pays: the contract's type, so plans and plugins see
+/// the same one.
+pub use crate::contract::Billing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {

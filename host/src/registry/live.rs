@@ -504,6 +504,7 @@ fn with_plugin(current: &Registry, name: &str, plugin: &Arc<Plugin>) -> Registry
     let mut next = Registry {
         services: BTreeMap::new(),
         plugins: current.plugins.clone(),
+        plans: current.plans.clone(),
     };
     next.plugins.insert(name.to_owned(), plugin.clone());
     for (id, service) in &current.services {

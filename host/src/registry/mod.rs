@@ -8,6 +8,7 @@
 mod diagnostic;
 mod live;
 mod manifest;
+pub mod plan_file;
 #[cfg(test)]
 mod props;
 mod watch;
@@ -64,6 +65,8 @@ pub struct Registry {
     pub services: BTreeMap<String, Arc<Service>>,
     /// The live version of every plugin the services name.
     pub plugins: BTreeMap<String, Arc<Plugin>>,
+    /// Every service's plans (`rules/plans/`), read with the manifests.
+    pub plans: Arc<plan_file::PlanBook>,
 }
 
 impl Registry {
@@ -220,6 +223,15 @@ pub fn load_with(
             );
         }
     }
+    let with_policy = loaded
+        .registry
+        .services
+        .iter()
+        .map(|(id, s)| (id.clone(), s.bindings.contains_key(&Capability::PlanPolicy)))
+        .collect();
+    let (plans, problems) = plan_file::load_plan_book(&sources.rules_dir, &with_policy);
+    loaded.diagnostics.extend(problems);
+    loaded.registry.plans = Arc::new(plans);
     loaded
 }
 

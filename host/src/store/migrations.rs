@@ -378,6 +378,100 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX ledger_account ON ledger (account_id, id);
     "#,
+    // 11: communications and their detail records (`plans`). A
+    // communication holds the rates it was authorized under, so a plan
+    // changed or removed by a reload never changes what it costs. A record
+    // is written once per communication (UNIQUE), in the transaction that
+    // debits its balance. Per account and plan: counters since the last
+    // reset, the activation and the paid subscription period; the
+    // destinations associated with unlimited plans; the preferred plan and
+    // who set it; and each account's communication count.
+    r#"
+    CREATE TABLE communications (
+        id                 TEXT PRIMARY KEY,
+        service            TEXT NOT NULL,
+        account_id         TEXT NOT NULL,
+        state              TEXT NOT NULL CHECK (state IN ('authorized', 'awaiting-choice', 'completed', 'declined')),
+        plan               TEXT NOT NULL,
+        rates              TEXT NOT NULL,
+        max_duration_secs  INTEGER,
+        restriction        TEXT,
+        alternate_plan     TEXT,
+        alternate_rates    TEXT,
+        alternate_max_secs INTEGER,
+        access_method      TEXT NOT NULL,
+        access_groups      TEXT NOT NULL,
+        destination        TEXT NOT NULL,
+        region             TEXT NOT NULL,
+        carrier            TEXT NOT NULL,
+        attributes         TEXT NOT NULL,
+        sequence           INTEGER NOT NULL,
+        started_at         INTEGER NOT NULL,
+        created_at         INTEGER NOT NULL,
+        completed_at       INTEGER
+    );
+    CREATE INDEX communications_account ON communications (account_id, created_at);
+
+    CREATE TABLE records (
+        id                INTEGER PRIMARY KEY AUTOINCREMENT,
+        communication_id  TEXT NOT NULL UNIQUE,
+        service           TEXT NOT NULL,
+        account_id        TEXT NOT NULL,
+        plan              TEXT NOT NULL,
+        access_method     TEXT NOT NULL,
+        destination       TEXT NOT NULL,
+        region            TEXT NOT NULL,
+        started_at        INTEGER NOT NULL,
+        duration_secs     INTEGER NOT NULL,
+        answered          INTEGER NOT NULL,
+        lines             TEXT NOT NULL,
+        total             INTEGER NOT NULL,
+        charged           INTEGER NOT NULL,
+        uncovered         INTEGER NOT NULL,
+        balance_after     INTEGER NOT NULL,
+        associated        INTEGER NOT NULL,
+        created_at        INTEGER NOT NULL
+    );
+    CREATE INDEX records_account ON records (account_id, started_at);
+    CREATE INDEX records_plan_use ON records (account_id, plan, started_at);
+    CREATE INDEX records_started ON records (started_at);
+
+    CREATE TABLE plan_usage (
+        account_id      TEXT NOT NULL,
+        plan            TEXT NOT NULL,
+        total_uses      INTEGER NOT NULL DEFAULT 0,
+        counters_since  INTEGER NOT NULL,
+        activated_at    INTEGER,
+        paid_until      INTEGER,
+        PRIMARY KEY (account_id, plan)
+    ) WITHOUT ROWID;
+    -- The reset timer visits a plan's accounts.
+    CREATE INDEX plan_usage_plan ON plan_usage (plan, account_id);
+
+    CREATE TABLE associations (
+        account_id      TEXT NOT NULL,
+        plan            TEXT NOT NULL,
+        destination     TEXT NOT NULL,
+        associated_at   INTEGER NOT NULL,
+        uses            INTEGER NOT NULL DEFAULT 0,
+        last_used       INTEGER,
+        expires_at      INTEGER,
+        PRIMARY KEY (account_id, plan, destination)
+    ) WITHOUT ROWID;
+    CREATE INDEX associations_plan ON associations (plan, account_id);
+
+    CREATE TABLE preferred_plans (
+        account_id  TEXT PRIMARY KEY,
+        plan        TEXT NOT NULL,
+        set_by      TEXT NOT NULL CHECK (set_by IN ('subscriber', 'issuer', 'administrator')),
+        set_at      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE communication_counts (
+        account_id     TEXT PRIMARY KEY,
+        last_sequence  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -34,6 +34,7 @@ pub mod ledger;
 mod legacy_journal;
 mod migrations;
 pub mod outbox;
+pub mod plans;
 pub mod plugins;
 pub mod retention;
 pub mod tokens;

@@ -1,0 +1,519 @@
+//! Communications, detail records, plan counters, associations of
+//! unlimited plans, preferred plans and each account's communication count.
+//! Times are milliseconds since the epoch, as everywhere in the store.
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde_json::Value;
+
+use super::{Conn, StoreError, Tx, json_column};
+
+/// A communication as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommunicationRow {
+    pub id: String,
+    pub service: String,
+    pub account_id: String,
+    /// `authorized`, `awaiting-choice`, `completed` or `declined`.
+    pub state: String,
+    /// The plan in force (the restricted one while awaiting a choice).
+    pub plan: String,
+    pub rates: Value,
+    pub max_duration_secs: Option<i64>,
+    pub restriction: Option<String>,
+    pub alternate_plan: Option<String>,
+    pub alternate_rates: Option<Value>,
+    pub alternate_max_secs: Option<i64>,
+    pub access_method: String,
+    pub access_groups: Value,
+    pub destination: String,
+    pub region: String,
+    pub carrier: String,
+    pub attributes: Value,
+    pub sequence: i64,
+    pub started_at: i64,
+    pub created_at: i64,
+    pub completed_at: Option<i64>,
+}
+
+const COMMUNICATION_COLUMNS: &str = "id, service, account_id, state, plan, rates, max_duration_secs, restriction, alternate_plan, alternate_rates, alternate_max_secs, access_method, access_groups, destination, region, carrier, attributes, sequence, started_at, created_at, completed_at";
+
+fn communication_row(r: &Row<'_>) -> Result<CommunicationRow, rusqlite::Error> {
+    Ok(CommunicationRow {
+        id: r.get(0)?,
+        service: r.get(1)?,
+        account_id: r.get(2)?,
+        state: r.get(3)?,
+        plan: r.get(4)?,
+        rates: json_column(r.get(5)?)?,
+        max_duration_secs: r.get(6)?,
+        restriction: r.get(7)?,
+        alternate_plan: r.get(8)?,
+        alternate_rates: r
+            .get::<_, Option<String>>(9)?
+            .map(json_column)
+            .transpose()?,
+        alternate_max_secs: r.get(10)?,
+        access_method: r.get(11)?,
+        access_groups: json_column(r.get(12)?)?,
+        destination: r.get(13)?,
+        region: r.get(14)?,
+        carrier: r.get(15)?,
+        attributes: json_column(r.get(16)?)?,
+        sequence: r.get(17)?,
+        started_at: r.get(18)?,
+        created_at: r.get(19)?,
+        completed_at: r.get(20)?,
+    })
+}
+
+pub fn insert_communication(tx: &Tx<'_>, c: &CommunicationRow) -> Result<(), StoreError> {
+    tx.raw()
+        .prepare_cached(&format!(
+            "INSERT INTO communications ({COMMUNICATION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+        ))?
+        .execute(params![
+            c.id,
+            c.service,
+            c.account_id,
+            c.state,
+            c.plan,
+            c.rates.to_string(),
+            c.max_duration_secs,
+            c.restriction,
+            c.alternate_plan,
+            c.alternate_rates.as_ref().map(Value::to_string),
+            c.alternate_max_secs,
+            c.access_method,
+            c.access_groups.to_string(),
+            c.destination,
+            c.region,
+            c.carrier,
+            c.attributes.to_string(),
+            c.sequence,
+            c.started_at,
+            c.created_at,
+            c.completed_at,
+        ])?;
+    Ok(())
+}
+
+pub fn get_communication(
+    conn: &Conn<'_>,
+    id: &str,
+) -> Result<Option<CommunicationRow>, StoreError> {
+    Ok(conn
+        .raw()
+        .prepare_cached(&format!(
+            "SELECT {COMMUNICATION_COLUMNS} FROM communications WHERE id = ?1"
+        ))?
+        .query_row([id], communication_row)
+        .optional()?)
+}
+
+/// Goes on under the alternate plan; `false` when the communication was not
+/// awaiting a choice (another caller chose first).
+pub fn continue_with_alternate(tx: &Tx<'_>, id: &str) -> Result<bool, StoreError> {
+    let changed = tx.raw().prepare_cached(
+        "UPDATE communications SET state = 'authorized', plan = alternate_plan, rates = alternate_rates,
+             max_duration_secs = alternate_max_secs
+         WHERE id = ?1 AND state = 'awaiting-choice' AND alternate_plan IS NOT NULL",
+    )?
+    .execute([id])?;
+    Ok(changed == 1)
+}
+
+/// Moves a communication from `from` to `to` (`declined`, `completed`);
+/// `false` when it was not in `from`.
+pub fn finish_communication(
+    tx: &Tx<'_>,
+    id: &str,
+    from: &str,
+    to: &str,
+    at: i64,
+) -> Result<bool, StoreError> {
+    let changed = tx
+        .raw()
+        .prepare_cached(
+            "UPDATE communications SET state = ?3, completed_at = ?4 WHERE id = ?1 AND state = ?2",
+        )?
+        .execute(params![id, from, to, at])?;
+    Ok(changed == 1)
+}
+
+/// The number the account's next communication gets, taken.
+pub fn take_sequence(tx: &Tx<'_>, account_id: &str) -> Result<i64, StoreError> {
+    Ok(tx
+        .raw()
+        .prepare_cached(
+            "INSERT INTO communication_counts (account_id, last_sequence) VALUES (?1, 1)
+             ON CONFLICT (account_id) DO UPDATE SET last_sequence = last_sequence + 1
+             RETURNING last_sequence",
+        )?
+        .query_row([account_id], |r| r.get(0))?)
+}
+
+/// How many communications the account has had.
+pub fn last_sequence(conn: &Conn<'_>, account_id: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .raw()
+        .prepare_cached("SELECT last_sequence FROM communication_counts WHERE account_id = ?1")?
+        .query_row([account_id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// One account's counters for one plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UsageRow {
+    pub total_uses: i64,
+    pub counters_since: Option<i64>,
+    pub activated_at: Option<i64>,
+    pub paid_until: Option<i64>,
+}
+
+pub fn usage(conn: &Conn<'_>, account_id: &str, plan: &str) -> Result<UsageRow, StoreError> {
+    Ok(conn
+        .raw()
+        .prepare_cached(
+            "SELECT total_uses, counters_since, activated_at, paid_until FROM plan_usage WHERE account_id = ?1 AND plan = ?2",
+        )?
+        .query_row([account_id, plan], |r| {
+            Ok(UsageRow {
+                total_uses: r.get(0)?,
+                counters_since: Some(r.get(1)?),
+                activated_at: r.get(2)?,
+                paid_until: r.get(3)?,
+            })
+        })
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// Counts one completed communication; sets the activation and the paid
+/// period when given.
+pub fn count_use(
+    tx: &Tx<'_>,
+    account_id: &str,
+    plan: &str,
+    at: i64,
+    activated: bool,
+    paid_until: Option<i64>,
+) -> Result<(), StoreError> {
+    tx.raw()
+        .prepare_cached(
+            "INSERT INTO plan_usage (account_id, plan, total_uses, counters_since, activated_at, paid_until)
+             VALUES (?1, ?2, 1, ?3, CASE WHEN ?4 THEN ?3 END, ?5)
+             ON CONFLICT (account_id, plan) DO UPDATE SET total_uses = total_uses + 1,
+                 activated_at = coalesce(activated_at, CASE WHEN ?4 THEN ?3 END),
+                 paid_until = coalesce(?5, paid_until)",
+        )?
+        .execute(params![account_id, plan, at, activated, paid_until])?;
+    Ok(())
+}
+
+/// Start times of the account's answered communications under the plan
+/// in `[since, ∞)`, newest first, at most `limit`: its uses.
+pub fn recent_uses(
+    conn: &Conn<'_>,
+    account_id: &str,
+    plan: &str,
+    since: i64,
+    limit: u32,
+) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = conn.raw().prepare_cached(
+        "SELECT started_at FROM records WHERE account_id = ?1 AND plan = ?2 AND started_at >= ?3 AND answered
+         ORDER BY started_at DESC LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(params![account_id, plan, since, limit], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A destination associated with an unlimited plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssociationRow {
+    pub plan: String,
+    pub destination: String,
+    pub associated_at: i64,
+    pub uses: i64,
+    pub last_used: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+fn association_row(r: &Row<'_>) -> Result<AssociationRow, rusqlite::Error> {
+    Ok(AssociationRow {
+        plan: r.get(0)?,
+        destination: r.get(1)?,
+        associated_at: r.get(2)?,
+        uses: r.get(3)?,
+        last_used: r.get(4)?,
+        expires_at: r.get(5)?,
+    })
+}
+
+/// The account's associations with one plan (all plans when `None`) that
+/// have not lapsed at `now`, oldest first.
+pub fn associations(
+    conn: &Conn<'_>,
+    account_id: &str,
+    plan: Option<&str>,
+    now: i64,
+) -> Result<Vec<AssociationRow>, StoreError> {
+    let mut stmt = conn.raw().prepare_cached(
+        "SELECT plan, destination, associated_at, uses, last_used, expires_at FROM associations
+         WHERE account_id = ?1 AND (?2 IS NULL OR plan = ?2) AND (expires_at IS NULL OR expires_at > ?3)
+         ORDER BY plan, associated_at, destination",
+    )?;
+    let rows = stmt.query_map(params![account_id, plan, now], association_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Associates a destination (a no-op when it already is).
+pub fn associate(
+    tx: &Tx<'_>,
+    account_id: &str,
+    plan: &str,
+    destination: &str,
+    at: i64,
+    expires_at: Option<i64>,
+) -> Result<(), StoreError> {
+    tx.raw()
+        .prepare_cached(
+            "INSERT INTO associations (account_id, plan, destination, associated_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (account_id, plan, destination) DO UPDATE SET
+                 associated_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= ?4 THEN ?4 ELSE associated_at END,
+                 uses = CASE WHEN expires_at IS NOT NULL AND expires_at <= ?4 THEN 0 ELSE uses END,
+                 last_used = CASE WHEN expires_at IS NOT NULL AND expires_at <= ?4 THEN NULL ELSE last_used END,
+                 expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= ?4 THEN ?5 ELSE expires_at END",
+        )?
+        .execute(params![account_id, plan, destination, at, expires_at])?;
+    Ok(())
+}
+
+/// Counts a completed communication to an associated destination.
+pub fn use_association(
+    tx: &Tx<'_>,
+    account_id: &str,
+    plan: &str,
+    destination: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    tx.raw()
+        .prepare_cached(
+            "UPDATE associations SET uses = uses + 1, last_used = ?4
+             WHERE account_id = ?1 AND plan = ?2 AND destination = ?3",
+        )?
+        .execute(params![account_id, plan, destination, at])?;
+    Ok(())
+}
+
+/// Applies a reset: drops the destinations given (and the lapsed ones), and
+/// when asked sets the counters back to zero from `at`.
+pub fn reset(
+    tx: &Tx<'_>,
+    account_id: &str,
+    plan: &str,
+    dissociate: &[String],
+    reset_counters: bool,
+    at: i64,
+) -> Result<(), StoreError> {
+    let conn = tx.raw();
+    let mut drop = conn.prepare_cached(
+        "DELETE FROM associations WHERE account_id = ?1 AND plan = ?2 AND destination = ?3",
+    )?;
+    for destination in dissociate {
+        drop.execute(params![account_id, plan, destination])?;
+    }
+    conn.prepare_cached(
+        "DELETE FROM associations WHERE account_id = ?1 AND plan = ?2 AND expires_at IS NOT NULL AND expires_at <= ?3",
+    )?
+    .execute(params![account_id, plan, at])?;
+    if reset_counters {
+        conn.prepare_cached(
+            "INSERT INTO plan_usage (account_id, plan, total_uses, counters_since) VALUES (?1, ?2, 0, ?3)
+             ON CONFLICT (account_id, plan) DO UPDATE SET total_uses = 0, counters_since = ?3",
+        )?
+        .execute(params![account_id, plan, at])?;
+    }
+    Ok(())
+}
+
+/// Accounts with associations or counters on a plan: what the reset timer visits.
+pub fn accounts_on_plan(
+    conn: &Conn<'_>,
+    plan: &str,
+    after: &str,
+    limit: u32,
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.raw().prepare_cached(
+        "SELECT account_id FROM plan_usage WHERE plan = ?1 AND account_id > ?2
+         UNION SELECT account_id FROM associations WHERE plan = ?1 AND account_id > ?2
+         ORDER BY 1 LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![plan, after, limit], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A preferred plan and who set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreferredRow {
+    pub plan: String,
+    pub set_by: String,
+    pub set_at: i64,
+}
+
+pub fn preferred(conn: &Conn<'_>, account_id: &str) -> Result<Option<PreferredRow>, StoreError> {
+    Ok(conn
+        .raw()
+        .prepare_cached("SELECT plan, set_by, set_at FROM preferred_plans WHERE account_id = ?1")?
+        .query_row([account_id], |r| {
+            Ok(PreferredRow {
+                plan: r.get(0)?,
+                set_by: r.get(1)?,
+                set_at: r.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Sets the preferred plan, or clears it with `None`.
+pub fn set_preferred(
+    tx: &Tx<'_>,
+    account_id: &str,
+    preferred: Option<&PreferredRow>,
+) -> Result<(), StoreError> {
+    match preferred {
+        None => {
+            tx.raw()
+                .prepare_cached("DELETE FROM preferred_plans WHERE account_id = ?1")?
+                .execute([account_id])?;
+        }
+        Some(p) => {
+            tx.raw()
+                .prepare_cached(
+                    "INSERT INTO preferred_plans (account_id, plan, set_by, set_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (account_id) DO UPDATE SET plan = ?2, set_by = ?3, set_at = ?4",
+                )?
+                .execute(params![account_id, p.plan, p.set_by, p.set_at])?;
+        }
+    }
+    Ok(())
+}
+
+/// A detail record as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordRow {
+    pub id: i64,
+    pub communication_id: String,
+    pub service: String,
+    pub account_id: String,
+    pub plan: String,
+    pub access_method: String,
+    pub destination: String,
+    pub region: String,
+    pub started_at: i64,
+    pub duration_secs: i64,
+    pub answered: bool,
+    pub lines: Value,
+    pub total: i64,
+    pub charged: i64,
+    pub uncovered: i64,
+    pub balance_after: i64,
+    pub associated: bool,
+    pub created_at: i64,
+}
+
+const RECORD_COLUMNS: &str = "id, communication_id, service, account_id, plan, access_method, destination, region, started_at, duration_secs, answered, lines, total, charged, uncovered, balance_after, associated, created_at";
+
+fn record_row(r: &Row<'_>) -> Result<RecordRow, rusqlite::Error> {
+    Ok(RecordRow {
+        id: r.get(0)?,
+        communication_id: r.get(1)?,
+        service: r.get(2)?,
+        account_id: r.get(3)?,
+        plan: r.get(4)?,
+        access_method: r.get(5)?,
+        destination: r.get(6)?,
+        region: r.get(7)?,
+        started_at: r.get(8)?,
+        duration_secs: r.get(9)?,
+        answered: r.get(10)?,
+        lines: json_column(r.get(11)?)?,
+        total: r.get(12)?,
+        charged: r.get(13)?,
+        uncovered: r.get(14)?,
+        balance_after: r.get(15)?,
+        associated: r.get(16)?,
+        created_at: r.get(17)?,
+    })
+}
+
+/// Writes a record (its `id` is ignored) and returns its id.
+pub fn insert_record(tx: &Tx<'_>, r: &RecordRow) -> Result<i64, StoreError> {
+    Ok(tx
+        .raw()
+        .prepare_cached(
+            "INSERT INTO records (communication_id, service, account_id, plan, access_method, destination, region, started_at,
+                 duration_secs, answered, lines, total, charged, uncovered, balance_after, associated, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) RETURNING id",
+        )?
+        .query_row(
+            params![
+                r.communication_id,
+                r.service,
+                r.account_id,
+                r.plan,
+                r.access_method,
+                r.destination,
+                r.region,
+                r.started_at,
+                r.duration_secs,
+                r.answered,
+                r.lines.to_string(),
+                r.total,
+                r.charged,
+                r.uncovered,
+                r.balance_after,
+                r.associated,
+                r.created_at,
+            ],
+            |row| row.get(0),
+        )?)
+}
+
+pub fn record_of(conn: &Conn<'_>, communication_id: &str) -> Result<Option<RecordRow>, StoreError> {
+    Ok(conn
+        .raw()
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE communication_id = ?1"
+        ))?
+        .query_row([communication_id], record_row)
+        .optional()?)
+}
+
+/// Which records a listing wants.
+#[derive(Debug, Clone, Default)]
+pub struct RecordFilter<'a> {
+    pub account: Option<&'a str>,
+    /// Start times in `[from, to)`, ms.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    /// Records with a larger id only (the cursor).
+    pub after: Option<i64>,
+    pub limit: u32,
+}
+
+/// Records in id order (the order they were written).
+pub fn page_records(conn: &Conn<'_>, f: &RecordFilter<'_>) -> Result<Vec<RecordRow>, StoreError> {
+    let mut stmt = conn.raw().prepare_cached(&format!(
+        "SELECT {RECORD_COLUMNS} FROM records
+         WHERE (?1 IS NULL OR account_id = ?1) AND (?2 IS NULL OR started_at >= ?2)
+           AND (?3 IS NULL OR started_at < ?3) AND id > ?4
+         ORDER BY id LIMIT ?5"
+    ))?;
+    let rows = stmt.query_map(
+        params![f.account, f.from, f.to, f.after.unwrap_or(0), f.limit],
+        record_row,
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
