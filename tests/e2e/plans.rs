@@ -16,8 +16,29 @@ const TOLL_FREE: &str = "8005550100";
 const LOCAL: &str = "2125550100";
 /// A Wednesday morning.
 const WEDNESDAY: &str = "2026-11-18T10:00:00Z";
+/// A year before, far from the host's clock.
+const WEDNESDAY_LAST_YEAR: &str = "2025-11-19T10:00:00Z";
 /// A Friday afternoon, inside the friday-special window.
 const FRIDAY: &str = "2026-11-20T14:30:00Z";
+
+/// The sample rules, with `at` taken as given (the tests name their
+/// times), more `[plans]` settings and other sections.
+fn setup(plans: &str, other: &str) -> Setup {
+    let setup = Setup::new("");
+    setup.write_config(&format!("[plans]\nallow_any_time = true\n{plans}{other}"));
+    setup
+}
+
+/// `time` (`HH:MM`) on the day `days_ago` days before today, UTC: recent
+/// enough that associations (30 days) have not lapsed by the host's clock.
+fn recent(days_ago: i64, time: &str) -> String {
+    let day = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_hours(24 * days_ago))
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    format!("{day}T{time}:00Z")
+}
 
 /// An active account with `pin`, `billing`, `group` and a topped-up `balance`.
 fn account(host: &Host, id: &str, group: &str, billing: &str, balance: i64) {
@@ -105,7 +126,7 @@ fn associations(host: &Host, account: &str) -> Vec<String> {
 
 #[test]
 fn a_prepaid_call_from_a_top_up_to_its_detail_record() {
-    let setup = Setup::new("");
+    let setup = setup("", "");
     let host = setup.start();
     account(&host, "ada", "retail", "prepaid", 500);
 
@@ -168,8 +189,103 @@ fn a_prepaid_call_from_a_top_up_to_its_detail_record() {
 }
 
 #[test]
-fn each_refusal_has_its_code_and_records_nothing() {
+fn a_time_far_from_the_clock_is_refused_unless_allowed() {
     let setup = Setup::new("");
+    let host = setup.start();
+    account(&host, "ada", "retail", "prepaid", 500);
+    let far = authorize(&host, "ada", TOLL_FREE, "12125550199", WEDNESDAY_LAST_YEAR);
+    assert_eq!(far.status, 422, "{far}");
+    assert!(far.text.contains("max_clock_skew_seconds"), "{far}");
+    let now = host.post(
+        "/v1/communications",
+        &json!({"account_id": "ada", "pin": "1234",
+        "access_method": TOLL_FREE, "destination": "12125550199"}),
+    );
+    assert_eq!(now.status, 201, "{now}");
+    // Unanswered: the access fee only (none here), no use counted.
+    let id = now.json["id"].as_str().unwrap_or_default().to_owned();
+    let record = host.post(
+        &format!("/v1/communications/{id}/complete"),
+        &json!({"duration_secs": 0, "answered": false}),
+    );
+    assert_eq!(record.status, 201, "{record}");
+    assert_eq!(record.json["answered"], false);
+    assert_eq!(record.json["total"], 0);
+    assert_eq!(balance(&host, "ada"), 500);
+    let lying = host.post(
+        &format!("/v1/communications/{id}/complete"),
+        &json!({"duration_secs": 30, "answered": false}),
+    );
+    assert_eq!(lying.status, 422, "{lying}");
+}
+
+/// A service token acts on its own services' communications only, and
+/// what spends an account's money (PIN, postpaid, top-ups) is the operator's.
+#[test]
+fn a_service_token_is_held_to_its_own_service_and_not_to_money() {
+    let setup = setup("", "");
+    let host = setup.start();
+    account(&host, "ada", "retail", "prepaid", 500);
+    let calling = crate::tokens::create(&setup, "service", &["prepaid-calling"], "switch");
+    let other = crate::tokens::create(&setup, "service", &["support-contract"], "crm");
+    let body = json!({"account_id": "ada", "pin": "1234", "access_method": TOLL_FREE,
+        "destination": "12125550199", "at": WEDNESDAY});
+    let refused = host.call_as(Some(&other), "POST", "/v1/communications", Some(&body));
+    assert_eq!(refused.status, 403, "{refused}");
+    let authorized = host.call_as(Some(&calling), "POST", "/v1/communications", Some(&body));
+    assert_eq!(authorized.status, 201, "{authorized}");
+    let id = authorized.json["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let done = json!({"duration_secs": 60, "answered": true});
+    let hidden = host.call_as(
+        Some(&other),
+        "POST",
+        &format!("/v1/communications/{id}/complete"),
+        Some(&done),
+    );
+    assert_eq!(hidden.status, 404, "{hidden}");
+    let completed = host.call_as(
+        Some(&calling),
+        "POST",
+        &format!("/v1/communications/{id}/complete"),
+        Some(&done),
+    );
+    assert_eq!(completed.status, 201, "{completed}");
+
+    let topup = host.call_as(
+        Some(&calling),
+        "POST",
+        "/v1/accounts/ada/topup",
+        Some(&json!({"amount": 100, "reference": "x"})),
+    );
+    assert_eq!(topup.status, 403, "{topup}");
+    let pin = host.call_as(
+        Some(&calling),
+        "PUT",
+        "/v1/accounts/ada",
+        Some(&json!({"status": "active", "paid_up": true, "pin": "9999"})),
+    );
+    assert_eq!(pin.status, 403, "{pin}");
+    let admin = host.call_as(
+        Some(&calling),
+        "PUT",
+        "/v1/accounts/ada/preferred-plan",
+        Some(&json!({"plan": "friday-special", "set_by": "administrator"})),
+    );
+    assert_eq!(admin.status, 403, "{admin}");
+    let forgot = host.put(
+        "/v1/accounts/ada/preferred-plan",
+        &json!({"set_by": "subscriber"}),
+    );
+    assert_eq!(forgot.status, 422, "{forgot}");
+    assert_eq!(balance(&host, "ada"), 495);
+}
+
+#[test]
+fn each_refusal_has_its_code_and_records_nothing() {
+    let setup = setup("", "");
     // Without its alternate, the preferred plan's restriction refuses.
     let plans = std::fs::read_to_string(setup.rules_path().join("plans/prepaid-calling.toml"))
         .unwrap_or_default();
@@ -270,9 +386,10 @@ fn each_refusal_has_its_code_and_records_nothing() {
     let unknown = complete(&host, "com_nothing", 10);
     assert_eq!(unknown.status, 404, "{unknown}");
 
-    // Five wrong PINs in a row lock it (the fifth is told so); then even
-    // the right one waits.
-    for _ in 0..3 {
+    // The right PINs above ended the count of the first wrong one. Five
+    // wrong PINs in a row lock it (the fifth is told so); then even the
+    // right one waits.
+    for _ in 0..4 {
         refused(with_pin("0000"), 403, "wrong-pin");
     }
     refused(with_pin("0000"), 429, "pin-locked");
@@ -281,7 +398,7 @@ fn each_refusal_has_its_code_and_records_nothing() {
 
 #[test]
 fn a_restricted_preferred_plan_offers_its_alternate_and_the_caller_chooses() {
-    let setup = Setup::new("");
+    let setup = setup("", "");
     let host = setup.start();
     account(&host, "fan", "retail", "prepaid", 500);
     let set = host.put(
@@ -355,10 +472,10 @@ fn a_restricted_preferred_plan_offers_its_alternate_and_the_caller_chooses() {
 
 #[test]
 fn an_unlimited_plan_associates_destinations_up_to_its_maximum_and_resets_daily() {
-    let setup = Setup::new("");
+    let setup = setup("", "");
     let host = setup.start();
     account(&host, "uma", "unlimited", "prepaid", 100);
-    let day = |time: &str| format!("2026-11-18T{time}:00Z");
+    let day = |time: &str| recent(3, time);
 
     for (i, destination) in ["441619460001", "441619460002", "441619460003"]
         .iter()
@@ -381,15 +498,34 @@ fn an_unlimited_plan_associates_destinations_up_to_its_maximum_and_resets_daily(
     let record = call(&host, "uma", "441619460002", &day("14:00"), 60);
     assert_eq!(record["plan"], "unlimited-uk");
 
+    // Communications in progress hold their destination's place: three
+    // under way to new destinations fill another account's plan.
+    account(&host, "ula", "unlimited", "prepaid", 100);
+    for n in 1..=3 {
+        let pending = authorize(
+            &host,
+            "ula",
+            TOLL_FREE,
+            &format!("44161946010{n}"),
+            &day("15:00"),
+        );
+        assert_eq!(pending.json["plan"], "unlimited-uk", "{pending}");
+    }
+    let fourth = authorize(&host, "ula", TOLL_FREE, "441619460104", &day("15:01"));
+    assert_eq!(
+        fourth.json["restricted"]["plan"], "unlimited-uk",
+        "{fourth}"
+    );
+
     // The next day after 04:00 every association is gone.
-    let record = call(&host, "uma", "441619460004", "2026-11-19T05:00:00Z", 60);
+    let record = call(&host, "uma", "441619460004", &recent(2, "05:00"), 60);
     assert_eq!(record["plan"], "unlimited-uk", "{record}");
     assert_eq!(associations(&host, "uma"), ["441619460004"]);
 }
 
 #[test]
 fn an_unlimited_plan_resets_a_destination_after_its_uses_and_all_after_the_plans_uses() {
-    let setup = Setup::new("");
+    let setup = setup("", "");
     let plans = std::fs::read_to_string(setup.rules_path().join("plans/prepaid-calling.toml"))
         .unwrap_or_default();
     // Smaller figures, the same rules.
@@ -404,7 +540,7 @@ fn an_unlimited_plan_resets_a_destination_after_its_uses_and_all_after_the_plans
     );
     let host = setup.start();
     account(&host, "uma", "unlimited", "prepaid", 100);
-    let at = |minute: u32| format!("2026-11-18T10:{minute:02}:00Z");
+    let at = |minute: u32| recent(3, &format!("10:{minute:02}"));
 
     for minute in 0..3 {
         call(&host, "uma", "441619460001", &at(minute), 60);
@@ -428,11 +564,10 @@ fn an_unlimited_plan_resets_a_destination_after_its_uses_and_all_after_the_plans
 /// made on 18 November.
 #[test]
 fn the_reset_timer_drops_associations_without_a_use() {
-    let setup = Setup::new("");
-    setup.write_config("[plans]\nreset_sweep_seconds = 1\n");
+    let setup = setup("reset_sweep_seconds = 1\n", "");
     let host = setup.start();
     account(&host, "uma", "unlimited", "prepaid", 100);
-    let record = call(&host, "uma", "441619460001", "2026-11-18T10:00:00Z", 60);
+    let record = call(&host, "uma", "441619460001", &recent(3, "10:00"), 60);
     assert_eq!(record["associated"], true, "{record}");
     let flows = host.get("/v1/flows?definition=plan-resets");
     assert!(flows.text.contains("plan-resets"), "{flows}");
@@ -448,7 +583,7 @@ fn the_reset_timer_drops_associations_without_a_use() {
 
 #[test]
 fn a_subscription_charges_once_per_period_and_a_postpaid_account_runs_up_a_bill() {
-    let setup = Setup::new("");
+    let setup = setup("", "");
     let host = setup.start();
     account(&host, "sam", "monthly", "prepaid", 2500);
     let first = call(&host, "sam", "12125550199", WEDNESDAY, 300);
@@ -477,7 +612,7 @@ fn a_subscription_charges_once_per_period_and_a_postpaid_account_runs_up_a_bill(
 
 #[test]
 fn a_prepaid_balance_is_charged_down_to_zero_and_a_low_balance_is_told_once() {
-    let setup = Setup::new("");
+    let setup = setup("", "");
     let host = setup.start();
     account(&host, "low", "retail", "prepaid", 7);
     let authorized = authorize(&host, "low", TOLL_FREE, "12125550199", WEDNESDAY);
@@ -514,7 +649,7 @@ fn a_prepaid_balance_is_charged_down_to_zero_and_a_low_balance_is_told_once() {
 
 #[test]
 fn concurrent_completions_never_overdraw_a_balance() {
-    let setup = Setup::new("");
+    let setup = setup("", "");
     let host = Arc::new(setup.start());
     account(&host, "shared", "retail", "prepaid", 100);
     let threads: Vec<_> = (0..8)
@@ -557,8 +692,7 @@ fn concurrent_completions_never_overdraw_a_balance() {
 #[test]
 fn completions_answered_before_a_kill_9_are_all_there_once() {
     use std::sync::Mutex;
-    let setup = Setup::new("");
-    setup.write_config("[store]\nsync = \"normal\"\n");
+    let setup = setup("", "[store]\nsync = \"normal\"\n");
     let host = setup.start();
     account(&host, "kit", "retail", "prepaid", 100_000);
     let mut ids = Vec::new();

@@ -35,7 +35,7 @@ fn shown(output: &Output) -> String {
 }
 
 /// A new token of `role` for `services`, made while the host runs.
-fn create(setup: &Setup, role: &str, services: &[&str], name: &str) -> String {
+pub(crate) fn create(setup: &Setup, role: &str, services: &[&str], name: &str) -> String {
     let mut args = vec!["create", "--role", role, "--name", name];
     for service in services {
         args.extend(["--service", service]);

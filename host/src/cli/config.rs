@@ -53,6 +53,12 @@ pub struct PlansConfig {
     /// How often the reset timer checks every plan's reset conditions, in
     /// seconds (default 3600).
     pub reset_sweep_seconds: Option<u64>,
+    /// How far a communication's `at` may be from the host's clock, in
+    /// seconds (default 300).
+    pub max_clock_skew_seconds: Option<u64>,
+    /// Take any `at` (tests, replays of recorded traffic); default false.
+    #[serde(default)]
+    pub allow_any_time: bool,
 }
 
 impl PlansConfig {
@@ -69,6 +75,12 @@ impl PlansConfig {
         }
         if let Some(s) = self.reset_sweep_seconds {
             settings.reset_sweep_secs = s;
+        }
+        if let Some(s) = self.max_clock_skew_seconds {
+            settings.max_clock_skew_secs = Some(s);
+        }
+        if self.allow_any_time {
+            settings.max_clock_skew_secs = None;
         }
         settings
     }

@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 use super::access::{Caller, forbidden};
 use super::json::{Json, Path, Query};
 use super::{ApiError, AppState, blocking};
+use crate::auth::Role;
+use crate::contract::Billing;
 use crate::entitlement::{AccountInput, CheckRequest, EntitlementError, valid_id};
 use crate::ledger;
 use crate::store::{self, entitlement as q};
@@ -74,11 +76,20 @@ pub(super) fn account_id(id: &str) -> Result<(), ApiError> {
 
 pub async fn put_account(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Json(body): Json<AccountInput>,
 ) -> Result<impl IntoResponse, ApiError> {
     account_id(&id)?;
     body.validate()?;
+    // Accounts are shared by every service: what lets one spend an
+    // account's money (its PIN, postpaid billing) is the operator's.
+    if caller.0.role != Role::Operator && (body.pin.is_some() || body.billing == Billing::Postpaid)
+    {
+        return Err(forbidden(
+            "only an operator token sets a PIN or postpaid billing: accounts are shared by every service",
+        ));
+    }
     if let Some(pin) = &body.pin {
         ledger::valid_pin(pin.as_str())?;
     }

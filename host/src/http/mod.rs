@@ -112,7 +112,7 @@ pub(crate) fn routes(open: OpenRoutes) -> access::Routes {
         .put("/v1/accounts/{id}", ServiceWrite, entitlement::put_account)
         .get("/v1/accounts/{id}", ServiceRead, entitlement::get_account)
         .get("/v1/accounts/{id}/balance", ServiceRead, ledger::balance)
-        .post("/v1/accounts/{id}/topup", ServiceWrite, ledger::topup)
+        .post("/v1/accounts/{id}/topup", Operate, ledger::topup)
         .get("/v1/accounts/{id}/ledger", ServiceRead, ledger::movements)
         .post(
             "/v1/account-groups/{group}/accounts",

@@ -11,6 +11,7 @@ use serde_json::json;
 use super::access::Caller;
 use super::json::{Json, Path, Query};
 use super::{ApiError, AppState, blocking};
+use crate::auth::Role;
 use crate::entitlement::valid_id;
 use crate::plans::{AuthorizeRequest, Authorized, CompleteRequest, PlansError, Record};
 use crate::store::plans::RecordFilter;
@@ -36,7 +37,7 @@ impl From<PlansError> for ApiError {
             | PlansError::Restricted { .. } => StatusCode::FORBIDDEN,
             PlansError::PinLocked { .. } => StatusCode::TOO_MANY_REQUESTS,
             PlansError::InsufficientBalance { .. } => StatusCode::PAYMENT_REQUIRED,
-            PlansError::WrongState { .. } => StatusCode::CONFLICT,
+            PlansError::WrongState { .. } | PlansError::Conflict(_) => StatusCode::CONFLICT,
             PlansError::Plugin(_) => StatusCode::SERVICE_UNAVAILABLE,
             PlansError::Ledger(_) | PlansError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -133,11 +134,16 @@ pub struct RecordsQuery {
 
 const PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
+/// An export holds at most this many records (default, and most); past
+/// them, `X-Rulehost-Next` says where the next export starts.
+const EXPORT_DEFAULT: u32 = 10_000;
+const EXPORT_MAX: u32 = 100_000;
 /// An export reads this many records per query.
 const EXPORT_BATCH: u32 = 1000;
 
 /// `GET /v1/records`: a page of records with `next`, or with
-/// `format=jsonl|csv` every record that matches, as a download.
+/// `format=jsonl|csv` a download of up to `limit` records (10,000 by
+/// default, 100,000 at most) with `X-Rulehost-Next` when more match.
 pub async fn records(
     State(s): State<AppState>,
     Query(q): Query<RecordsQuery>,
@@ -147,15 +153,18 @@ pub async fn records(
     {
         return Err(ApiError::invalid("`account` is not an account id"));
     }
-    let limit = q.limit.unwrap_or(PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "`limit` is from 1 to {MAX_PAGE}"
-        )));
-    }
     let format = q.format.clone().unwrap_or_else(|| "json".into());
     if !["json", "jsonl", "csv"].contains(&format.as_str()) {
         return Err(ApiError::invalid("`format` is `json`, `jsonl` or `csv`"));
+    }
+    let (default, most) = if format == "json" {
+        (PAGE, MAX_PAGE)
+    } else {
+        (EXPORT_DEFAULT, EXPORT_MAX)
+    };
+    let limit = q.limit.unwrap_or(default);
+    if !(1..=most).contains(&limit) {
+        return Err(ApiError::invalid(format!("`limit` is from 1 to {most}")));
     }
     let plans = s.plans.clone();
     let (records, next) = blocking(move || {
@@ -164,31 +173,37 @@ pub async fn records(
             from: q.from.map(|t| t.as_millisecond()),
             to: q.to.map(|t| t.as_millisecond()),
             after: q.after,
-            limit: if format == "json" {
-                limit
-            } else {
-                EXPORT_BATCH
-            },
+            limit: 0,
         };
         let mut all: Vec<Record> = Vec::new();
-        loop {
+        // One more than asked tells whether more match.
+        while all.len() <= limit as usize {
+            filter.limit = EXPORT_BATCH.min(limit + 1 - all.len() as u32);
             let page = plans.records(filter.clone())?;
-            let full = page.len() == filter.limit as usize;
+            let short = page.len() < filter.limit as usize;
             filter.after = page.last().map(|r| r.id).or(filter.after);
             all.extend(page);
-            if format == "json" || !full {
-                let next = (format == "json" && full).then_some(filter.after).flatten();
-                return Ok((all, next));
+            if short {
+                break;
             }
         }
+        let more = all.len() > limit as usize;
+        all.truncate(limit as usize);
+        let next = more.then(|| all.last().map(|r| r.id)).flatten();
+        Ok((all, next))
     })
     .await?;
-    let format = q.format.as_deref().unwrap_or("json");
-    Ok(match format {
+    let mut response = match format.as_str() {
         "jsonl" => download("application/x-ndjson", "records.jsonl", jsonl(&records)),
         "csv" => download("text/csv; charset=utf-8", "records.csv", csv(&records)),
-        _ => axum::Json(json!({"records": records, "next": next})).into_response(),
-    })
+        _ => return Ok(axum::Json(json!({"records": records, "next": next})).into_response()),
+    };
+    if let Some(next) = next
+        && let Ok(value) = HeaderValue::from_str(&next.to_string())
+    {
+        response.headers_mut().insert("x-rulehost-next", value);
+    }
+    Ok(response)
 }
 
 fn download(content_type: &'static str, name: &str, body: String) -> Response {
@@ -275,21 +290,37 @@ pub async fn associations(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreferredBody {
-    /// None clears the preferred plan.
-    plan: Option<String>,
+    /// A plan id, or `null` to clear: required, so a body that forgot it
+    /// never clears anything.
+    plan: serde_json::Value,
     set_by: String,
 }
 
 /// `PUT /v1/accounts/{id}/preferred-plan`.
 pub async fn put_preferred(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Json(body): Json<PreferredBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     if !valid_id(&id) {
         return Err(ApiError::not_found(format!("no account `{id}`")));
     }
-    let view = blocking(move || Ok(s.plans.set_preferred(&id, body.plan, &body.set_by)?)).await?;
+    let plan = match body.plan {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(plan) => Some(plan),
+        _ => {
+            return Err(ApiError::invalid(
+                "`plan` is a plan id, or null to clear the preferred plan",
+            ));
+        }
+    };
+    if body.set_by == "administrator" && caller.0.role != Role::Operator {
+        return Err(super::access::forbidden(
+            "only an operator token sets a plan as `administrator`",
+        ));
+    }
+    let view = blocking(move || Ok(s.plans.set_preferred(&id, plan, &body.set_by)?)).await?;
     Ok(axum::Json(view))
 }
 

@@ -84,11 +84,47 @@ struct Read {
 }
 
 /// One plan's counters and associations as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct PlanState {
     usage: q::UsageRow,
     recent: Vec<i64>,
     associations: Vec<AssociationRow>,
+    /// Communications under the plan still in progress: (destination, start).
+    pending: Vec<(String, i64)>,
 }
+
+impl PlanState {
+    /// Destinations taken on an unlimited plan: those associated and those
+    /// of communications in progress (associated when they complete).
+    fn destinations_taken(&self) -> std::collections::BTreeSet<&str> {
+        self.associations
+            .iter()
+            .map(|a| a.destination.as_str())
+            .chain(self.pending.iter().map(|(d, _)| d.as_str()))
+            .collect()
+    }
+}
+
+/// The restricted plan whose alternate is offered, and what was read of it.
+struct Held {
+    plan: String,
+    reason: String,
+    reset: Option<Reset>,
+    state: PlanState,
+}
+
+/// What the write of an authorization did.
+enum Recorded {
+    Done,
+    /// What the decision read changed: decide again.
+    Changed,
+}
+
+/// Judges one plan by id: its verdict and what was read of it.
+type Judge<'a> = dyn Fn(&str) -> Result<(Verdict, PlanState), PlansError> + 'a;
+
+/// Decisions made again before an authorization gives up (409).
+const MAX_TRIES: usize = 5;
 
 /// A plan found usable, with what recording it takes.
 struct Usable {
@@ -98,11 +134,13 @@ struct Usable {
     reset: Option<Reset>,
     associate_now: bool,
     association_expires: Option<i64>,
+    /// What was read of the plan.
+    state: PlanState,
 }
 
 /// What one plan says of this communication.
 enum Verdict {
-    Usable(Usable),
+    Usable(Box<Usable>),
     Restricted {
         reason: String,
         alternate: Option<String>,
@@ -147,7 +185,18 @@ impl Plans {
     /// Authorizes a communication (see the module doc).
     pub fn authorize(&self, req: AuthorizeRequest) -> Result<Authorized, PlansError> {
         req.validate()?;
-        let at = req.at.unwrap_or_else(Timestamp::now);
+        let now = Timestamp::now();
+        let at = req.at.unwrap_or(now);
+        // The time drives selection, restrictions and counters: a client
+        // may not move it far from the clock.
+        if let Some(skew) = self.settings.max_clock_skew_secs {
+            let off = (at.as_second() - now.as_second()).unsigned_abs();
+            if off > skew {
+                return Err(PlansError::Invalid(format!(
+                    "`at` is {off} s from the host's clock; at most {skew} s either way (`[plans] max_clock_skew_seconds`)"
+                )));
+            }
+        }
         let registry = self.registry();
         let book = &registry.plans;
         let plans = book
@@ -220,131 +269,92 @@ impl Plans {
             billing: read.billing,
             balance: read.balance,
         };
-        let judge = |plan_id: &str| -> Result<Verdict, PlansError> {
+        let cap = self.settings.max_duration_secs;
+        let judge = |plan_id: &str| -> Result<(Verdict, PlanState), PlansError> {
             let def = &plans.plans[plan_id];
             let state = self
                 .store
-                .read(|conn| read_plan_state(conn, &account.id, def, ms(at)))?;
-            self.judge(&service, plans, def, &account, &communication, state, at)
+                .read(|conn| read_plan_state(conn, &account.id, def, ms(at), cap))?;
+            let verdict = self.judge(&service, plans, def, &account, &communication, &state, at)?;
+            Ok((verdict, state))
         };
 
-        let first = ranked[0].clone();
-        let (chosen, restricted) = match judge(&first)? {
-            Verdict::Usable(usable) => (usable, None),
-            Verdict::Unaffordable { needed } => {
-                return Err(PlansError::InsufficientBalance {
-                    plan: first,
-                    balance: read.balance,
-                    needed,
-                });
+        // Decide, then record only if what the decision read of the plans
+        // is unchanged (a completion, a reset or another authorization in
+        // between may change a limit's answer); otherwise decide again.
+        for _ in 0..MAX_TRIES {
+            let decided = self.choose_plan(plans, &ranked, &judge, read.balance)?;
+            let (chosen, restricted) = decided;
+            let row = CommunicationRow {
+                id: communication.id.clone(),
+                service: plans.service.clone(),
+                account_id: req.account_id.clone(),
+                state: if restricted.is_some() {
+                    "awaiting-choice"
+                } else {
+                    "authorized"
+                }
+                .into(),
+                plan: restricted
+                    .as_ref()
+                    .map_or(chosen.plan.clone(), |r| r.plan.clone()),
+                rates: serde_json::to_value(&chosen.rates).unwrap_or(Value::Null),
+                max_duration_secs: chosen.max_duration_secs.and_then(|s| i64::try_from(s).ok()),
+                restriction: restricted.as_ref().map(|r| r.reason.clone()),
+                alternate_plan: restricted.as_ref().map(|_| chosen.plan.clone()),
+                alternate_rates: restricted
+                    .as_ref()
+                    .map(|_| serde_json::to_value(&chosen.rates).unwrap_or(Value::Null)),
+                alternate_max_secs: restricted
+                    .as_ref()
+                    .and(chosen.max_duration_secs)
+                    .and_then(|s| i64::try_from(s).ok()),
+                access_method: req.access_method.clone(),
+                access_groups: json!(groups),
+                destination: req.destination.clone(),
+                region: region.clone(),
+                carrier: req.carrier.clone(),
+                attributes: serde_json::to_value(&req.attributes).unwrap_or(Value::Null),
+                sequence: 0,
+                started_at: ms(at),
+                created_at: store::now_ms(),
+                completed_at: None,
+            };
+            // What was read of each plan judged on the way, to compare.
+            let mut read_states: Vec<(&PlanDef, PlanState)> =
+                vec![(&plans.plans[&chosen.plan], chosen.state.clone())];
+            if let Some(r) = &restricted {
+                read_states.push((&plans.plans[&r.plan], r.state.clone()));
             }
-            Verdict::Restricted {
-                reason,
-                alternate,
-                reset,
-            } => {
-                let mut tried = vec![first.clone()];
-                let offers = alternate.into_iter().chain(ranked[1..].iter().cloned());
-                let mut found = None;
-                for plan in offers {
-                    if tried.contains(&plan) || !plans.plans.contains_key(&plan) {
-                        continue;
-                    }
-                    tried.push(plan.clone());
-                    if let Verdict::Usable(usable) = judge(&plan)? {
-                        found = Some(usable);
-                        break;
+            let resets: Vec<(String, Reset)> = [
+                restricted
+                    .as_ref()
+                    .and_then(|r| r.reset.clone().map(|reset| (r.plan.clone(), reset))),
+                chosen.reset.clone().map(|r| (chosen.plan.clone(), r)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let associate = (chosen.associate_now && restricted.is_none()).then(|| {
+                (
+                    chosen.plan.clone(),
+                    req.destination.clone(),
+                    chosen.association_expires,
+                )
+            });
+            let recorded = self.store.write(|tx| -> Result<Recorded, PlansError> {
+                for (def, state) in &read_states {
+                    if read_plan_state(tx, &req.account_id, def, ms(at), cap)? != *state {
+                        return Ok(Recorded::Changed);
                     }
                 }
-                match found {
-                    Some(alternate) => (alternate, Some((first.clone(), reason, reset))),
-                    None => {
-                        return Err(PlansError::Restricted {
-                            plan: first,
-                            reason,
-                        });
-                    }
-                }
-            }
-        };
-
-        let row = CommunicationRow {
-            id: communication.id.clone(),
-            service: plans.service.clone(),
-            account_id: req.account_id.clone(),
-            state: if restricted.is_some() {
-                "awaiting-choice"
-            } else {
-                "authorized"
-            }
-            .into(),
-            plan: restricted
-                .as_ref()
-                .map_or(chosen.plan.clone(), |(plan, ..)| plan.clone()),
-            rates: serde_json::to_value(&chosen.rates).unwrap_or(Value::Null),
-            max_duration_secs: chosen.max_duration_secs.and_then(|s| i64::try_from(s).ok()),
-            restriction: restricted.as_ref().map(|(_, reason, _)| reason.clone()),
-            alternate_plan: restricted.as_ref().map(|_| chosen.plan.clone()),
-            alternate_rates: restricted
-                .as_ref()
-                .map(|_| serde_json::to_value(&chosen.rates).unwrap_or(Value::Null)),
-            alternate_max_secs: restricted
-                .as_ref()
-                .and(chosen.max_duration_secs)
-                .and_then(|s| i64::try_from(s).ok()),
-            access_method: req.access_method.clone(),
-            access_groups: json!(groups),
-            destination: req.destination.clone(),
-            region,
-            carrier: req.carrier.clone(),
-            attributes: serde_json::to_value(&req.attributes).unwrap_or(Value::Null),
-            sequence: 0,
-            started_at: ms(at),
-            created_at: store::now_ms(),
-            completed_at: None,
-        };
-        // While a choice is pending, the row's rates are the alternate's
-        // too: completing without choosing is refused anyway.
-        let resets: Vec<(String, Reset)> = [
-            restricted
-                .as_ref()
-                .and_then(|(plan, _, reset)| reset.clone().map(|r| (plan.clone(), r))),
-            chosen.reset.clone().map(|r| (chosen.plan.clone(), r)),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let pin = req.pin.clone();
-        let clear_failures = read.pin.as_ref().is_some_and(|p| p.failures > 0);
-        let settings = self.settings;
-        let account_id = req.account_id.clone();
-        let associate = (chosen.associate_now && restricted.is_none()).then(|| {
-            (
-                chosen.plan.clone(),
-                req.destination.clone(),
-                chosen.association_expires,
-            )
-        });
-        self.store
-            .write(move |tx| -> Result<Result<(), PinCheck>, PlansError> {
-                // A right PIN after wrong ones: the count starts again.
-                if clear_failures {
-                    let policy = PinPolicy {
-                        lock_after: settings.pin_attempts,
-                        lock_for: std::time::Duration::from_secs(settings.pin_lock_secs),
-                    };
-                    match ledger::verify_pin(tx, &account_id, &pin, store::now_ms(), &policy)? {
-                        PinCheck::Right => {}
-                        refused => return Ok(Err(refused)),
-                    }
-                }
-                let mut row = row;
-                row.sequence = q::take_sequence(tx, &account_id)?;
+                let mut row = row.clone();
+                row.sequence = q::take_sequence(tx, &req.account_id)?;
                 q::insert_communication(tx, &row)?;
                 for (plan, reset) in &resets {
                     q::reset(
                         tx,
-                        &account_id,
+                        &req.account_id,
                         plan,
                         &reset.dissociate,
                         reset.reset_counters,
@@ -352,30 +362,100 @@ impl Plans {
                     )?;
                 }
                 if let Some((plan, destination, expires)) = &associate {
-                    q::associate(tx, &account_id, plan, destination, ms(at), *expires)?;
+                    q::start_usage(tx, &req.account_id, plan, ms(at))?;
+                    q::associate(tx, &req.account_id, plan, destination, ms(at), *expires)?;
                 }
-                Ok(Ok(()))
-            })
-            .and_then(|pin| pin.map_err(|refused| pin_error(refused, &req.account_id, ms(at))))?;
-
-        Ok(match restricted {
-            None => Authorized::Plan {
-                id: communication.id,
-                plan: chosen.plan,
-                balance: read.balance,
-                rates: chosen.rates,
-                max_duration_secs: chosen.max_duration_secs,
-            },
-            Some((plan, reason, _)) => Authorized::Restricted {
-                id: communication.id,
-                restricted: RestrictedPlan { plan, reason },
-                alternate: Offer {
+                Ok(Recorded::Done)
+            })?;
+            if let Recorded::Changed = recorded {
+                continue;
+            }
+            return Ok(match restricted {
+                None => Authorized::Plan {
+                    id: communication.id,
                     plan: chosen.plan,
+                    balance: read.balance,
                     rates: chosen.rates,
                     max_duration_secs: chosen.max_duration_secs,
                 },
-                balance: read.balance,
+                Some(r) => Authorized::Restricted {
+                    id: communication.id,
+                    restricted: RestrictedPlan {
+                        plan: r.plan,
+                        reason: r.reason,
+                    },
+                    alternate: Offer {
+                        plan: chosen.plan,
+                        rates: chosen.rates,
+                        max_duration_secs: chosen.max_duration_secs,
+                    },
+                    balance: read.balance,
+                },
+            });
+        }
+        Err(PlansError::Conflict(format!(
+            "the account's use of its plans changed {MAX_TRIES} times while this communication was decided; try again"
+        )))
+    }
+
+    /// The plan to go under, judging the ranked plans in turn: the first
+    /// usable one; when an earlier one was restricted, it is the alternate
+    /// offered (the restriction's own alternate is tried first). A plan the
+    /// balance cannot start is passed over.
+    fn choose_plan(
+        &self,
+        plans: &ServicePlans,
+        ranked: &[String],
+        judge: &Judge<'_>,
+        balance: i64,
+    ) -> Result<(Usable, Option<Held>), PlansError> {
+        let mut queue: std::collections::VecDeque<String> = ranked.iter().cloned().collect();
+        let mut tried: Vec<String> = Vec::new();
+        let mut restricted: Option<Held> = None;
+        let mut unaffordable: Option<(String, i64)> = None;
+        while let Some(plan) = queue.pop_front() {
+            if tried.contains(&plan) || !plans.plans.contains_key(&plan) {
+                continue;
+            }
+            tried.push(plan.clone());
+            match judge(&plan)? {
+                (Verdict::Usable(usable), _) => return Ok((*usable, restricted)),
+                (Verdict::Unaffordable { needed }, _) => {
+                    unaffordable.get_or_insert((plan, needed));
+                }
+                (
+                    Verdict::Restricted {
+                        reason,
+                        alternate,
+                        reset,
+                    },
+                    state,
+                ) => {
+                    if restricted.is_none() {
+                        restricted = Some(Held {
+                            plan,
+                            reason,
+                            reset,
+                            state,
+                        });
+                        if let Some(alternate) = alternate {
+                            queue.push_front(alternate);
+                        }
+                    }
+                }
+            }
+        }
+        Err(match (restricted, unaffordable) {
+            (Some(held), _) => PlansError::Restricted {
+                plan: held.plan,
+                reason: held.reason,
             },
+            (None, Some((plan, needed))) => PlansError::InsufficientBalance {
+                plan,
+                balance,
+                needed,
+            },
+            (None, None) => PlansError::NoPlan,
         })
     }
 
@@ -396,7 +476,9 @@ impl Plans {
         // Hashed whatever its shape, so the time says nothing of it.
         let right = secret::same_bytes(&ledger::hash_pin(&req.pin, salt), hash)
             && ledger::valid_pin(&req.pin).is_ok();
-        if right {
+        // A right PIN after wrong ones starts the count again, whatever
+        // the communication's answer (the write below clears it).
+        if right && state.is_none_or(|p| p.failures == 0) {
             return Ok(());
         }
         let policy = PinPolicy {
@@ -426,7 +508,7 @@ impl Plans {
         def: &PlanDef,
         account: &PlanAccount,
         communication: &Communication,
-        state: PlanState,
+        state: &PlanState,
         at: Timestamp,
     ) -> Result<Verdict, PlansError> {
         let plan = Plan {
@@ -435,7 +517,7 @@ impl Plans {
             config: def.config.clone(),
             max_destinations: max_destinations(plans, def, account, &communication.region),
         };
-        let mut usage = usage_of(&state, at);
+        let mut usage = usage_of(state, at);
         let reset = if usage.total_uses > 0 || !usage.associations.is_empty() {
             policy::reset(service, at, plan.clone(), usage.clone())?
         } else {
@@ -456,9 +538,15 @@ impl Plans {
             .associations
             .iter()
             .any(|a| a.destination == communication.destination);
-        if def.kind == PlanKind::Unlimited && !associated {
+        let mut taken = state.destinations_taken();
+        if let Some(reset) = &reset {
+            for dropped in &reset.dissociate {
+                taken.remove(dropped.as_str());
+            }
+        }
+        if def.kind == PlanKind::Unlimited && !taken.contains(communication.destination.as_str()) {
             let max = plan.max_destinations.unwrap_or(0);
-            if usage.associations.len() >= max as usize {
+            if taken.len() >= max as usize {
                 return Ok(Verdict::Restricted {
                     reason: format!("all {max} destinations of this unlimited plan are taken"),
                     alternate: None,
@@ -508,7 +596,7 @@ impl Plans {
         let associate_now = def.kind == PlanKind::Unlimited
             && !associated
             && def.associate_on == AssociateOn::Attempt;
-        Ok(Verdict::Usable(Usable {
+        Ok(Verdict::Usable(Box::new(Usable {
             plan: def.id.clone(),
             rates: def.rates.clone(),
             max_duration_secs,
@@ -518,7 +606,8 @@ impl Plans {
                 .association_secs
                 .and_then(|s| i64::try_from(s.saturating_mul(1000)).ok())
                 .map(|s| ms(at).saturating_add(s)),
-        }))
+            state: state.clone(),
+        })))
     }
 }
 
@@ -540,10 +629,18 @@ pub(super) fn max_destinations(
         .or(plans.max_destinations)
 }
 
+/// What the plugin sees: completed uses and those in progress, newest first.
 pub(super) fn usage_of(state: &PlanState, at: Timestamp) -> Usage {
+    let mut recent: Vec<i64> = state
+        .recent
+        .iter()
+        .copied()
+        .chain(state.pending.iter().map(|(_, start)| *start))
+        .collect();
+    recent.sort_unstable_by(|a, b| b.cmp(a));
     Usage {
         total_uses: u64::try_from(state.usage.total_uses).unwrap_or(0),
-        recent_uses: state.recent.iter().map(|ms| ts(*ms)).collect(),
+        recent_uses: recent.into_iter().map(ts).collect(),
         counters_since: state.usage.counters_since.map_or(at, ts),
         associations: state
             .associations
@@ -567,6 +664,7 @@ pub(super) fn read_plan_state(
     account: &str,
     def: &PlanDef,
     at: i64,
+    cap_secs: u64,
 ) -> Result<PlanState, PlansError> {
     let usage = q::usage(conn, account, &def.id)?;
     let window = i64::try_from(def.usage_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -576,9 +674,11 @@ pub(super) fn read_plan_state(
         .counters_since
         .unwrap_or(i64::MIN)
         .max(at.saturating_sub(window).saturating_add(1));
+    let cap_ms = i64::try_from(cap_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     Ok(PlanState {
         recent: q::recent_uses(conn, account, &def.id, since, MAX_RECENT_USES)?,
         associations: q::associations(conn, account, Some(&def.id), at)?,
+        pending: q::pending(conn, account, &def.id, at, cap_ms)?,
         usage,
     })
 }

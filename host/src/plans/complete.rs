@@ -110,6 +110,7 @@ impl Plans {
     /// with nothing charged.
     pub fn choose(&self, id: &str, go_on: bool) -> Result<Chosen, PlansError> {
         let id = id.to_owned();
+        let registry = self.registry();
         self.store.write(move |tx| {
             let c = q::get_communication(tx, &id)?
                 .ok_or_else(|| PlansError::NoCommunication(id.clone()))?;
@@ -121,6 +122,26 @@ impl Plans {
             }
             if go_on {
                 q::continue_with_alternate(tx, &id)?;
+                // An unlimited plan that associates at the attempt does so now.
+                if let Some(alternate) = &c.alternate_plan
+                    && let Some((_, def)) = registry.plans.plan(alternate)
+                    && def.kind == PlanKind::Unlimited
+                    && def.associate_on == AssociateOn::Attempt
+                {
+                    let expires = def
+                        .association_secs
+                        .and_then(|s| i64::try_from(s.saturating_mul(1000)).ok())
+                        .map(|s| c.started_at.saturating_add(s));
+                    q::start_usage(tx, &c.account_id, alternate, c.started_at)?;
+                    q::associate(
+                        tx,
+                        &c.account_id,
+                        alternate,
+                        &c.destination,
+                        c.started_at,
+                        expires,
+                    )?;
+                }
                 Ok(Chosen {
                     id,
                     state: "authorized".into(),

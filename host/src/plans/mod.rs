@@ -82,6 +82,9 @@ pub enum PlansError {
         state: String,
         what: &'static str,
     },
+    /// Decided again too many times while others changed what it read.
+    #[error("{0}")]
+    Conflict(String),
     #[error("no plan `{0}` for this account's services")]
     NoSuchPlan(String),
     #[error("the plan policy failed: {0}")]
@@ -111,6 +114,7 @@ impl PlansError {
             PlansError::WrongState { state, .. } if state == "completed" => "already-completed",
             PlansError::WrongState { .. } => "wrong-state",
             PlansError::NoSuchPlan(_) => "no-plan",
+            PlansError::Conflict(_) => "conflict",
             PlansError::Plugin(_) => "plugin-error",
             PlansError::Ledger(_) => "ledger",
             PlansError::Store(_) => "internal",
@@ -130,6 +134,9 @@ pub struct Settings {
     pub max_duration_secs: u64,
     /// How often the reset timer sweeps every plan's reset conditions.
     pub reset_sweep_secs: u64,
+    /// How far a communication's `at` may be from the host's clock; `None`
+    /// takes any time (tests and replays of recorded traffic).
+    pub max_clock_skew_secs: Option<u64>,
 }
 
 impl Default for Settings {
@@ -139,6 +146,7 @@ impl Default for Settings {
             pin_lock_secs: 15 * 60,
             max_duration_secs: 4 * 3600,
             reset_sweep_secs: 3600,
+            max_clock_skew_secs: Some(300),
         }
     }
 }

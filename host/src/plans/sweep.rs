@@ -172,19 +172,21 @@ impl Plans {
         now: Timestamp,
     ) -> Result<bool, PlansError> {
         let at = now.as_millisecond();
-        let (state, group) = self.store.read(|c| {
-            let state = read_plan_state(c, account, def, at)?;
-            let group = store::entitlement::get_account(c, account)?
-                .map(|a| a.group)
-                .unwrap_or_default();
-            Ok::<_, PlansError>((state, group))
+        let cap = self.settings.max_duration_secs;
+        let (state, holder) = self.store.read(|c| {
+            let state = read_plan_state(c, account, def, at, cap)?;
+            let row = store::entitlement::get_account(c, account)?;
+            let holder = PlanAccount {
+                id: account.to_owned(),
+                group: row.as_ref().map(|a| a.group.clone()).unwrap_or_default(),
+                billing: row
+                    .as_ref()
+                    .and_then(|a| Billing::parse(&a.billing))
+                    .unwrap_or_default(),
+                balance: store::ledger::balance(c, account)?.unwrap_or(0),
+            };
+            Ok::<_, PlansError>((state, holder))
         })?;
-        let holder = PlanAccount {
-            id: account.to_owned(),
-            group,
-            billing: Billing::default(),
-            balance: 0,
-        };
         let plan = Plan {
             id: def.id.clone(),
             kind: def.kind,

@@ -477,6 +477,8 @@ pub const DEFAULT_USAGE_WINDOW_SECS: u64 = 7 * 86_400;
 /// The longest usage window a plan may ask for: the host reads this much
 /// history on every communication.
 pub const MAX_USAGE_WINDOW_SECS: u64 = 92 * 86_400;
+/// The longest communication a plan may authorize: a week.
+pub const MAX_DURATION_SECS: u64 = 7 * 86_400;
 /// Money limits keep every sum of a record far from overflow.
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 
@@ -623,10 +625,11 @@ impl ServicePlans {
                 bad("defined twice in this file".into());
             }
             check_rates(&p.rates, p.kind, &mut bad);
+            // `max_destinations_by` refines a maximum; accounts it does not
+            // name need one too.
             if p.kind == PlanKind::Unlimited
                 && p.max_destinations.is_none()
                 && file.max_destinations.is_none()
-                && p.max_destinations_by == MaxDestinationsBy::default()
             {
                 bad("an unlimited plan needs a maximum of destinations (`max_destinations` here or in the file)".into());
             }
@@ -657,8 +660,12 @@ impl ServicePlans {
                     "`low_balance_threshold` must be from 0 to {MAX_AMOUNT}"
                 ));
             }
-            if p.max_duration_secs == Some(0) {
-                bad("`max_duration_secs` must be positive".into());
+            if p.max_duration_secs
+                .is_some_and(|s| !(1..=MAX_DURATION_SECS).contains(&s))
+            {
+                bad(format!(
+                    "`max_duration_secs` must be from 1 to {MAX_DURATION_SECS} (a week)"
+                ));
             }
             let usage_window_secs = match p.config.get("usage_window_seconds") {
                 None => DEFAULT_USAGE_WINDOW_SECS,
@@ -825,8 +832,18 @@ fn check_rates(r: &Rates, kind: PlanKind, bad: &mut impl FnMut(String)) {
             ));
         }
     }
-    if r.increment_secs == 0 || r.first_increment_secs == Some(0) {
-        bad("billing increments must be at least one second".into());
+    let step = |s: Option<u32>| s.is_some_and(|s| s == 0 || u64::from(s) > MAX_DURATION_SECS);
+    if step(Some(r.increment_secs)) || step(r.first_increment_secs) {
+        bad(format!(
+            "billing increments must be from 1 to {MAX_DURATION_SECS} seconds"
+        ));
+    }
+    if r.surcharge_after_secs
+        .is_some_and(|s| u64::from(s) > MAX_DURATION_SECS)
+    {
+        bad(format!(
+            "`rates.surcharge_after_secs` must be at most {MAX_DURATION_SECS}"
+        ));
     }
     if r.surcharge > 0 && r.surcharge_after_secs.is_none() {
         bad("`rates.surcharge` needs `rates.surcharge_after_secs`".into());

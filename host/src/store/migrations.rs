@@ -411,6 +411,8 @@ const MIGRATIONS: &[&str] = &[
         completed_at       INTEGER
     );
     CREATE INDEX communications_account ON communications (account_id, created_at);
+    -- Communications in progress hold their place against a plan's limits.
+    CREATE INDEX communications_pending ON communications (account_id, plan) WHERE state = 'authorized';
 
     CREATE TABLE records (
         id                INTEGER PRIMARY KEY AUTOINCREMENT,

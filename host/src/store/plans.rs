@@ -228,6 +228,41 @@ pub fn recent_uses(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Communications authorized under the plan and not yet completed, that
+/// may still be going on at `at` (started less than their longest
+/// duration ago, `cap_ms` for those without one): destination and start,
+/// newest first. They hold their place against a plan's limits.
+pub fn pending(
+    conn: &Conn<'_>,
+    account_id: &str,
+    plan: &str,
+    at: i64,
+    cap_ms: i64,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.raw().prepare_cached(
+        "SELECT destination, started_at FROM communications
+         WHERE account_id = ?1 AND plan = ?2 AND state = 'authorized'
+           AND started_at + coalesce(max_duration_secs * 1000, ?4) > ?3
+         ORDER BY started_at DESC, id",
+    )?;
+    let rows = stmt.query_map(params![account_id, plan, at, cap_ms], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A plan's counters for an account exist from the first time it is used
+/// or associates a destination (so time resets have a start).
+pub fn start_usage(tx: &Tx<'_>, account_id: &str, plan: &str, at: i64) -> Result<(), StoreError> {
+    tx.raw()
+        .prepare_cached(
+            "INSERT INTO plan_usage (account_id, plan, total_uses, counters_since) VALUES (?1, ?2, 0, ?3)
+             ON CONFLICT (account_id, plan) DO NOTHING",
+        )?
+        .execute(params![account_id, plan, at])?;
+    Ok(())
+}
+
 /// A destination associated with an unlimited plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssociationRow {
