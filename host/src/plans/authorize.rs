@@ -87,13 +87,38 @@ struct Read {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct PlanState {
     usage: q::UsageRow,
+    /// The start of the span `recent` covers.
+    since: i64,
     recent: Vec<i64>,
     associations: Vec<AssociationRow>,
     /// Communications under the plan still in progress: (destination, start).
     pending: Vec<(String, i64)>,
 }
 
+/// What a decision read of one plan, in a form cheap to read again: the
+/// counters, the number and latest of the recent uses, the associations,
+/// the communications in progress.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Mark {
+    usage: q::UsageRow,
+    uses: (i64, Option<i64>),
+    associations: Vec<AssociationRow>,
+    pending: Vec<(String, i64)>,
+}
+
 impl PlanState {
+    pub(super) fn mark(&self) -> Mark {
+        Mark {
+            usage: self.usage,
+            uses: (
+                i64::try_from(self.recent.len()).unwrap_or(i64::MAX),
+                self.recent.first().copied(),
+            ),
+            associations: self.associations.clone(),
+            pending: self.pending.clone(),
+        }
+    }
+
     /// Destinations taken on an unlimited plan: those associated and those
     /// of communications in progress (associated when they complete).
     fn destinations_taken(&self) -> std::collections::BTreeSet<&str> {
@@ -344,7 +369,7 @@ impl Plans {
             });
             let recorded = self.store.write(|tx| -> Result<Recorded, PlansError> {
                 for (def, state) in &read_states {
-                    if read_plan_state(tx, &req.account_id, def, ms(at), cap)? != *state {
+                    if read_mark(tx, &req.account_id, def, state, ms(at), cap)? != state.mark() {
                         return Ok(Recorded::Changed);
                     }
                 }
@@ -656,6 +681,26 @@ pub(super) fn usage_of(state: &PlanState, at: Timestamp) -> Usage {
     }
 }
 
+/// [`read_plan_state`]'s [`Mark`], read again (in a write, to compare).
+pub(super) fn read_mark(
+    conn: &Conn<'_>,
+    account: &str,
+    def: &PlanDef,
+    state: &PlanState,
+    at: i64,
+    cap_secs: u64,
+) -> Result<Mark, PlansError> {
+    let cap_ms = i64::try_from(cap_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let (count, latest) = q::uses_mark(conn, account, &def.id, state.since)?;
+    Ok(Mark {
+        usage: q::usage(conn, account, &def.id)?,
+        // The read stopped at the most recent uses.
+        uses: (count.min(i64::from(MAX_RECENT_USES)), latest),
+        associations: q::associations(conn, account, Some(&def.id), at)?,
+        pending: q::pending(conn, account, &def.id, at, cap_ms)?,
+    })
+}
+
 /// The most recent uses passed to a plugin, at most.
 const MAX_RECENT_USES: u32 = 1000;
 
@@ -676,6 +721,7 @@ pub(super) fn read_plan_state(
         .max(at.saturating_sub(window).saturating_add(1));
     let cap_ms = i64::try_from(cap_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     Ok(PlanState {
+        since,
         recent: q::recent_uses(conn, account, &def.id, since, MAX_RECENT_USES)?,
         associations: q::associations(conn, account, Some(&def.id), at)?,
         pending: q::pending(conn, account, &def.id, at, cap_ms)?,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::json;
 
-use super::authorize::{max_destinations, read_plan_state, usage_of};
+use super::authorize::{max_destinations, read_mark, read_plan_state, usage_of};
 use super::{Plans, PlansError, policy};
 use crate::contract::{Billing, Plan, PlanAccount};
 use crate::flow::{
@@ -200,17 +200,21 @@ impl Plans {
         let Some(reset) = policy::reset(service, now, plan, usage)? else {
             return Ok(false);
         };
-        let (account, plan) = (account.to_owned(), def.id.clone());
-        self.store.write(move |tx| {
+        // Recorded only on what the plugin saw; a change meanwhile waits
+        // for the next use or the next sweep.
+        self.store.write(|tx| {
+            if read_mark(tx, account, def, &state, at, cap)? != state.mark() {
+                return Ok::<_, PlansError>(false);
+            }
             q::reset(
                 tx,
-                &account,
-                &plan,
+                account,
+                &def.id,
                 &reset.dissociate,
                 reset.reset_counters,
                 at,
-            )
-        })?;
-        Ok(true)
+            )?;
+            Ok(true)
+        })
     }
 }

@@ -263,6 +263,25 @@ pub fn start_usage(tx: &Tx<'_>, account_id: &str, plan: &str, at: i64) -> Result
     Ok(())
 }
 
+/// How many answered uses start at or after `since`, and the latest: what
+/// a decision read of `recent_uses`, cheaply compared.
+pub fn uses_mark(
+    conn: &Conn<'_>,
+    account_id: &str,
+    plan: &str,
+    since: i64,
+) -> Result<(i64, Option<i64>), StoreError> {
+    Ok(conn
+        .raw()
+        .prepare_cached(
+            "SELECT count(*), max(started_at) FROM records
+             WHERE account_id = ?1 AND plan = ?2 AND started_at >= ?3 AND answered",
+        )?
+        .query_row(params![account_id, plan, since], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?)
+}
+
 /// A destination associated with an unlimited plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssociationRow {
