@@ -378,7 +378,8 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX ledger_account ON ledger (account_id, id);
     "#,
-    // 11: communications and their detail records (`plans`). A
+    // 11: communications and their detail records (`plans`), with as few
+    // indexes as their queries need (each is a page more per commit). A
     // communication holds the rates it was authorized under, so a plan
     // changed or removed by a reload never changes what it costs. A record
     // is written once per communication (UNIQUE), in the transaction that
@@ -409,8 +410,7 @@ const MIGRATIONS: &[&str] = &[
         started_at         INTEGER NOT NULL,
         created_at         INTEGER NOT NULL,
         completed_at       INTEGER
-    );
-    CREATE INDEX communications_account ON communications (account_id, created_at);
+    ) WITHOUT ROWID;
     -- Communications in progress hold their place against a plan's limits.
     CREATE INDEX communications_pending ON communications (account_id, plan) WHERE state = 'authorized';
 
@@ -434,9 +434,9 @@ const MIGRATIONS: &[&str] = &[
         associated        INTEGER NOT NULL,
         created_at        INTEGER NOT NULL
     );
+    -- One index: every index is one more page in a completion's commit.
+    -- An account's records by time serve its listing and its uses.
     CREATE INDEX records_account ON records (account_id, started_at);
-    CREATE INDEX records_plan_use ON records (account_id, plan, started_at);
-    CREATE INDEX records_started ON records (started_at);
 
     CREATE TABLE plan_usage (
         account_id      TEXT NOT NULL,
