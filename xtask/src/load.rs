@@ -1,7 +1,7 @@
 //! `cargo xtask load`: checks per second and latency percentiles for
 //! `POST /v1/checks`, and calls per second (`POST /v1/communications`
 //! then `.../complete`, the sample `standard` plan with its plan-policy
-//! plugin, one prepaid debit each), against the real `rulehost serve` on loopback, with
+//! plugin, one prepaid debit each, over 100 callers), against the real `rulehost serve` on loopback, with
 //! `wrk` (Debian's package) at 1, 10 and 100 concurrent clients, each level
 //! beside `GET /healthz` on the same server in the same run (the HTTP
 //! floor) and the ratio between them; for `[store] sync = "full"` and
@@ -42,6 +42,10 @@ wrk.headers["Authorization"] = "Bearer TOKEN"
 wrk.body = '{"service": "support-contract", "account_id": "load-1"}'
 "#;
 
+/// Callers the calls are spread over (one caller's calls are taken in
+/// turn by the host).
+const CALLERS: u32 = 100;
+
 /// A communication is two requests: authorize, then complete. Each wrk
 /// thread keeps the ids its authorizations returned and completes one
 /// before it authorizes again, so every communication is completed but
@@ -49,13 +53,15 @@ wrk.body = '{"service": "support-contract", "account_id": "load-1"}'
 const COMMUNICATION: &str = r#"wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer TOKEN"
 local ids = {}
-local authorize = '{"account_id": "load-calls", "pin": "1234", "access_method": "8005550100", "destination": "12125550199"}'
+local turn = 0
 local complete = '{"duration_secs": 60, "answered": true}'
 request = function()
   local id = table.remove(ids)
   if id then
     return wrk.format("POST", "/v1/communications/" .. id .. "/complete", nil, complete)
   end
+  turn = turn + 1
+  local authorize = '{"account_id": "load-calls-' .. (turn % CALLERS) .. '", "pin": "1234", "access_method": "8005550100", "destination": "12125550199"}'
   return wrk.format("POST", "/v1/communications", nil, authorize)
 end
 response = function(status, headers, body)
@@ -143,7 +149,12 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         )?;
         std::fs::write(
             &communication,
-            format!("{}{REPORT}", COMMUNICATION.replace("TOKEN", &token)),
+            format!(
+                "{}{REPORT}",
+                COMMUNICATION
+                    .replace("TOKEN", &token)
+                    .replace("CALLERS", &CALLERS.to_string())
+            ),
         )?;
         create_account(&base, &bearer)?;
         create_calling_account(&base, &bearer)?;
@@ -316,8 +327,15 @@ fn create_account(base: &str, bearer: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A prepaid account with a PIN and a balance no run spends, for calls.
+/// Prepaid accounts with a PIN and a balance no run spends, for calls.
 fn create_calling_account(base: &str, bearer: &str) -> anyhow::Result<()> {
+    for n in 0..CALLERS {
+        create_caller(base, bearer, &format!("load-calls-{n}"))?;
+    }
+    Ok(())
+}
+
+fn create_caller(base: &str, bearer: &str, id: &str) -> anyhow::Result<()> {
     let put = |path: &str, method: &str, body: &str| -> anyhow::Result<()> {
         let out = Command::new("curl")
             .args([
@@ -342,12 +360,12 @@ fn create_calling_account(base: &str, bearer: &str) -> anyhow::Result<()> {
         Ok(())
     };
     put(
-        "/v1/accounts/load-calls",
+        &format!("/v1/accounts/{id}"),
         "PUT",
         r#"{"status": "active", "paid_up": true, "pin": "1234", "billing": "prepaid"}"#,
     )?;
     put(
-        "/v1/accounts/load-calls/topup",
+        &format!("/v1/accounts/{id}/topup"),
         "POST",
         r#"{"amount": 100000000000, "reference": "load"}"#,
     )

@@ -232,6 +232,8 @@ impl Plans {
             .ok_or_else(|| PlansError::UnknownAccessMethod(req.access_method.clone()))?
             .clone();
 
+        let turn = self.turn(&req.account_id);
+        let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
         let read = self
             .store
             .read(|conn| read_account(conn, &req.account_id))?;

@@ -176,6 +176,15 @@ impl Plans {
         }
         let registry = self.registry();
         let id = id.to_owned();
+        // In the account's turn: a completion changes what its next
+        // authorization reads.
+        let account = self
+            .store
+            .read(|conn| q::get_communication(conn, &id))?
+            .map(|c| c.account_id)
+            .ok_or_else(|| PlansError::NoCommunication(id.clone()))?;
+        let turn = self.turn(&account);
+        let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
         self.store.write(move |tx| {
             let c = q::get_communication(tx, &id)?
                 .ok_or_else(|| PlansError::NoCommunication(id.clone()))?;

@@ -24,7 +24,8 @@ pub mod rate;
 pub mod select;
 mod sweep;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -156,6 +157,10 @@ pub struct Plans {
     store: Store,
     registry: Arc<ArcSwap<Registry>>,
     settings: Settings,
+    /// One account's authorizations and completions, taken in turn within
+    /// this host: each changes what the others read, so side by side they
+    /// would only decide again. Across hosts the version check still holds.
+    turns: Mutex<HashMap<String, Weak<Mutex<()>>>>,
 }
 
 impl Plans {
@@ -164,7 +169,24 @@ impl Plans {
             store,
             registry,
             settings,
+            turns: Mutex::default(),
         }
+    }
+
+    /// The account's turn: held while one of its communications is
+    /// decided and recorded.
+    fn turn(&self, account: &str) -> Arc<Mutex<()>> {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(turn) = turns.get(account).and_then(Weak::upgrade) {
+            return turn;
+        }
+        // Forget the accounts no one holds, now and then.
+        if turns.len() > 1024 {
+            turns.retain(|_, turn| turn.strong_count() > 0);
+        }
+        let turn = Arc::new(Mutex::new(()));
+        turns.insert(account.to_owned(), Arc::downgrade(&turn));
+        turn
     }
 
     pub fn store(&self) -> &Store {
