@@ -299,14 +299,8 @@ mod tests {
             event: SessionEvent::End,
             at: START + 120,
         };
-        assert_eq!(
-            amounts(&ctx(), &s, &end),
-            expect(&[("a1", 6), ("a2", 6)])
-        );
-        assert_eq!(
-            amounts(&ctx(), &s, &leave("a1", START + 60)),
-            expect(&[])
-        );
+        assert_eq!(amounts(&ctx(), &s, &end), expect(&[("a1", 6), ("a2", 6)]));
+        assert_eq!(amounts(&ctx(), &s, &leave("a1", START + 60)), expect(&[]));
         // 5 s at 6/min rounds to 0: a charge of 0 each.
         assert_eq!(
             amounts(&ctx(), &s, &leave("a1", START + 65)),
