@@ -264,18 +264,19 @@ impl Sessions {
             if q::service_of(conn, id)?.is_none() {
                 return Ok::<_, StoreError>(None);
             }
-            let events = q::events(conn, id, after, limit)?;
+            // One more than asked: whether a page follows.
+            let events = q::events(conn, id, after, limit + 1)?;
             let charges = match (events.first(), events.last()) {
                 (Some(first), Some(last)) => q::charges(conn, id, first.seq, last.seq)?,
                 _ => Vec::new(),
             };
             Ok(Some((events, charges)))
         })?;
-        let Some((rows, charges)) = read else {
+        let Some((mut rows, charges)) = read else {
             return Ok(None);
         };
-        let full = rows.len() == limit as usize;
-        let next = if full {
+        let next = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
             rows.last().map(|e| e.seq)
         } else {
             None
