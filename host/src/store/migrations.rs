@@ -479,7 +479,9 @@ const MIGRATIONS: &[&str] = &[
     // its session, and the canonical JSON of what was asked (a replay with
     // the same id must ask the same); `seq` orders a session's events.
     // Each charge names the ledger movement that paid it (`reference`,
-    // unique per account in `ledger`) and what it could not take.
+    // unique per account in `ledger`) and what it could not take. No index
+    // beyond the keys: a session's sums scan its own charges, and every
+    // index is one more page written by each event.
     r#"
     CREATE TABLE sessions (
         id             TEXT PRIMARY KEY,
@@ -538,7 +540,6 @@ const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (session_id, seq) REFERENCES session_events (session_id, seq),
         CHECK (charged + uncovered = amount)
     ) WITHOUT ROWID;
-    CREATE INDEX session_charges_participant ON session_charges (session_id, participant);
     "#,
 ];
 
