@@ -20,8 +20,8 @@ use rulehost::flow::{Definition, FlowEngine, Roles};
 use rulehost::notify::Signal;
 use rulehost::plans::Plans;
 use rulehost::registry::{Live, Sources};
-use rulehost::sessions::Sessions;
 use rulehost::runtime::{Runtime, RuntimeOptions};
+use rulehost::sessions::Sessions;
 use rulehost::store::{self, Store, StoreError};
 use rulehost_sdk::Verifier as _;
 

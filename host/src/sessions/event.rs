@@ -226,7 +226,7 @@ pub(super) enum Recording {
     /// Recorded; whether a notice went to the outbox.
     Recorded(EventAnswer, bool),
     /// The session changed since it was read: nothing was written.
-    Stale(Box<Decision>),
+    Stale(Decision),
 }
 
 /// An event's answer, and whether it was recorded before (a replay).
@@ -477,7 +477,7 @@ fn replay(
 pub(super) fn record_if_current(tx: &Tx<'_>, d: Decision) -> Result<Recording, SessionsError> {
     let ended = matches!(d.asked.change, Change::End).then_some(d.at);
     let Some(seq) = q::advance(tx, &d.session_id, d.version, d.at, ended)? else {
-        return Ok(Recording::Stale(Box::new(d)));
+        return Ok(Recording::Stale(d));
     };
     let sid = d.session_id.as_str();
     let recorded_at = store::now_ms();
