@@ -16,5 +16,6 @@ mod prop_text;
 pub mod registry;
 pub mod runtime;
 pub mod secret;
+pub mod sessions;
 pub mod store;
 pub mod text;

@@ -24,6 +24,7 @@ mod reload;
 mod runtime;
 mod serve;
 mod server;
+mod sessions;
 mod store;
 mod support;
 mod tokens;

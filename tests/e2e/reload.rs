@@ -22,11 +22,12 @@ use crate::server::{Host, Reply, Setup, wait_for};
 use crate::support::{plugin_bytes, stderr, stdout};
 
 /// The plugins the sample rules (copied by [`Setup::new`]) use.
-const SAMPLE_PLUGINS: [&str; 4] = [
+const SAMPLE_PLUGINS: [&str; 5] = [
     "support-contract",
     "premium-support",
     "prepaid-calling",
     "conference-split",
+    "webinar-charging",
 ];
 
 /// How long a change may take to go live (or be rejected).

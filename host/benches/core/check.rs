@@ -21,6 +21,7 @@ use rulehost::notify::Signal;
 use rulehost::plans::Plans;
 use rulehost::registry::{Live, Sources};
 use rulehost::runtime::{Runtime, RuntimeOptions};
+use rulehost::sessions::Sessions;
 use rulehost::store::{self, Store, StoreError};
 use rulehost_sdk::Verifier as _;
 
@@ -104,6 +105,7 @@ pub(crate) struct Host {
     engine: Arc<FlowEngine>,
     entitlement: Arc<Entitlement>,
     pub plans: Arc<Plans>,
+    pub sessions: Arc<Sessions>,
 }
 
 pub(crate) fn host() -> Host {
@@ -137,7 +139,7 @@ pub(crate) fn host() -> Host {
         Settings::default(),
     );
     let engine = Arc::new(engine);
-    let entitlement = Arc::new(Entitlement::new(installed, engine.clone(), signal));
+    let entitlement = Arc::new(Entitlement::new(installed, engine.clone(), signal.clone()));
     let accounts = [
         ("bench-active", AccountStatus::Active, None),
         (
@@ -171,6 +173,7 @@ pub(crate) fn host() -> Host {
         live.registry(),
         rulehost::plans::Settings::default(),
     ));
+    let sessions = Arc::new(Sessions::new(store.clone(), live.registry(), signal));
     Host {
         _dir: dir,
         _live: live,
@@ -178,6 +181,7 @@ pub(crate) fn host() -> Host {
         engine,
         entitlement,
         plans,
+        sessions,
     }
 }
 

@@ -3,7 +3,8 @@
 //! the rule as a plugin and natively (`check/…`), a check that starts a
 //! reconciliation (`reconcile/…`), a flow step (`flow/…`) and the cheapest
 //! commit the store can make (`store/…`), and a communication authorized
-//! and completed (`communication/…`). Needs
+//! and completed (`communication/…`), and a session event charged
+//! (`session/…`). Needs
 //! `cargo xtask plugins` first.
 //!
 //! `cargo bench -p rulehost --bench core` (all), or with a filter:
@@ -15,6 +16,7 @@
 mod calls;
 mod check;
 mod plans;
+mod sessions;
 
 criterion::criterion_group!(
     benches,
@@ -22,6 +24,7 @@ criterion::criterion_group!(
     check::checks,
     check::commit_floor,
     check::flow_step,
-    plans::communications
+    plans::communications,
+    sessions::events
 );
 criterion::criterion_main!(benches);

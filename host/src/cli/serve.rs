@@ -20,6 +20,7 @@ use crate::http::{self, AppState, Metrics};
 use crate::notify::{DeliveryWorker, Signal};
 use crate::plans::{Plans, Sweeper};
 use crate::registry::{Live, Sources, Watcher};
+use crate::sessions::Sessions;
 use crate::store::retention::{PruneStats, Pruner};
 use crate::store::{self, Store, StoreOptions};
 
@@ -173,6 +174,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         pruned.clone(),
     )
     .context("cannot start the pruner")?;
+    let sessions = Arc::new(Sessions::new(
+        store.clone(),
+        live.registry(),
+        outbox_signal.clone(),
+    ));
     let mut worker = DeliveryWorker::start_with(
         store,
         outbox_signal,
@@ -203,6 +209,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         live,
         entitlement: entitlement.clone(),
         plans,
+        sessions,
         metrics: Arc::new(Metrics::default()),
         pruned,
         tokens,

@@ -394,6 +394,11 @@ mod tests {
             ("GET", "/v1/records", Read),
             ("GET", "/v1/requests/{id}", ServiceRead),
             ("GET", "/v1/services", Read),
+            ("POST", "/v1/sessions", ServiceWrite),
+            ("GET", "/v1/sessions/{id}", ServiceRead),
+            ("POST", "/v1/sessions/{id}/end", ServiceWrite),
+            ("GET", "/v1/sessions/{id}/events", ServiceRead),
+            ("POST", "/v1/sessions/{id}/events", ServiceWrite),
             ("GET", "/v1/tasks", Read),
             ("POST", "/v1/tasks/{id}/complete", Operate),
         ];
@@ -451,11 +456,17 @@ mod tests {
             live.registry(),
             crate::plans::Settings::default(),
         ));
+        let sessions = Arc::new(crate::sessions::Sessions::new(
+            store.clone(),
+            live.registry(),
+            Arc::new(Signal::default()),
+        ));
         let state = AppState {
             engine,
             live: Arc::new(live),
             entitlement,
             plans,
+            sessions,
             metrics: Arc::new(Metrics::default()),
             pruned: Arc::default(),
             tokens: Arc::new(Tokens::new(store.clone())),

@@ -24,6 +24,7 @@ mod ops;
 mod plans;
 mod plugins;
 pub mod public;
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +44,7 @@ use crate::entitlement::Entitlement;
 use crate::flow::FlowEngine;
 use crate::plans::Plans;
 use crate::registry::Live;
+use crate::sessions::Sessions;
 use crate::store::retention::PruneStats;
 
 /// What every handler can reach.
@@ -52,6 +54,7 @@ pub struct AppState {
     pub live: Arc<Live>,
     pub entitlement: Arc<Entitlement>,
     pub plans: Arc<Plans>,
+    pub sessions: Arc<Sessions>,
     pub metrics: Arc<Metrics>,
     /// Records the pruner deleted past their retention, for `/metrics`.
     pub pruned: Arc<PruneStats>,
@@ -154,6 +157,11 @@ pub(crate) fn routes(open: OpenRoutes) -> access::Routes {
             ServiceRead,
             plans::get_preferred,
         )
+        .post("/v1/sessions", ServiceWrite, sessions::open)
+        .get("/v1/sessions/{id}", ServiceRead, sessions::get)
+        .post("/v1/sessions/{id}/events", ServiceWrite, sessions::event)
+        .get("/v1/sessions/{id}/events", ServiceRead, sessions::events)
+        .post("/v1/sessions/{id}/end", ServiceWrite, sessions::end)
         .get("/v1/plugins", Read, plugins::list)
         .post_large(
             "/v1/plugins/{name}",

@@ -59,6 +59,7 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
     );
     let store = s.engine.store().stats();
     let checks = &s.entitlement.stats;
+    let sessions = &s.sessions.stats;
     let counters = [
         (
             "rulehost_store_group_commits_total",
@@ -109,6 +110,21 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
             "rulehost_checks_conflicts_total",
             "Checks refused with 409 after being decided again too often.",
             &checks.conflicts,
+        ),
+        (
+            "rulehost_session_events_total",
+            "Session events (joins, leaves, ends) recorded with their charges.",
+            &sessions.events,
+        ),
+        (
+            "rulehost_session_events_redecided_total",
+            "Session events whose session changed between their read and their record, so were decided again.",
+            &sessions.redecided,
+        ),
+        (
+            "rulehost_session_events_conflicts_total",
+            "Session events refused with 409 after being decided again too often.",
+            &sessions.conflicts,
         ),
     ];
     for (name, help, value) in counters {

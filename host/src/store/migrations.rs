@@ -474,6 +474,75 @@ const MIGRATIONS: &[&str] = &[
         last_sequence  INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 12: sessions and their charges (`sessions`). A session has a version,
+    // bumped by every event, so an event is recorded only on the state it
+    // was decided on. Participants are those present (`left_at` NULL) and
+    // those who left, with when. Each event has the caller's id, unique in
+    // its session, and the canonical JSON of what was asked (a replay with
+    // the same id must ask the same); `seq` orders a session's events.
+    // Each charge names the ledger movement that paid it (`reference`,
+    // unique per account in `ledger`) and what it could not take. No index
+    // beyond the keys: a session's sums scan its own charges, and every
+    // index is one more page written by each event.
+    r#"
+    CREATE TABLE sessions (
+        id             TEXT PRIMARY KEY,
+        service        TEXT NOT NULL,
+        attributes     TEXT NOT NULL,
+        started_at     INTEGER NOT NULL,
+        ended_at       INTEGER,
+        last_event_at  INTEGER NOT NULL,
+        events         INTEGER NOT NULL DEFAULT 0,
+        version        INTEGER NOT NULL DEFAULT 0,
+        created_at     INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_service ON sessions (service, started_at);
+
+    CREATE TABLE session_participants (
+        session_id   TEXT NOT NULL REFERENCES sessions (id),
+        participant  TEXT NOT NULL,
+        account_id   TEXT NOT NULL,
+        attributes   TEXT NOT NULL,
+        joined_at    INTEGER NOT NULL,
+        left_at      INTEGER,
+        PRIMARY KEY (session_id, participant)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE session_events (
+        session_id     TEXT NOT NULL REFERENCES sessions (id),
+        seq            INTEGER NOT NULL,
+        id             TEXT NOT NULL,
+        kind           TEXT NOT NULL CHECK (kind IN ('join', 'leave', 'end')),
+        participant    TEXT,
+        at             INTEGER NOT NULL,
+        request        TEXT NOT NULL,
+        plugin         TEXT NOT NULL,
+        plugin_digest  TEXT NOT NULL,
+        recorded_at    INTEGER NOT NULL,
+        PRIMARY KEY (session_id, seq),
+        UNIQUE (session_id, id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE session_charges (
+        session_id     TEXT NOT NULL,
+        seq            INTEGER NOT NULL,
+        n              INTEGER NOT NULL,
+        participant    TEXT NOT NULL,
+        account_id     TEXT NOT NULL,
+        amount         INTEGER NOT NULL CHECK (amount >= 0),
+        charged        INTEGER NOT NULL CHECK (charged >= 0),
+        uncovered      INTEGER NOT NULL CHECK (uncovered >= 0),
+        balance_after  INTEGER NOT NULL,
+        reference      TEXT NOT NULL,
+        movement_id    INTEGER,
+        description    TEXT NOT NULL,
+        period_start   INTEGER NOT NULL,
+        period_end     INTEGER NOT NULL,
+        PRIMARY KEY (session_id, seq, n),
+        FOREIGN KEY (session_id, seq) REFERENCES session_events (session_id, seq),
+        CHECK (charged + uncovered = amount)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -1,9 +1,10 @@
 //! Storage: the SQLite schema, its migrations, and the queries of every part
-//! that keeps state (accounts and checks, balances and the ledger, flows and
+//! that keeps state (accounts and checks, balances and the ledger,
+//! communications and their records, sessions and their charges, flows and
 //! their tasks, the outbox, plugin versions, API tokens).
 //!
 //! The store is an interface of domain operations: the query functions of
-//! `entitlement`, `flows`, `ledger`, `outbox`, `plugins`, `retention` and `tokens`, each taking
+//! `entitlement`, `flows`, `ledger`, `outbox`, `plans`, `plugins`, `retention`, `sessions` and `tokens`, each taking
 //! a [`Conn`] (a read) or a [`Tx`] (a write transaction). Those handles are
 //! opaque outside `store/`, so no rusqlite type reaches the domain code and
 //! a second backend (PostgreSQL, for several hosts on one database) can
@@ -37,6 +38,7 @@ pub mod outbox;
 pub mod plans;
 pub mod plugins;
 pub mod retention;
+pub mod sessions;
 pub mod tokens;
 mod writer;
 

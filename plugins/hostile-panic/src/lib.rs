@@ -1,4 +1,4 @@
-//! Hostile test plugin `hostile-panic`: `verify` panics.
+//! Hostile test plugin `hostile-panic`: `verify` and `on_event` panic.
 //!
 //! It exists for the host's tests (it is not registered in `rules/`): a
 //! panic in a wasm32 plugin is a trap, which the host must confine to the one
@@ -7,7 +7,7 @@
 //! plugin's stderr, which the host logs under the plugin's name.
 
 use rulehost_sdk::types::*;
-use rulehost_sdk::{Error, Verifier};
+use rulehost_sdk::{Error, SessionCharging, Verifier};
 
 pub struct HostilePanic;
 
@@ -25,7 +25,18 @@ impl Verifier for HostilePanic {
     }
 }
 
-rulehost_sdk::export!(HostilePanic: verifier);
+impl SessionCharging for HostilePanic {
+    #[allow(clippy::panic, reason = "panicking is this test plugin's whole point")]
+    fn on_event(
+        _ctx: &Context,
+        _session: &Session,
+        _event: &SessionEventAt,
+    ) -> Result<Vec<Charge>, Error> {
+        panic!("{MESSAGE}");
+    }
+}
+
+rulehost_sdk::export!(HostilePanic: verifier, session_charging);
 
 #[cfg(test)]
 mod tests {
