@@ -623,6 +623,19 @@ fn test_compiles_into_the_cache_folder_unless_told_not_to() {
 // ---------------------------------------------------------------------------
 // rulehost check
 
+/// Plans in the sample plan files (`[[plan]]` tables).
+fn sample_plan_count() -> usize {
+    std::fs::read_dir(rules_dir().join("plans"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .map(|text| text.lines().filter(|l| l.trim() == "[[plan]]").count())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 #[test]
 fn check_accepts_the_sample_rules() {
     let out = rulehost(&["check"]);
@@ -630,8 +643,9 @@ fn check_accepts_the_sample_rules() {
     assert_eq!(
         summary(&out),
         format!(
-            "ok: {} services, {} cases, 0 warnings",
+            "ok: {} services, {} plans, {} cases, 0 warnings",
             sample_services().len(),
+            sample_plan_count(),
             sample_case_count()
         ),
         "{}",

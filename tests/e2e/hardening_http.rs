@@ -164,7 +164,7 @@ fn a_flow_context_nested_near_the_readers_limit_is_refused_and_one_within_the_do
     let refused = host.post("/v1/flows", &deep);
     json_error(&refused, 422, "too-deep");
     assert!(message(&refused).contains("64 levels"), "{refused}");
-    let flows = host.get("/v1/flows");
+    let flows = host.get("/v1/flows?definition=connect-client");
     assert_eq!(flows.json["flows"], json!([]), "nothing started: {flows}");
 
     // At the door's limit exactly: accepted, and its notification reads back.
@@ -483,7 +483,10 @@ fn control_characters_are_refused_in_ids_emails_and_text_and_free_text_keeps_lin
     );
     json_error(&context, 422, "invalid");
     assert!(message(&context).contains("`context.note`"), "{context}");
-    assert_eq!(host.get("/v1/flows").json["flows"], json!([]));
+    assert_eq!(
+        host.get("/v1/flows?definition=connect-client").json["flows"],
+        json!([])
+    );
 }
 
 #[test]

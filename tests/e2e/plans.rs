@@ -569,8 +569,15 @@ fn the_reset_timer_drops_associations_without_a_use() {
     account(&host, "uma", "unlimited", "prepaid", 100);
     let record = call(&host, "uma", "441619460001", &recent(3, "10:00"), 60);
     assert_eq!(record["associated"], true, "{record}");
-    let flows = host.get("/v1/flows?definition=plan-resets");
-    assert!(flows.text.contains("plan-resets"), "{flows}");
+    // The timer flow starts once something has counters.
+    assert!(
+        crate::server::wait_until(std::time::Duration::from_secs(20), || {
+            host.get("/v1/flows?definition=plan-resets")
+                .text
+                .contains("plan-resets")
+        }),
+        "no plan-resets flow"
+    );
     assert!(
         crate::server::wait_until(std::time::Duration::from_secs(20), || associations(
             &host, "uma"

@@ -84,10 +84,13 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
     if errors == 0 {
+        let plans = match loaded.registry.plans.plans.len() {
+            0 => String::new(),
+            n => format!("{}, ", count(n, "plan")),
+        };
         println!(
-            "ok: {}, {}, {}, {}",
+            "ok: {}, {plans}{}, {}",
             count(services.len(), "service"),
-            count(loaded.registry.plans.plans.len(), "plan"),
             count(cases, "case"),
             count(warnings, "warning")
         );

@@ -3,9 +3,10 @@
 //! worker thread that asks each plan's plugin, for every account with
 //! counters or associations on it, whether a reset is due, and records
 //! what is. The plugin runs on that worker, never inside the flow step's
-//! transaction; the worker then starts the next flow. A restart keeps the
-//! running flow's timer; a crash between a sweep and the next flow is
-//! healed at start (no running flow: one is started, due at once).
+//! transaction; the worker then starts the next flow. There is no timer
+//! until some account has counters or associations on a plan. A restart
+//! keeps the running flow's timer; a crash between a sweep and the next
+//! flow is healed at start (no running flow: one is started, due at once).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,7 +87,8 @@ impl Sweeper {
         wake: Arc<Signal>,
         every: Duration,
     ) -> std::io::Result<Sweeper> {
-        let mut first = true;
+        // Whether this worker started the flow that may just have fired.
+        let mut started = false;
         let worker = Worker::start("rulehost-plan-resets", wake, move || {
             let running = engine
                 .store()
@@ -96,25 +98,32 @@ impl Sweeper {
                 // A flow waits: its timer wakes this thread.
                 Ok(true) => {}
                 Ok(false) => {
-                    // The timer fired (or no flow was ever started): sweep
-                    // unless this is the start, then plan the next sweep.
-                    if !first && let Err(e) = plans.sweep(Timestamp::now()) {
-                        tracing::error!("plan reset sweep: {e}");
-                    }
-                    let due = if first {
-                        store::now_ms()
-                    } else {
-                        store::now_ms() + every.as_millis() as i64
+                    // Nothing has counters or associations yet: no timer.
+                    let due = match plans.store.read(q::any_usage) {
+                        Ok(false) => return every.min(RECHECK),
+                        Err(e) => {
+                            tracing::error!("plan reset timer: {e}");
+                            return every.min(RECHECK);
+                        }
+                        // Our flow fired: sweep, then the next one.
+                        Ok(true) if started => {
+                            if let Err(e) = plans.sweep(Timestamp::now()) {
+                                tracing::error!("plan reset sweep: {e}");
+                            }
+                            store::now_ms() + every.as_millis() as i64
+                        }
+                        // The first (or the first since a restart, or one
+                        // lost between a sweep and its successor): due now.
+                        Ok(true) => store::now_ms(),
                     };
-                    if let Err(e) =
-                        engine.start(DEFINITION, "plan resets", json!({"sweep_at": due}), "plans")
+                    match engine.start(DEFINITION, "plan resets", json!({"sweep_at": due}), "plans")
                     {
-                        tracing::error!("cannot start the plan reset timer: {e}");
+                        Ok(_) => started = true,
+                        Err(e) => tracing::error!("cannot start the plan reset timer: {e}"),
                     }
                 }
                 Err(e) => tracing::error!("plan reset timer: {e}"),
             }
-            first = false;
             // The wake comes inside the flow step's transaction, maybe
             // before its commit: look again soon rather than miss it.
             every.min(RECHECK)

@@ -392,6 +392,16 @@ pub fn reset(
     Ok(())
 }
 
+/// Whether any account has counters or associations on any plan.
+pub fn any_usage(conn: &Conn<'_>) -> Result<bool, StoreError> {
+    Ok(conn
+        .raw()
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM plan_usage) OR EXISTS (SELECT 1 FROM associations)",
+        )?
+        .query_row([], |r| r.get(0))?)
+}
+
 /// Accounts with associations or counters on a plan: what the reset timer visits.
 pub fn accounts_on_plan(
     conn: &Conn<'_>,
