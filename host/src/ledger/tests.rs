@@ -1,3 +1,6 @@
+//! Unit tests of the ledger: references, prepaid and postpaid charges, the
+//! balance against the sum of the ledger, PINs and accounts in bulk.
+
 use std::collections::HashSet;
 
 use proptest::prelude::*;
