@@ -287,8 +287,8 @@ fn wrong_keys_unknown_services_and_bad_bodies_get_clear_errors() {
     assert!(
         services.json["services"]
             .as_array()
-            .is_some_and(|s| s.len() == 4),
-        "{services}"
+            .is_some_and(|s| s.len() == 5),
+        "the five sample services: {services}"
     );
 }
 
