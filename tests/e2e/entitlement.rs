@@ -288,7 +288,7 @@ fn wrong_keys_unknown_services_and_bad_bodies_get_clear_errors() {
         services.json["services"]
             .as_array()
             .is_some_and(|s| s.len() == 5),
-        "{services}"
+        "the five sample services: {services}"
     );
 }
 
