@@ -15,7 +15,7 @@ use crate::contract::{
     Account, Call, Capability, Context, Failure, Outcome, Procedure, ProcedureInput, Properties,
     ServiceRequest, Verdict, VerifyInput,
 };
-use crate::registry::{OnPluginError, Service};
+use crate::registry::Service;
 use crate::runtime::CallReport;
 use crate::store::entitlement::{self as q, AccountRow, RequestRow};
 use crate::store::{self, Conn, Tx, new_id, outbox};
@@ -600,9 +600,7 @@ impl Entitlement {
             Err(e) => {
                 // A fault of the live version: the previous good one answers
                 // when the service asks for that, and the decision says so.
-                let fallback = (service.manifest.on_plugin_error == OnPluginError::LastGood)
-                    .then(|| service.fallbacks.get(&Capability::Verifier))
-                    .flatten();
+                let fallback = service.fallback(Capability::Verifier);
                 if let Some(fallback) = fallback
                     && let Ok(report) = fallback.call(&ctx, &call)
                     && let Outcome::Verdict(v) = report.outcome

@@ -11,7 +11,7 @@ use super::PlansError;
 use crate::contract::{
     Call, Capability, Outcome, Plan, Reset, ResetInput, Restriction, RestrictionInput, Usage,
 };
-use crate::registry::{OnPluginError, Service};
+use crate::registry::Service;
 
 fn call(service: &Service, now: Timestamp, call: &Call) -> Result<Option<Outcome>, PlansError> {
     let Some(binding) = service.binding(Capability::PlanPolicy) else {
@@ -30,9 +30,7 @@ fn call(service: &Service, now: Timestamp, call: &Call) -> Result<Option<Outcome
         },
         Err(e) => e,
     };
-    let fallback = (service.manifest.on_plugin_error == OnPluginError::LastGood)
-        .then(|| service.fallbacks.get(&Capability::PlanPolicy))
-        .flatten();
+    let fallback = service.fallback(Capability::PlanPolicy);
     if let Some(fallback) = fallback
         && let Ok(report) = fallback.call(&ctx, call)
         && !matches!(report.outcome, Outcome::Error { .. })

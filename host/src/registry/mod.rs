@@ -49,6 +49,14 @@ impl Service {
         self.bindings.get(&capability)
     }
 
+    /// The version that answers when the live one faulted: the previous
+    /// good one, when the service's `on_plugin_error` asks for it.
+    pub fn fallback(&self, capability: Capability) -> Option<&Arc<Binding>> {
+        (self.manifest.on_plugin_error == OnPluginError::LastGood)
+            .then(|| self.fallbacks.get(&capability))
+            .flatten()
+    }
+
     /// What a plugin of this service is called with: its id and config.
     pub fn context(&self, now: jiff::Timestamp) -> Context {
         Context {

@@ -13,7 +13,7 @@ use jiff::Timestamp;
 
 use super::SessionsError;
 use crate::contract::{Call, Capability, Charge, OnEventInput, Outcome, SessionEvent};
-use crate::registry::{OnPluginError, Service};
+use crate::registry::Service;
 use crate::runtime::Binding;
 
 /// What the plugin charged, and which version answered.
@@ -34,9 +34,7 @@ pub(super) fn on_event(service: &Service, input: OnEventInput) -> Result<Charges
         Ok(charges) => return Ok(charges),
         Err(fault) => fault,
     };
-    let fallback = (service.manifest.on_plugin_error == OnPluginError::LastGood)
-        .then(|| service.fallbacks.get(&Capability::SessionCharging))
-        .flatten();
+    let fallback = service.fallback(Capability::SessionCharging);
     if let Some(fallback) = fallback
         && let Ok(Ok(charges)) = answer(fallback, &ctx, &call)
     {
