@@ -629,10 +629,7 @@ impl Plans {
             max_duration_secs,
             reset,
             associate_now,
-            association_expires: def
-                .association_secs
-                .and_then(|s| i64::try_from(s.saturating_mul(1000)).ok())
-                .map(|s| ms(at).saturating_add(s)),
+            association_expires: def.association_expires(ms(at)),
             state: state.clone(),
         })))
     }

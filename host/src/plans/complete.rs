@@ -128,10 +128,7 @@ impl Plans {
                     && def.kind == PlanKind::Unlimited
                     && def.associate_on == AssociateOn::Attempt
                 {
-                    let expires = def
-                        .association_secs
-                        .and_then(|s| i64::try_from(s.saturating_mul(1000)).ok())
-                        .map(|s| c.started_at.saturating_add(s));
+                    let expires = def.association_expires(c.started_at);
                     q::start_usage(tx, &c.account_id, alternate, c.started_at)?;
                     q::associate(
                         tx,
@@ -397,10 +394,7 @@ fn account_for_use(
     // Room was checked when it was authorized; checked again here, where
     // concurrent completions are serialized.
     if def.associate_on == AssociateOn::Completion && current.len() < max as usize {
-        let expires = def
-            .association_secs
-            .and_then(|s| i64::try_from(s.saturating_mul(1000)).ok())
-            .map(|s| c.started_at.saturating_add(s));
+        let expires = def.association_expires(c.started_at);
         q::associate(
             tx,
             &c.account_id,

@@ -186,6 +186,16 @@ pub struct PlanDef {
     pub config: Properties,
 }
 
+impl PlanDef {
+    /// When an association made at `at` (ms) lapses, for a plan that
+    /// associates for a set period.
+    pub fn association_expires(&self, at: i64) -> Option<i64> {
+        self.association_secs
+            .and_then(|s| i64::try_from(s.saturating_mul(1000)).ok())
+            .map(|s| at.saturating_add(s))
+    }
+}
+
 /// A time of day range in local minutes, `[start, end)`; an end before the
 /// start runs past midnight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
