@@ -13,6 +13,7 @@ pub mod notify;
 pub mod plans;
 #[cfg(test)]
 mod prop_text;
+pub mod provisioning;
 pub mod registry;
 pub mod runtime;
 pub mod secret;

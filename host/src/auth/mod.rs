@@ -83,6 +83,13 @@ pub enum Access {
     /// A change a service may make for its own services (the handler checks
     /// which service): operator, service.
     ServiceWrite,
+    /// A provisioning user (HTTP Basic with their id and password, or a
+    /// user token), reading what is theirs; or a token of role operator or
+    /// viewer, reading everything.
+    UserRead,
+    /// A provisioning user acting as themself (an offer, invitees): no API
+    /// token's role may.
+    UserWrite,
 }
 
 impl Access {
@@ -94,7 +101,14 @@ impl Access {
             Access::Operate => role == Role::Operator,
             Access::ServiceRead => true,
             Access::ServiceWrite => matches!(role, Role::Operator | Role::Service),
+            Access::UserRead => matches!(role, Role::Operator | Role::Viewer),
+            Access::UserWrite => false,
         }
+    }
+
+    /// Whether a provisioning user's credentials are taken.
+    pub fn for_users(self) -> bool {
+        matches!(self, Access::UserRead | Access::UserWrite)
     }
 
     /// The roles admitted, for messages: "operator or viewer".
@@ -104,6 +118,9 @@ impl Access {
             .filter(|r| self.admits(*r))
             .map(Role::as_str)
             .collect();
+        if self == Access::UserWrite {
+            return "none: it takes a user's credentials".into();
+        }
         names.join(" or ")
     }
 }
@@ -228,6 +245,8 @@ mod tests {
             (Access::Operate, [true, false, false]),
             (Access::ServiceRead, [true, true, true]),
             (Access::ServiceWrite, [true, true, false]),
+            (Access::UserRead, [true, false, true]),
+            (Access::UserWrite, [false, false, false]),
         ];
         for (access, admitted) in table {
             for (role, expected) in [Operator, Service, Viewer].into_iter().zip(admitted) {

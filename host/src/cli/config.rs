@@ -36,6 +36,87 @@ pub struct HostConfig {
     pub outbox: OutboxConfig,
     #[serde(default)]
     pub plans: PlansConfig,
+    #[serde(default)]
+    pub provisioning: ProvisioningConfig,
+}
+
+/// Provisioning: offers' expiry, how sign-ins are guarded and how long
+/// they last.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisioningConfig {
+    /// An offer's expiry when the provider chooses none, in days (default 60).
+    pub offer_days: Option<u64>,
+    /// The furthest expiry a provider may choose, in days (default 366).
+    pub max_offer_days: Option<u64>,
+    /// Wrong passwords in a row that lock a user (default 5).
+    pub max_attempts: Option<u32>,
+    /// How long the lock lasts, in seconds (default 900).
+    pub lock_seconds: Option<u64>,
+    /// How long a browser's sign-in lasts, in minutes (default 480).
+    pub session_minutes: Option<u64>,
+    /// How long a user token lasts, in minutes (default 60).
+    pub token_minutes: Option<u64>,
+    /// How long a page's form may be left open, in minutes (default 60).
+    pub form_minutes: Option<u64>,
+}
+
+impl ProvisioningConfig {
+    /// The settings, on the public URL and mail the host uses.
+    pub fn settings(&self, public_url: String, mail: bool) -> crate::provisioning::Settings {
+        use std::time::Duration;
+        let mut s = crate::provisioning::Settings {
+            public_url,
+            mail,
+            ..Default::default()
+        };
+        let days = |d: u64| Duration::from_secs(d * 86_400);
+        if let Some(d) = self.offer_days {
+            s.default_expiry = days(d);
+        }
+        if let Some(d) = self.max_offer_days {
+            s.max_expiry = days(d);
+        }
+        if let Some(n) = self.max_attempts {
+            s.max_attempts = i64::from(n);
+        }
+        if let Some(secs) = self.lock_seconds {
+            s.lock = Duration::from_secs(secs);
+        }
+        if let Some(m) = self.session_minutes {
+            s.site_session = Duration::from_secs(m * 60);
+        }
+        if let Some(m) = self.token_minutes {
+            s.api_token = Duration::from_secs(m * 60);
+        }
+        if let Some(m) = self.form_minutes {
+            s.form = Duration::from_secs(m * 60);
+        }
+        s
+    }
+
+    fn problem(&self) -> Option<String> {
+        let outside = |v: Option<u64>, lo: u64, hi: u64| v.is_some_and(|v| !(lo..=hi).contains(&v));
+        if outside(self.offer_days, 1, 3660) || outside(self.max_offer_days, 1, 3660) {
+            return Some("[provisioning] offer_days and max_offer_days must be between 1 and 3660 (ten years)".into());
+        }
+        if self.offer_days.unwrap_or(60) > self.max_offer_days.unwrap_or(366) {
+            return Some("[provisioning] offer_days is more than max_offer_days; an offer's default expiry must be one a provider could choose".into());
+        }
+        if self.max_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
+            return Some("[provisioning] max_attempts is not between 1 and 100; it counts the wrong passwords before a user locks".into());
+        }
+        if outside(self.lock_seconds, 1, 7 * 86_400) {
+            return Some("[provisioning] lock_seconds is not between 1 and 604800 (a week)".into());
+        }
+        if outside(self.session_minutes, 1, 7 * 1440)
+            || outside(self.token_minutes, 1, 7 * 1440)
+            || outside(self.form_minutes, 1, 7 * 1440)
+        {
+            return Some("[provisioning] session_minutes, token_minutes and form_minutes must be between 1 and 10080 (a week)".into());
+        }
+        None
+    }
 }
 
 /// Communications (`plans`): how PINs are guarded and how long a
@@ -545,6 +626,9 @@ impl HostConfig {
             return Err(Diagnostic::error(path, None, message));
         }
         if let Some(message) = config.plans.problem() {
+            return Err(Diagnostic::error(path, None, message));
+        }
+        if let Some(message) = config.provisioning.problem() {
             return Err(Diagnostic::error(path, None, message));
         }
         Ok(config)

@@ -19,6 +19,7 @@ use crate::http::edge::{self, ErrorBody, Limits, Listener, descriptors};
 use crate::http::{self, AppState, Metrics};
 use crate::notify::{DeliveryWorker, Signal};
 use crate::plans::{Plans, Sweeper};
+use crate::provisioning::Provisioning;
 use crate::registry::{Live, Sources, Watcher};
 use crate::sessions::Sessions;
 use crate::store::retention::{PruneStats, Pruner};
@@ -155,8 +156,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(other) = config.reconciliation.other_account {
         settings.other_account = other;
     }
+    let provisioning_settings = config
+        .provisioning
+        .settings(settings.public_url.clone(), settings.mail);
     let mut engine = FlowEngine::new(store.clone(), definitions, roles, outbox_signal.clone());
     let installed = entitlement::install(&mut engine, store.clone(), registry, settings);
+    crate::provisioning::install(&mut engine, provisioning_settings.clone());
     let plan_resets = Arc::new(Signal::default());
     crate::plans::install(&mut engine, plan_resets.clone());
     let engine = Arc::new(engine);
@@ -178,6 +183,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         store.clone(),
         live.registry(),
         outbox_signal.clone(),
+    ));
+    let provisioning = Arc::new(Provisioning::new(
+        store.clone(),
+        live.registry(),
+        engine.clone(),
+        outbox_signal.clone(),
+        provisioning_settings,
     ));
     let mut worker = DeliveryWorker::start_with(
         store,
@@ -210,6 +222,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         entitlement: entitlement.clone(),
         plans,
         sessions,
+        provisioning,
         metrics: Arc::new(Metrics::default()),
         pruned,
         tokens,

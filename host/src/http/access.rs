@@ -28,6 +28,7 @@ use axum::routing::{MethodFilter, on};
 
 use super::{ApiError, AppState, MAX_BODY, blocking};
 use crate::auth::{Access, Presented, Principal, Tokens};
+use crate::provisioning::{Provisioning, ProvisioningError, User};
 
 /// The router being built, and the access each (method, route) needs.
 pub struct Routes {
@@ -170,7 +171,14 @@ impl Default for OpenRoutes {
 pub struct Guard {
     pub table: RouteTable,
     pub tokens: Arc<Tokens>,
+    /// Who a user's credentials belong to (routes for users).
+    pub users: Arc<Provisioning>,
 }
+
+/// A provisioning user calling a route for users, signed in by their
+/// credentials or a user token.
+#[derive(Debug, Clone)]
+pub struct UserCaller(pub Arc<User>);
 
 /// The caller of a route that needs a token (handlers of routes open to
 /// services take it to check the service).
@@ -222,6 +230,26 @@ pub async fn authorize(State(guard): State<Guard>, mut request: Request, next: N
     if access == Access::Open {
         return next.run(request).await;
     }
+    if access.for_users() {
+        match user_credentials(&request) {
+            Some(credentials) => {
+                return match signed_in(&guard, credentials).await {
+                    Ok(user) => {
+                        request.extensions_mut().insert(UserCaller(Arc::new(user)));
+                        next.run(request).await
+                    }
+                    Err(refused) => refuse(request, refused).await,
+                };
+            }
+            None if !request.headers().contains_key(header::AUTHORIZATION) => {
+                let refused = unauthorized_user(
+                    "this route takes a user's id and password (HTTP Basic) or a user token from `POST /v1/user-tokens`; operators and viewers may read with an API token",
+                );
+                return refuse(request, refused).await;
+            }
+            None => {}
+        }
+    }
     let principal = match bearer(&request) {
         Ok(presented) => caller(&guard, presented).await,
         Err(refused) => Err(refused),
@@ -253,6 +281,72 @@ pub async fn authorize(State(guard): State<Guard>, mut request: Request, next: N
         Err(refused) => refused,
     };
     refuse(request, refused).await
+}
+
+/// A user's credentials as presented.
+enum UserCredentials {
+    Basic { user: String, password: String },
+    Token(String),
+}
+
+/// `Basic <base64 of id:password>` or `Bearer rhu_…`; `None` for anything
+/// else (an API token, or no header).
+fn user_credentials(request: &Request) -> Option<UserCredentials> {
+    use base64::Engine as _;
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok();
+        let text = decoded
+            .and_then(|d| String::from_utf8(d).ok())
+            .unwrap_or_default();
+        let (user, password) = text.split_once(':').unwrap_or(("", ""));
+        return Some(UserCredentials::Basic {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        });
+    }
+    (scheme.eq_ignore_ascii_case("bearer") && rest.starts_with(crate::provisioning::TOKEN_PREFIX))
+        .then(|| UserCredentials::Token(rest.to_owned()))
+}
+
+/// The user behind the credentials, or the refusal (401; 429 while locked).
+async fn signed_in(guard: &Guard, credentials: UserCredentials) -> Result<User, Response> {
+    let users = guard.users.clone();
+    let found = blocking(move || match credentials {
+        UserCredentials::Basic { user, password } => match users.authenticate(&user, &password) {
+            Ok(user) => Ok(Some(user)),
+            Err(ProvisioningError::BadCredentials) => Ok(None),
+            Err(e) => Err(ApiError::from(e)),
+        },
+        UserCredentials::Token(token) => Ok(users.user_of_token(&token)?),
+    })
+    .await;
+    match found {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(unauthorized_user(
+            "wrong user id or password, or an unknown or expired user token",
+        )),
+        Err(e) => Err(e.into_response()),
+    }
+}
+
+/// A 401 for a route for users: it names both ways in.
+fn unauthorized_user(message: &str) -> Response {
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(
+            "Basic realm=\"rulehost\", charset=\"UTF-8\", Bearer realm=\"rulehost\"",
+        ),
+    );
+    response
 }
 
 /// Who the presented token belongs to, or the 401.
@@ -383,8 +477,15 @@ mod tests {
             ("GET", "/v1/flows/{id}", Read),
             ("POST", "/v1/flows/{id}/cancel", Operate),
             ("POST", "/v1/flows/{id}/demands", Operate),
+            ("GET", "/v1/offers", UserWrite),
+            ("POST", "/v1/offers", UserWrite),
+            ("GET", "/v1/offers/{id}", UserRead),
+            ("POST", "/v1/offers/{id}/invitees", UserWrite),
+            ("GET", "/v1/offers/{id}/invitees/{iid}", UserRead),
+            ("POST", "/v1/organizations", Operate),
             ("GET", "/v1/outbox", Read),
             ("POST", "/v1/outbox/{id}/retry", Operate),
+            ("GET", "/v1/permissions", UserRead),
             ("GET", "/v1/plugins", Read),
             ("POST", "/v1/plugins/{name}", Operate),
             ("GET", "/v1/plugins/{name}/history", Read),
@@ -401,17 +502,23 @@ mod tests {
             ("POST", "/v1/sessions/{id}/events", ServiceWrite),
             ("GET", "/v1/tasks", Read),
             ("POST", "/v1/tasks/{id}/complete", Operate),
+            ("POST", "/v1/user-tokens", UserWrite),
+            ("POST", "/v1/users", Operate),
+            ("GET", "/v1/users/{id}", UserRead),
+            ("GET", "/v1/users/{id}/directory", UserRead),
         ];
         let expected: Vec<(String, &str, Access)> = expected
             .into_iter()
             .map(|(m, p, a)| (m.to_owned(), p, a))
             .collect();
         assert_eq!(got, expected);
-        // Only reads are open to viewers; every change needs more.
+        // Only reads are open to viewers; every change needs more. (A
+        // user's own list of offers is a read that takes a user.)
         for (method, path, access) in &got {
+            let user_only = *access == UserWrite && method == "GET";
             assert_eq!(
                 access.admits(Role::Viewer),
-                method == "GET",
+                method == "GET" && !user_only,
                 "{method} {path}"
             );
         }
@@ -461,7 +568,15 @@ mod tests {
             live.registry(),
             Arc::new(Signal::default()),
         ));
+        let provisioning = Arc::new(crate::provisioning::Provisioning::new(
+            store.clone(),
+            live.registry(),
+            engine.clone(),
+            Arc::new(Signal::default()),
+            crate::provisioning::Settings::default(),
+        ));
         let state = AppState {
+            provisioning,
             engine,
             live: Arc::new(live),
             entitlement,
@@ -507,7 +622,8 @@ mod tests {
             let path = pattern
                 .replace("{id}", "x")
                 .replace("{name}", "x")
-                .replace("{group}", "x");
+                .replace("{group}", "x")
+                .replace("{iid}", "x");
             let (none, bad, gone) = (
                 status(&app, &method, &path, None).await,
                 status(&app, &method, &path, Some("rh_nope")).await,

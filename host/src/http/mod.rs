@@ -23,6 +23,7 @@ mod metrics;
 mod ops;
 mod plans;
 mod plugins;
+mod provisioning;
 pub mod public;
 mod sessions;
 
@@ -43,6 +44,7 @@ use crate::auth::{Access, Tokens};
 use crate::entitlement::Entitlement;
 use crate::flow::FlowEngine;
 use crate::plans::Plans;
+use crate::provisioning::Provisioning;
 use crate::registry::Live;
 use crate::sessions::Sessions;
 use crate::store::retention::PruneStats;
@@ -55,6 +57,7 @@ pub struct AppState {
     pub entitlement: Arc<Entitlement>,
     pub plans: Arc<Plans>,
     pub sessions: Arc<Sessions>,
+    pub provisioning: Arc<Provisioning>,
     pub metrics: Arc<Metrics>,
     /// Records the pruner deleted past their retention, for `/metrics`.
     pub pruned: Arc<PruneStats>,
@@ -88,6 +91,7 @@ pub fn router(state: AppState) -> Router {
     let guard = access::Guard {
         table,
         tokens: state.tokens.clone(),
+        users: state.provisioning.clone(),
     };
     routes
         .fallback(ops::not_found)
@@ -101,7 +105,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Every route of the internal API with who may call it: the route table.
 pub(crate) fn routes(open: OpenRoutes) -> access::Routes {
-    use Access::{Open, Operate, Read, ServiceRead, ServiceWrite, Token};
+    use Access::{Open, Operate, Read, ServiceRead, ServiceWrite, Token, UserRead, UserWrite};
     let (healthz, metrics) = (
         if open.healthz { Open } else { Token },
         if open.metrics { Open } else { Read },
@@ -162,6 +166,33 @@ pub(crate) fn routes(open: OpenRoutes) -> access::Routes {
         .post("/v1/sessions/{id}/events", ServiceWrite, sessions::event)
         .get("/v1/sessions/{id}/events", ServiceRead, sessions::events)
         .post("/v1/sessions/{id}/end", ServiceWrite, sessions::end)
+        .post(
+            "/v1/organizations",
+            Operate,
+            provisioning::create_organization,
+        )
+        .post("/v1/users", Operate, provisioning::create_user)
+        .get("/v1/users/{id}", UserRead, provisioning::user)
+        .get(
+            "/v1/users/{id}/directory",
+            UserRead,
+            provisioning::directory,
+        )
+        .post("/v1/user-tokens", UserWrite, provisioning::create_token)
+        .post("/v1/offers", UserWrite, provisioning::make_offer)
+        .get("/v1/offers", UserWrite, provisioning::offers)
+        .get("/v1/offers/{id}", UserRead, provisioning::offer)
+        .post(
+            "/v1/offers/{id}/invitees",
+            UserWrite,
+            provisioning::add_invitees,
+        )
+        .get(
+            "/v1/offers/{id}/invitees/{iid}",
+            UserRead,
+            provisioning::invitee,
+        )
+        .get("/v1/permissions", UserRead, provisioning::permissions)
         .get("/v1/plugins", Read, plugins::list)
         .post_large(
             "/v1/plugins/{name}",

@@ -543,6 +543,120 @@ const MIGRATIONS: &[&str] = &[
         CHECK (charged + uncovered = amount)
     ) WITHOUT ROWID;
     "#,
+    // 13: provisioning. Organizations own services; users belong to one
+    // and sign in with an Argon2id password (PHC string), locked for a
+    // while after too many wrong ones. An offer of a service by a provider
+    // has invitees, each with a link whose key is kept only as a SHA-256;
+    // `via_permission` is the provider's own permission when they offer
+    // onwards (the chain). One permission per invitation at most (`invitee_id`
+    // is unique): ten accepts at once record one. The directory is what
+    // each user can see and use, rewritten in the transaction that changes
+    // what it derives from. Sign-ins (browser sessions and API user tokens)
+    // and the one-use form tokens are kept as SHA-256 digests too.
+    r#"
+    CREATE TABLE organizations (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+
+    CREATE TABLE organization_services (
+        organization_id  TEXT NOT NULL REFERENCES organizations (id),
+        service          TEXT NOT NULL,
+        PRIMARY KEY (organization_id, service)
+    ) WITHOUT ROWID;
+    CREATE INDEX organization_services_service ON organization_services (service);
+
+    CREATE TABLE users (
+        id               TEXT PRIMARY KEY,
+        organization_id  TEXT NOT NULL REFERENCES organizations (id),
+        email            TEXT NOT NULL,
+        name             TEXT NOT NULL,
+        phone            TEXT,
+        admin            INTEGER NOT NULL CHECK (admin IN (0, 1)),
+        password_hash    TEXT NOT NULL,
+        failed_attempts  INTEGER NOT NULL DEFAULT 0,
+        locked_until     INTEGER,
+        created_at       INTEGER NOT NULL
+    );
+    CREATE INDEX users_organization ON users (organization_id);
+
+    CREATE TABLE permissions (
+        id              INTEGER PRIMARY KEY,
+        service         TEXT NOT NULL,
+        grantor_id      TEXT NOT NULL REFERENCES users (id),
+        grantee_id      TEXT NOT NULL REFERENCES users (id),
+        may_offer       INTEGER NOT NULL CHECK (may_offer IN (0, 1)),
+        granted_at      INTEGER NOT NULL,
+        offer_id        TEXT NOT NULL,
+        invitee_id      TEXT NOT NULL UNIQUE,
+        via_permission  INTEGER REFERENCES permissions (id)
+    );
+    CREATE INDEX permissions_grantee ON permissions (grantee_id, service);
+    CREATE INDEX permissions_service ON permissions (service, grantee_id);
+
+    CREATE TABLE offers (
+        id               TEXT PRIMARY KEY,
+        service          TEXT NOT NULL,
+        organization_id  TEXT NOT NULL REFERENCES organizations (id),
+        provider_id      TEXT NOT NULL REFERENCES users (id),
+        description      TEXT NOT NULL,
+        onwards          INTEGER NOT NULL CHECK (onwards IN (0, 1)),
+        via_permission   INTEGER REFERENCES permissions (id),
+        expires_at       INTEGER NOT NULL,
+        expiry_chosen    INTEGER NOT NULL CHECK (expiry_chosen IN (0, 1)),
+        expired_at       INTEGER,
+        created_at       INTEGER NOT NULL
+    );
+    CREATE INDEX offers_provider ON offers (provider_id, created_at);
+
+    CREATE TABLE invitees (
+        id             TEXT PRIMARY KEY,
+        offer_id       TEXT NOT NULL REFERENCES offers (id),
+        email          TEXT NOT NULL,
+        name           TEXT,
+        organization   TEXT,
+        phone          TEXT,
+        key_hash       TEXT NOT NULL,
+        created_at     INTEGER NOT NULL,
+        user_id        TEXT REFERENCES users (id),
+        registered_at  INTEGER,
+        accepted_at    INTEGER,
+        declined_at    INTEGER,
+        CHECK (accepted_at IS NULL OR declined_at IS NULL)
+    );
+    CREATE INDEX invitees_offer ON invitees (offer_id, created_at);
+    CREATE INDEX invitees_user ON invitees (user_id);
+
+    CREATE TABLE directory (
+        user_id     TEXT NOT NULL REFERENCES users (id),
+        service     TEXT NOT NULL,
+        usable      INTEGER NOT NULL CHECK (usable IN (0, 1)),
+        why         TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (user_id, service)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE user_sessions (
+        hash        TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL CHECK (kind IN ('site', 'api')),
+        user_id     TEXT REFERENCES users (id),
+        invitee_id  TEXT,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX user_sessions_expiry ON user_sessions (expires_at);
+
+    CREATE TABLE form_tokens (
+        hash          TEXT PRIMARY KEY,
+        session_hash  TEXT NOT NULL,
+        form          TEXT NOT NULL,
+        subject       TEXT NOT NULL,
+        expires_at    INTEGER NOT NULL,
+        used_at       INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX form_tokens_expiry ON form_tokens (expires_at);
+    "#,
 ];
 
 /// The schema version this binary writes.

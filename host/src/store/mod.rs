@@ -37,6 +37,7 @@ mod migrations;
 pub mod outbox;
 pub mod plans;
 pub mod plugins;
+pub mod provisioning;
 pub mod retention;
 pub mod sessions;
 pub mod tokens;
