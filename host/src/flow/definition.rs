@@ -39,6 +39,7 @@ pub const ACTIONS: &[&str] = &[
     "reconciliation-notice",
     "reconciliation-lapse",
     "plan-reset-sweep",
+    "offer-expire",
 ];
 
 /// One task of a definition (or of a demand).

@@ -48,8 +48,9 @@ pub fn install(engine: &mut FlowEngine, settings: Settings) {
             until: None,
         },
     ];
-    if let Ok(definition) = Definition::new(DEFINITION, tasks) {
-        engine.add_definition(definition);
+    match Definition::new(DEFINITION, tasks) {
+        Ok(definition) => engine.add_definition(definition),
+        Err(e) => tracing::error!("the offer expiry flow cannot be defined: {e}"),
     }
     engine.add_action(ACTION, Arc::new(Expire(settings)));
 }

@@ -25,6 +25,8 @@ mod invitation;
 mod offers;
 pub mod password;
 mod signin;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

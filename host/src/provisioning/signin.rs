@@ -93,22 +93,25 @@ impl Provisioning {
         }
         let right = password::verify(password, &row.password_hash);
         let settings = &self.settings;
-        self.store.write(|tx| {
+        // The count of wrong passwords must commit, so the closure answers
+        // Ok whatever the outcome (an Err would roll it back).
+        let outcome = self.store.write(|tx| {
             if right {
                 if row.failed_attempts > 0 || row.locked_until.is_some() {
                     q::clear_failures(tx, &row.id)?;
                 }
-                return Ok(User::from(&row));
+                return Ok::<_, StoreError>(Ok(User::from(&row)));
             }
             let failures = q::count_failure(tx, &row.id)?;
             if failures >= settings.max_attempts {
                 let until = now.saturating_add(ms(settings.lock));
                 q::lock_user(tx, &row.id, until)?;
                 tracing::warn!(user = %row.id, until = %rfc3339(until), "user locked after wrong passwords");
-                return Err(locked(until, now));
+                return Ok(Err(locked(until, now)));
             }
-            Err(ProvisioningError::BadCredentials)
-        })
+            Ok(Err(ProvisioningError::BadCredentials))
+        })?;
+        outcome
     }
 
     /// An API token for `user`, valid for `[provisioning] api_token_minutes`.

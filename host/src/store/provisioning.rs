@@ -671,3 +671,23 @@ pub fn use_form_token(tx: &Tx<'_>, hash: &str, now: i64) -> Result<bool, StoreEr
         .execute(params![hash, now])?;
     Ok(n == 1)
 }
+
+/// Rows in one of provisioning's tables (and the flows), for tests.
+#[cfg(test)]
+pub(crate) fn count(conn: &Conn<'_>, table: &str) -> Result<i64, StoreError> {
+    const TABLES: [&str; 6] = [
+        "offers",
+        "flows",
+        "users",
+        "permissions",
+        "invitees",
+        "organizations",
+    ];
+    let table = TABLES
+        .into_iter()
+        .find(|t| *t == table)
+        .ok_or_else(|| StoreError::Corrupt(format!("not a table to count: {table}")))?;
+    Ok(conn
+        .raw()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?)
+}
