@@ -20,6 +20,7 @@ mod live;
 mod mail;
 mod plans;
 mod props;
+mod provisioning;
 mod reload;
 mod runtime;
 mod serve;

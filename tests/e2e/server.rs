@@ -450,6 +450,35 @@ impl Host {
         self.reply(method, path, result)
     }
 
+    /// `method path` on the internal API with `authorization` as the whole
+    /// `Authorization` header (`Basic …`, `Bearer …`), and `body` as JSON.
+    #[allow(clippy::panic)] // a method the helper does not know is the test's mistake
+    pub fn call_with(
+        &self,
+        authorization: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Reply {
+        let url = format!("{}{path}", self.base);
+        let text = body.map(Value::to_string).unwrap_or_default();
+        let result = match method {
+            "GET" => self
+                .agent
+                .get(&url)
+                .header("authorization", authorization)
+                .call(),
+            "POST" => self
+                .agent
+                .post(&url)
+                .header("authorization", authorization)
+                .header("content-type", "application/json")
+                .send(text),
+            other => panic!("call_with: no helper for {other}"),
+        };
+        self.reply(method, path, result)
+    }
+
     /// PUTs `body` as is, labelled `application/json`.
     pub fn put_text(&self, path: &str, body: &str) -> Reply {
         let url = format!("{}{path}", self.base);
