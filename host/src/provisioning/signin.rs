@@ -95,7 +95,7 @@ impl Provisioning {
         let settings = &self.settings;
         // The count of wrong passwords must commit, so the closure answers
         // Ok whatever the outcome (an Err would roll it back).
-        let outcome = self.store.write(|tx| {
+        self.store.write(|tx| {
             if right {
                 if row.failed_attempts > 0 || row.locked_until.is_some() {
                     q::clear_failures(tx, &row.id)?;
@@ -110,8 +110,7 @@ impl Provisioning {
                 return Ok(Err(locked(until, now)));
             }
             Ok(Err(ProvisioningError::BadCredentials))
-        })?;
-        outcome
+        })?
     }
 
     /// An API token for `user`, valid for `[provisioning] api_token_minutes`.
