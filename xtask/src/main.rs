@@ -5,7 +5,9 @@
 //! - `test`: `.ci/deps` (test dependencies: Chromium, aiosmtpd), `plugins`,
 //!   then every test of the workspace.
 //! - `serve`: `plugins`, then `rulehost serve` on the sample rules (SQLite
-//!   file `rulehost.db` in the repository root; extra arguments pass through).
+//!   file `rulehost.db` in the repository root; extra arguments pass through),
+//!   and once it answers, `rulehost provisioning demo` (the walk-through's
+//!   organizations and users; their passwords are printed once).
 //! - `demo`: `plugins`, then the sandbox harness on the sample rules.
 //! - `bench`: the whole benchmark suite: `core` (plugin calls, checks,
 //!   reconciliation start, flow step), `reload`, then `load`.
@@ -40,9 +42,8 @@ fn main() -> anyhow::Result<()> {
             if extra.first().is_some_and(|a| a == "--") {
                 extra.remove(0);
             }
-            let mut args = vec!["run", "--release", "-p", "rulehost", "--", "serve"];
-            args.extend(extra.iter().map(String::as_str));
-            cargo(&args)
+            cargo(&["build", "--release", "-p", "rulehost"])?;
+            serve_with_demo(&root, &extra)
         }
         "load" => {
             build_plugins(&root)?;
@@ -285,4 +286,50 @@ mod tidy {
             "start these with a `//!` line saying what the file owns: {missing:?}"
         );
     }
+}
+
+/// `rulehost serve` (release) with `extra` flags, and once it answers, the
+/// provisioning walk-through's people (`rulehost provisioning demo`, which
+/// keeps what a previous run made). Waits for the server to end.
+fn serve_with_demo(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    let binary = root.join("target/release/rulehost");
+    let mut server = std::process::Command::new(&binary)
+        .arg("serve")
+        .args(extra)
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let flag = |name: &str, default: &str| {
+        extra
+            .iter()
+            .position(|a| a == name)
+            .and_then(|i| extra.get(i + 1).cloned())
+            .unwrap_or_else(|| default.to_owned())
+    };
+    let (listen, public, db) = (
+        flag("--listen", "127.0.0.1:7700"),
+        flag("--public-listen", "127.0.0.1:7701"),
+        flag("--db", "rulehost.db"),
+    );
+    let health = format!("http://{listen}/healthz");
+    let up = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        ureq::get(&health).call().is_ok()
+    });
+    if up {
+        let status = std::process::Command::new(&binary)
+            .args(["provisioning", "--host", &format!("http://{listen}")])
+            .args(["--token-file", &format!("{db}.operator-token")])
+            .args(["demo", "--public", &format!("http://{public}")])
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!(
+                "xtask: `rulehost provisioning demo` failed; the host serves without the walk-through's people"
+            );
+        }
+    } else {
+        eprintln!("xtask: {health} did not answer within a minute; no provisioning demo");
+    }
+    let status = server.wait()?;
+    anyhow::ensure!(status.success(), "rulehost serve exited with {status}");
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! `main` as `anyhow` errors and exit with status 2.
 
 mod check;
+mod client;
 mod config;
 #[cfg(test)]
 mod config_props;
@@ -10,6 +11,7 @@ mod eval;
 mod export;
 mod format;
 mod plugins;
+mod provisioning;
 mod replay;
 mod serve;
 mod test;
@@ -53,6 +55,8 @@ pub enum Command {
     Export(export::ExportArgs),
     /// The internal API's tokens: `tokens create --role R`, `list`, `revoke`.
     Tokens(tokens::TokensArgs),
+    /// Provisioning on a running host: `provisioning demo` makes the walk-through's people.
+    Provisioning(provisioning::ProvisioningArgs),
 }
 
 /// Where plugins come from and how they are compiled.
@@ -102,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(args),
         Command::Export(args) => export::run(args),
         Command::Tokens(args) => tokens::run(args),
+        Command::Provisioning(args) => provisioning::run(args),
     }
 }
 
