@@ -360,6 +360,8 @@ pub struct RetentionConfig {
     pub requests_days: Option<u32>,
     /// Finished flows with their tasks and history, since their last change (default 30).
     pub flows_days: Option<u32>,
+    /// Offers with their invitees, since their expiry (default 365).
+    pub offers_days: Option<u32>,
     /// How often the pruner runs, in seconds (default 60).
     pub interval_seconds: Option<u64>,
     /// Rows deleted per write transaction, at most (default 500).
@@ -386,6 +388,7 @@ impl RetentionConfig {
             notifications: keep(self.notifications_days, default.notifications),
             requests: keep(self.requests_days, default.requests),
             flows: keep(self.flows_days, default.flows),
+            offers: keep(self.offers_days, default.offers),
             batch_rows: self.batch_rows.unwrap_or(default.batch_rows),
         }
     }
@@ -403,6 +406,7 @@ impl RetentionConfig {
             ("notifications_days", self.notifications_days),
             ("requests_days", self.requests_days),
             ("flows_days", self.flows_days),
+            ("offers_days", self.offers_days),
         ];
         for (key, value) in days {
             if let Some(n) = value
@@ -729,7 +733,7 @@ mod tests {
         assert_eq!(policy.flows, Some(DAY * 365));
         assert_eq!(policy.batch_rows, 50);
         assert_eq!(set.interval(), Duration::from_secs(5));
-        let forever = load("[retention]\ndecisions_days = 0\nnotifications_days = 0\nrequests_days = 0\nflows_days = 0\n")
+        let forever = load("[retention]\ndecisions_days = 0\nnotifications_days = 0\nrequests_days = 0\nflows_days = 0\noffers_days = 0\n")
             .unwrap()
             .retention
             .policy();

@@ -57,15 +57,18 @@ pub enum Kind {
     Requests,
     /// Finished flows, with their tasks and history.
     Flows,
+    /// Expired offers, with their invitees (permissions stay).
+    Offers,
 }
 
 impl Kind {
     /// Every kind, in the order a pass prunes them.
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::Decisions,
         Kind::Notifications,
         Kind::Requests,
         Kind::Flows,
+        Kind::Offers,
     ];
 
     /// The kind's name in metrics and logs.
@@ -75,6 +78,7 @@ impl Kind {
             Kind::Notifications => "notifications",
             Kind::Requests => "requests",
             Kind::Flows => "flows",
+            Kind::Offers => "offers",
         }
     }
 
@@ -91,6 +95,8 @@ pub struct Policy {
     pub notifications: Option<Duration>,
     pub requests: Option<Duration>,
     pub flows: Option<Duration>,
+    /// Offers, from their expiry.
+    pub offers: Option<Duration>,
     /// Rows deleted per write transaction, at most (a flow with its tasks
     /// and history is never split, so a flow larger than this is deleted
     /// alone).
@@ -99,13 +105,14 @@ pub struct Policy {
 
 impl Default for Policy {
     /// 30 days for decisions, requests and flows, 7 for delivered
-    /// notifications; 500 rows a transaction.
+    /// notifications, 365 for expired offers; 500 rows a transaction.
     fn default() -> Self {
         Policy {
             decisions: Some(DAY * 30),
             notifications: Some(DAY * 7),
             requests: Some(DAY * 30),
             flows: Some(DAY * 30),
+            offers: Some(DAY * 365),
             batch_rows: 500,
         }
     }
@@ -119,6 +126,7 @@ impl Policy {
             Kind::Notifications => self.notifications,
             Kind::Requests => self.requests,
             Kind::Flows => self.flows,
+            Kind::Offers => self.offers,
         }
     }
 
@@ -131,7 +139,7 @@ impl Policy {
 /// What one pass deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
-    counts: [u64; 4],
+    counts: [u64; Kind::ALL.len()],
     /// Delete transactions it took.
     pub batches: u64,
 }
@@ -150,7 +158,7 @@ impl Pruned {
 /// Records pruned since the host started, by kind, for metrics.
 #[derive(Debug, Default)]
 pub struct PruneStats {
-    counts: [AtomicU64; 4],
+    counts: [AtomicU64; Kind::ALL.len()],
 }
 
 impl PruneStats {
@@ -428,6 +436,58 @@ pub fn delete_flows(conn: &Tx<'_>, ids: &[String], cutoff: i64) -> Result<u64, S
     Ok(deleted)
 }
 
+/// Offers whose expiry passed before `cutoff` and whose expiry flow ran
+/// (the provider was told), after `after` by id, with the rows each takes
+/// (the offer and its invitees).
+pub fn due_offers(
+    conn: &Conn<'_>,
+    cutoff: i64,
+    after: &str,
+    limit: u32,
+) -> Result<Page<String>, StoreError> {
+    let conn = conn.raw();
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.id, 1 + (SELECT count(*) FROM invitees i WHERE i.offer_id = o.id)
+         FROM offers o WHERE o.id > ?1 AND o.expires_at < ?2 AND o.expired_at IS NOT NULL
+         ORDER BY o.id LIMIT ?3",
+    )?;
+    let due = stmt
+        .query_map(params![after, cutoff, limit], |row| {
+            Ok(Due {
+                key: row.get::<_, String>(0)?,
+                rows: row.get::<_, i64>(1)?.unsigned_abs(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = (due.len() == limit as usize)
+        .then(|| due.last().map(|d| d.key.clone()))
+        .flatten();
+    Ok(Page { due, next })
+}
+
+/// Deletes the offers `ids` that are still due, each with its invitees.
+/// The permissions their acceptances recorded stay: they are the grants.
+pub fn delete_offers(conn: &Tx<'_>, ids: &[String], cutoff: i64) -> Result<u64, StoreError> {
+    let conn = conn.raw();
+    let mut deleted = 0;
+    for id in ids {
+        let due = conn
+            .prepare_cached(
+                "SELECT 1 FROM offers WHERE id = ?1 AND expires_at < ?2 AND expired_at IS NOT NULL",
+            )?
+            .exists(params![id, cutoff])?;
+        if !due {
+            continue;
+        }
+        conn.prepare_cached("DELETE FROM invitees WHERE offer_id = ?1")?
+            .execute([id])?;
+        deleted += conn
+            .prepare_cached("DELETE FROM offers WHERE id = ?1")?
+            .execute([id])? as u64;
+    }
+    Ok(deleted)
+}
+
 /// A page of keys that each delete one row.
 fn page<K: Clone>(keys: Vec<K>, limit: u32) -> Page<K> {
     let next = (keys.len() == limit as usize)
@@ -486,6 +546,12 @@ pub fn prune(
                 String::new(),
                 |c, after, n| due_flows(c, cutoff, after, n),
                 |c, keys| delete_flows(c, keys, cutoff),
+            )?,
+            Kind::Offers => pass.walk(
+                kind,
+                String::new(),
+                |c, after, n| due_offers(c, cutoff, after, n),
+                |c, keys| delete_offers(c, keys, cutoff),
             )?,
         };
         if !went_on {
@@ -671,6 +737,7 @@ mod tests {
             notifications: Some(DAY * 30),
             requests: Some(DAY * 30),
             flows: Some(DAY * 30),
+            offers: Some(DAY * 30),
             batch_rows,
         }
     }
@@ -943,6 +1010,72 @@ mod tests {
                 "SELECT count(*) FROM flow_history WHERE flow_id = 'flw_e'"
             ),
             2
+        );
+    }
+
+    /// An offer, expired `expired_days_ago` (its flow ran when `told`),
+    /// with `invitees` invitees, the first of whom accepted.
+    fn offer(store: &Store, id: &str, expired_days_ago: i64, told: bool, invitees: usize) {
+        store
+            .write(|tx| {
+                let c = tx.raw();
+                c.execute(
+                    "INSERT OR IGNORE INTO organizations (id, name, created_at) VALUES ('o', 'O', 0)",
+                    [],
+                )?;
+                c.execute(
+                    "INSERT OR IGNORE INTO users (id, organization_id, email, name, admin, password_hash, created_at)
+                     VALUES ('u', 'o', 'u@example.com', 'U', 1, 'x', 0)",
+                    [],
+                )?;
+                let at = days_ago(expired_days_ago);
+                c.execute(
+                    "INSERT INTO offers (id, service, organization_id, provider_id, description, onwards,
+                         expires_at, expiry_chosen, expired_at, created_at)
+                     VALUES (?1, 's', 'o', 'u', 'd', 0, ?2, 1, ?3, 0)",
+                    params![id, at, told.then_some(at)],
+                )?;
+                for n in 0..invitees {
+                    let invitee = format!("{id}-{n}");
+                    c.execute(
+                        "INSERT INTO invitees (id, offer_id, email, key_hash, created_at) VALUES (?1, ?2, 'x@example.com', 'h', 0)",
+                        params![invitee, id],
+                    )?;
+                    if n == 0 {
+                        c.execute(
+                            "INSERT INTO permissions (service, grantor_id, grantee_id, may_offer, granted_at, offer_id, invitee_id)
+                             VALUES ('s', 'u', 'u', 0, 0, ?1, ?2)",
+                            params![id, invitee],
+                        )?;
+                    }
+                }
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn expired_offers_go_with_their_invitees_and_their_permissions_stay() {
+        let store = Store::in_memory().unwrap();
+        offer(&store, "ofr_a", 31, true, 2);
+        offer(&store, "ofr_b", 29, true, 1);
+        // Past its time, but its flow has not told the provider yet.
+        offer(&store, "ofr_c", 31, false, 1);
+        let pruned = run(&store, &policy(500));
+        assert_eq!(pruned.get(Kind::Offers), 1);
+        assert_eq!(count(&store, "SELECT count(*) FROM offers"), 2);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM invitees WHERE offer_id = 'ofr_a'"
+            ),
+            0
+        );
+        assert_eq!(count(&store, "SELECT count(*) FROM invitees"), 2);
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM permissions"),
+            3,
+            "grants are kept"
         );
     }
 
