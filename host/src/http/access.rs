@@ -26,7 +26,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 
-use super::{ApiError, AppState, MAX_BODY, blocking};
+use super::{ApiError, AppState, MAX_BODY, blocking, hashing};
 use crate::auth::{Access, Presented, Principal, Tokens};
 use crate::provisioning::{Provisioning, ProvisioningError, User};
 
@@ -318,15 +318,17 @@ fn user_credentials(request: &Request) -> Option<UserCredentials> {
 /// The user behind the credentials, or the refusal (401; 429 while locked).
 async fn signed_in(guard: &Guard, credentials: UserCredentials) -> Result<User, Response> {
     let users = guard.users.clone();
-    let found = blocking(move || match credentials {
-        UserCredentials::Basic { user, password } => match users.authenticate(&user, &password) {
-            Ok(user) => Ok(Some(user)),
-            Err(ProvisioningError::BadCredentials) => Ok(None),
-            Err(e) => Err(ApiError::from(e)),
-        },
-        UserCredentials::Token(token) => Ok(users.user_of_token(&token)?),
-    })
-    .await;
+    let found = match credentials {
+        UserCredentials::Basic { user, password } => {
+            hashing(move || match users.authenticate(&user, &password) {
+                Ok(user) => Ok(Some(user)),
+                Err(ProvisioningError::BadCredentials) => Ok(None),
+                Err(e) => Err(ApiError::from(e)),
+            })
+            .await
+        }
+        UserCredentials::Token(token) => blocking(move || Ok(users.user_of_token(&token)?)).await,
+    };
     match found {
         Ok(Some(user)) => Ok(user),
         Ok(None) => Err(unauthorized_user(

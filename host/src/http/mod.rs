@@ -84,6 +84,17 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await?
 }
 
+/// Runs password hashing (Argon2id: tens of milliseconds of CPU and 19 MiB
+/// each) one at a time, apart from [`blocking`]'s permits, so that a flood
+/// of wrong passwords queues here and never starves checks.
+pub(crate) async fn hashing<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let _permit = PERMITS.acquire().await.map_err(ApiError::internal)?;
+    tokio::task::spawn_blocking(f).await?
+}
+
 /// The internal API. Every route is added with the [`Access`] it needs
 /// (`access::Routes`); `access::authorize` enforces it before any handler.
 pub fn router(state: AppState) -> Router {

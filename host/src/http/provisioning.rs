@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::access::{Caller, UserCaller};
 use super::json::{Json, Path, Query};
-use super::{ApiError, AppState, blocking};
+use super::{ApiError, AppState, blocking, hashing};
 use crate::provisioning::{
     NewInvitees, NewOffer, NewOrganization, NewUser, ProvisioningError, Reader, User,
 };
@@ -112,7 +112,7 @@ pub async fn create_user(
     State(s): State<AppState>,
     Json(body): Json<NewUser>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let made = blocking(move || Ok(s.provisioning.create_user(body)?)).await?;
+    let made = hashing(move || Ok(s.provisioning.create_user(body)?)).await?;
     Ok((StatusCode::CREATED, axum::Json(made)))
 }
 
