@@ -361,7 +361,10 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
                 bail!(
                     "{} session events were not answered 201 at {clients} clients; the first: {}",
                     events.errors,
-                    events.first_error.as_deref().unwrap_or("(a connection error)")
+                    events
+                        .first_error
+                        .as_deref()
+                        .unwrap_or("(a connection error)")
                 );
             }
             std::thread::sleep(Duration::from_millis(500));
