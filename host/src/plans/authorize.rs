@@ -143,7 +143,7 @@ struct Held {
 /// What the write of an authorization did.
 enum Recorded {
     /// Recorded: the answer.
-    Done(Authorized),
+    Done(Box<Authorized>),
     /// What the decision read changed: decide again.
     Changed,
 }
@@ -238,7 +238,7 @@ impl Prepared {
 /// decided again on what was prepared.
 enum Attempt {
     First(AuthorizeRequest),
-    Again(Prepared),
+    Again(Box<Prepared>),
 }
 
 /// An authorization decided: what to record, if what it read of its plans
@@ -267,7 +267,7 @@ impl Plans {
         for _ in 0..MAX_TRIES {
             let decided = self.decide(&prepared)?;
             if let Recorded::Done(answer) = self.store.write(|tx| record(tx, decided))? {
-                return Ok(answer);
+                return Ok(*answer);
             }
         }
         Err(too_contended())
@@ -289,7 +289,7 @@ impl Plans {
             let this = self.clone();
             tokio::task::spawn_blocking(move || {
                 let prepared = match attempt {
-                    Attempt::Again(prepared) => prepared,
+                    Attempt::Again(prepared) => *prepared,
                     Attempt::First(req) => match this.prepare(req, at) {
                         Ok(prepared) => prepared,
                         Err(e) => return drop(reply.send(Err(e))),
@@ -312,8 +312,8 @@ impl Plans {
                 ))
             })??;
             match recorded {
-                Recorded::Done(answer) => return Ok(answer),
-                Recorded::Changed => attempt = Attempt::Again(prepared),
+                Recorded::Done(answer) => return Ok(*answer),
+                Recorded::Changed => attempt = Attempt::Again(Box::new(prepared)),
             }
         }
         Err(too_contended())
@@ -883,7 +883,7 @@ fn record(tx: &Tx<'_>, d: Decided) -> Result<Recorded, PlansError> {
         q::start_usage(tx, &d.account_id, plan, d.at)?;
         q::associate(tx, &d.account_id, plan, destination, d.at, *expires)?;
     }
-    Ok(Recorded::Done(d.answer))
+    Ok(Recorded::Done(Box::new(d.answer)))
 }
 
 fn too_contended() -> PlansError {

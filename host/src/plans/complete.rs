@@ -395,7 +395,7 @@ fn complete_in(
         created_at: store::now_ms(),
     };
     row.id = q::insert_record(tx, &row)?;
-    if !q::finish_communication(tx, &id, "authorized", "completed", store::now_ms())? {
+    if !q::finish_communication(tx, id, "authorized", "completed", store::now_ms())? {
         return Err(wrong_state(&c, "it changed while being completed"));
     }
     if let Some(threshold) = def.as_ref().and_then(|d| d.low_balance_threshold)
@@ -403,7 +403,7 @@ fn complete_in(
         && before >= threshold
         && charged.balance_after < threshold
     {
-        notify_low_balance(tx, &registry, &c, threshold, charged.balance_after, ended)?;
+        notify_low_balance(tx, registry, &c, threshold, charged.balance_after, ended)?;
     }
     Ok(Record::from(row))
 }
