@@ -1,5 +1,6 @@
 //! `cargo xtask load`: checks per second and latency percentiles for
-//! `POST /v1/checks`, and calls per second (`POST /v1/communications`
+//! `POST /v1/checks`, session events per second (`POST
+//! /v1/sessions/{id}/events`), and calls per second (`POST /v1/communications`
 //! then `.../complete`, the sample `standard` plan with its plan-policy
 //! plugin, one prepaid debit each, over 100 callers), against the real `rulehost serve` on loopback, with
 //! `wrk` (Debian's package) at 1, 10 and 100 concurrent clients, each level
@@ -9,6 +10,16 @@
 //! (`LOAD_LONG_SECONDS`, default 60; 0 skips it). `LOAD_COMMIT_DELAY_US`
 //! sets `[store] commit_delay_us` (with `commit_siblings = 2`). Bounded in time
 //! (`LOAD_SECONDS`, default 10 per level) and stops by itself.
+//!
+//! Session events (`LOAD_SESSIONS=0` skips them): joins and leaves under
+//! the sample `conference-split` service, posted to fresh sessions opened
+//! for each level (two per client, at least 20), one event in flight per
+//! session so each session's events arrive in order. Each session has a
+//! host who joins first and stays, and two guests who join and leave in
+//! turn; every event is a simulated minute after the previous one of its
+//! session (the sessions start 30 days ago), so each is charged (10 minor
+//! units a minute split among those present: one or two debits). Any
+//! answer but 201 fails the run, with the first such answer printed.
 //!
 //! `LOAD_SPIN=1` adds a service whose plugin spins to its 50 ms time limit
 //! (`hostile-loop`) and checks it about 10 times a second throughout: what
@@ -72,6 +83,101 @@ response = function(status, headers, body)
 end
 "#;
 
+/// Session events, one in flight per session. Each wrk thread takes the
+/// sessions of its own rank (`THREADS` threads) so no two threads post to
+/// one session; an event's answer names its session, which is then ready
+/// for its next event. A session's first event is its host's join; then
+/// two guests join and leave in turn, each event a minute after the
+/// previous one of its session. Anything but 201 is counted, and the first
+/// such answer printed.
+const SESSION_EVENTS: &str = r#"wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer TOKEN"
+local sessions = {SESSIONS}
+local threads_total = THREADS
+local start = START
+local accounts = ACCOUNTS
+local threads = {}
+local ranks = 0
+setup = function(thread)
+  thread:set("rank", ranks)
+  ranks = ranks + 1
+  table.insert(threads, thread)
+end
+local ready, by_id = {}, {}
+unexpected = 0
+first_error = ""
+init = function(args)
+  for i, id in ipairs(sessions) do
+    if (i - 1) % threads_total == rank then
+      local s = {id = id, clock = start, events = 0, guest_events = 0, host = false,
+        present = {false, false}, account = i % accounts}
+      by_id[id] = s
+      table.insert(ready, s)
+    end
+  end
+end
+local function join(id, who, account, at)
+  return '{"id": "' .. id .. '", "type": "join", "participant": "' .. who ..
+    '", "account_id": "load-sessions-' .. (account % accounts) .. '", "at": "' .. at .. '"}'
+end
+request = function()
+  local s = table.remove(ready, 1)
+  if not s then
+    -- Every session of this thread is waiting: none answered 201.
+    return wrk.format("POST", "/v1/sessions/none-ready/events", nil, "{}")
+  end
+  s.clock = s.clock + 60
+  s.events = s.events + 1
+  local at = os.date("!%Y-%m-%dT%H:%M:%SZ", s.clock)
+  local id = "e" .. s.events
+  local body
+  if not s.host then
+    s.host = true
+    body = join(id, "host", s.account, at)
+  else
+    local g = s.guest_events % 2 + 1
+    s.guest_events = s.guest_events + 1
+    if s.present[g] then
+      s.present[g] = false
+      body = '{"id": "' .. id .. '", "type": "leave", "participant": "guest-' .. g .. '", "at": "' .. at .. '"}'
+    else
+      s.present[g] = true
+      body = join(id, "guest-" .. g, s.account + g, at)
+    end
+  end
+  return wrk.format("POST", "/v1/sessions/" .. s.id .. "/events", nil, body)
+end
+response = function(status, headers, body)
+  local id = body:match('"session_id":"([^"]+)"')
+  local s = id and by_id[id]
+  if status == 201 and s then
+    table.insert(ready, s)
+  else
+    unexpected = unexpected + 1
+    if first_error == "" then
+      first_error = status .. " " .. (body:sub(1, 300):gsub("%s+", " "))
+    end
+  end
+end
+done = function(summary, latency, requests)
+  local bad, first = 0, ""
+  for _, t in ipairs(threads) do
+    bad = bad + (t:get("unexpected") or 0)
+    local f = t:get("first_error")
+    if first == "" and f then first = f end
+  end
+  local e = summary.errors
+  io.write(string.format("RESULT requests=%d duration_us=%d errors=%d p50=%d p99=%d p999=%d\n",
+    summary.requests, summary.duration, bad + e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+  if first ~= "" then io.write("FIRST_ERROR " .. first .. "\n") end
+end
+"#;
+
+/// Accounts the session events charge (prepaid, a balance no run spends).
+const SESSION_ACCOUNTS: u32 = 100;
+
 /// One wrk run's figures.
 struct Figures {
     rate: f64,
@@ -79,6 +185,8 @@ struct Figures {
     p99_ms: f64,
     p999_ms: f64,
     errors: u64,
+    /// The first unexpected answer, when the script records one.
+    first_error: Option<String>,
 }
 
 struct Server(Child);
@@ -106,6 +214,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let long = env_secs("LOAD_LONG_SECONDS", 60);
     let modes = std::env::var("LOAD_SYNC").unwrap_or_else(|_| "full,normal".into());
     let spin = std::env::var_os("LOAD_SPIN").is_some_and(|v| v != "0");
+    let sessions = std::env::var_os("LOAD_SESSIONS").is_none_or(|v| v != "0");
     let dir = std::env::temp_dir().join(format!("rulehost-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let rules = if spin {
@@ -121,6 +230,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     };
     let check = dir.join("check.lua");
     let communication = dir.join("communication.lua");
+    let events = dir.join("events.lua");
     let healthz = dir.join("healthz.lua");
     std::fs::write(&healthz, REPORT)?;
     for mode in modes.split(',').map(str::trim).filter(|m| !m.is_empty()) {
@@ -158,9 +268,19 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         )?;
         create_account(&base, &bearer)?;
         create_calling_account(&base, &bearer)?;
+        if sessions {
+            for n in 0..SESSION_ACCOUNTS {
+                create_caller(&base, &bearer, &format!("load-sessions-{n}"))?;
+            }
+        }
         println!(
-            "\n[store] sync = \"{mode}\" {}: POST {base}/v1/checks (support-contract) beside GET /healthz, {seconds} s each, wrk on the same machine",
-            delay.replace('\n', " ")
+            "\n[store] sync = \"{mode}\" {}: POST {base}/v1/checks (support-contract) beside GET /healthz, calls (authorize + complete){}, {seconds} s each, wrk on the same machine",
+            delay.replace('\n', " "),
+            if sessions {
+                " and session events (conference-split)"
+            } else {
+                ""
+            }
         );
         let spinning = spin.then(|| spin_checks(&base, &bearer));
         if spinning.is_some() {
@@ -168,8 +288,16 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
                 "beside checks of `spinning`, whose plugin spins to its 50 ms limit, about 10 a second"
             );
         }
+        let events_header = if sessions {
+            format!(
+                "  {:>9}  {:>6}  {:>9}  {:>7}",
+                "events/s", "ratio", "ev p99 ms", "errors"
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{:>8}  {:>10}  {:>10}  {:>6}  {:>9}  {:>9}  {:>9}  {:>7}  {:>9}  {:>6}  {:>11}  {:>7}",
+            "{:>8}  {:>10}  {:>10}  {:>6}  {:>9}  {:>9}  {:>9}  {:>7}  {:>9}  {:>6}  {:>11}  {:>7}{events_header}",
             "clients",
             "healthz/s",
             "checks/s",
@@ -194,13 +322,29 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(500));
             // Calls: authorize + complete, so half the requests.
             let calls = wrk(&communication, &base, clients, secs)?;
+            let events = if sessions {
+                std::thread::sleep(Duration::from_millis(500));
+                write_session_events(&events, &base, &token, clients)?;
+                Some(wrk(&events, &base, clients, secs)?)
+            } else {
+                None
+            };
             let label = if secs == seconds {
                 clients.to_string()
             } else {
                 format!("{clients} ({secs} s)")
             };
+            let events_columns = events.as_ref().map_or_else(String::new, |e| {
+                format!(
+                    "  {:>9.0}  {:>6.2}  {:>9.2}  {:>7}",
+                    e.rate,
+                    e.rate / checks.rate.max(1.0),
+                    e.p99_ms,
+                    e.errors
+                )
+            });
             println!(
-                "{label:>8}  {:>10.0}  {:>10.0}  {:>6.2}  {:>9.2}  {:>9.2}  {:>9.2}  {:>7}  {:>9.0}  {:>6.2}  {:>11.2}  {:>7}",
+                "{label:>8}  {:>10.0}  {:>10.0}  {:>6.2}  {:>9.2}  {:>9.2}  {:>9.2}  {:>7}  {:>9.0}  {:>6.2}  {:>11.2}  {:>7}{events_columns}",
                 floor.rate,
                 checks.rate,
                 checks.rate / floor.rate.max(1.0),
@@ -213,6 +357,16 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
                 calls.p99_ms,
                 calls.errors
             );
+            if let Some(events) = events.filter(|e| e.errors > 0) {
+                bail!(
+                    "{} session events were not answered 201 at {clients} clients; the first: {}",
+                    events.errors,
+                    events
+                        .first_error
+                        .as_deref()
+                        .unwrap_or("(a connection error)")
+                );
+            }
             std::thread::sleep(Duration::from_millis(500));
         }
         let status =
@@ -327,6 +481,57 @@ fn create_account(base: &str, bearer: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens fresh sessions of `conference-split` for one level (two per
+/// client, at least 20, started 30 days ago so that a minute per event
+/// stays in the past) and writes the wrk script that posts their events.
+fn write_session_events(
+    script: &Path,
+    base: &str,
+    token: &str,
+    clients: u32,
+) -> anyhow::Result<()> {
+    let start = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_hours(30 * 24))
+        .context("30 days ago is out of range")?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let body = serde_json::json!({
+        "service": "conference-split",
+        "attributes": {"topic": "load"},
+        "at": start.to_string(),
+    })
+    .to_string();
+    let mut ids = Vec::new();
+    for _ in 0..(clients * 2).max(20) {
+        let mut reply = agent
+            .post(format!("{base}/v1/sessions"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .send(body.as_str())
+            .context("POST /v1/sessions: no answer")?;
+        let status = reply.status().as_u16();
+        let text = reply.body_mut().read_to_string().unwrap_or_default();
+        let opened: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        match opened["id"].as_str() {
+            Some(id) if status == 201 => ids.push(format!("{id:?}")),
+            _ => bail!("could not open a session at {base}: HTTP {status}: {text}"),
+        }
+    }
+    std::fs::write(
+        script,
+        SESSION_EVENTS
+            .replace("TOKEN", token)
+            .replace("{SESSIONS}", &format!("{{{}}}", ids.join(", ")))
+            .replace("THREADS", &wrk_threads(clients).to_string())
+            .replace("START", &start.as_second().to_string())
+            .replace("ACCOUNTS", &SESSION_ACCOUNTS.to_string()),
+    )?;
+    Ok(())
+}
+
 /// Prepaid accounts with a PIN and a balance no run spends, for calls.
 fn create_calling_account(base: &str, bearer: &str) -> anyhow::Result<()> {
     for n in 0..CALLERS {
@@ -371,9 +576,14 @@ fn create_caller(base: &str, bearer: &str, id: &str) -> anyhow::Result<()> {
     )
 }
 
+/// wrk's threads for `clients` connections.
+fn wrk_threads(clients: u32) -> u32 {
+    clients.min(2)
+}
+
 /// Runs wrk with `script` against `url`.
 fn wrk(script: &Path, url: &str, clients: u32, seconds: u64) -> anyhow::Result<Figures> {
-    let threads = clients.min(2).to_string();
+    let threads = wrk_threads(clients).to_string();
     let out = Command::new("wrk")
         .args([
             "-t",
@@ -406,6 +616,10 @@ fn wrk(script: &Path, url: &str, clients: u32, seconds: u64) -> anyhow::Result<F
         p99_ms: field("p99") / 1000.0,
         p999_ms: field("p999") / 1000.0,
         errors: field("errors") as u64,
+        first_error: text
+            .lines()
+            .find_map(|l| l.strip_prefix("FIRST_ERROR "))
+            .map(str::to_owned),
     })
 }
 

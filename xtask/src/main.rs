@@ -12,7 +12,8 @@
 //! - `bench`: the whole benchmark suite: `core` (plugin calls, checks,
 //!   reconciliation start, flow step), `reload`, then `load`.
 //! - `load`: the HTTP load test: `rulehost serve` (release) on the sample
-//!   rules, `wrk` against `POST /v1/checks` at 1, 10 and 100 clients.
+//!   rules, `wrk` against `POST /v1/checks`, communications and session
+//!   events at 1, 10 and 100 clients.
 //! - `ci`: what `.ci/run` runs: fmt check, clippy, and `test`.
 
 use std::path::{Path, PathBuf};

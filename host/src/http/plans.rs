@@ -60,7 +60,7 @@ pub async fn authorize(
     if let Some(service) = &service {
         caller.acting_for(service)?;
     }
-    let answer = blocking(move || Ok(s.plans.authorize(body)?)).await?;
+    let answer = s.plans.clone().authorize_async(body).await?;
     let status = match answer {
         Authorized::Plan { .. } => StatusCode::CREATED,
         Authorized::Restricted { .. } => StatusCode::OK,
@@ -109,8 +109,18 @@ pub async fn complete(
     Path(id): Path<String>,
     Json(body): Json<CompleteRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    owned(&s, &caller, &id).await?;
-    let record = blocking(move || Ok(s.plans.complete(&id, body)?)).await?;
+    if !valid_id(&id) {
+        return Err(ApiError::not_found(format!("no communication `{id}`")));
+    }
+    let plans = s.plans.clone();
+    let key = id.clone();
+    let owner = blocking(move || Ok(plans.owner_of(&key)?)).await?;
+    let account = match owner {
+        Some((service, account)) if caller.0.acts_for(&service) => account,
+        // Another service's communication is as good as none.
+        _ => return Err(PlansError::NoCommunication(id).into()),
+    };
+    let record = s.plans.complete_async(id, &account, body).await?;
     Ok((StatusCode::CREATED, axum::Json(record)))
 }
 

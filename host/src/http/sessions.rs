@@ -81,7 +81,7 @@ pub async fn event(
     Json(body): Json<EventRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     owned(&s, &caller, &id, true).await?;
-    let answer = blocking(move || Ok(s.sessions.event(&id, body)?)).await?;
+    let answer = s.sessions.clone().event_async(id, body).await?;
     Ok(answered(answer))
 }
 

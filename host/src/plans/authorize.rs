@@ -2,6 +2,8 @@
 //! choose the plan, apply its resets and restriction, and record the
 //! communication (or the alternate offered), in one write.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -15,10 +17,10 @@ use crate::contract::{
 };
 use crate::entitlement::{valid_attributes, valid_id};
 use crate::ledger::{self, PinCheck, PinPolicy};
-use crate::registry::Service;
 use crate::registry::plan_file::{AssociateOn, PlanDef, Rates, ServicePlans, valid_access_method};
+use crate::registry::{Registry, Service};
 use crate::store::plans::{self as q, AssociationRow, CommunicationRow};
-use crate::store::{self, Conn, new_id};
+use crate::store::{self, Conn, StoreError, Tx, new_id};
 use crate::{secret, text};
 
 /// The body of `POST /v1/communications`.
@@ -140,7 +142,8 @@ struct Held {
 
 /// What the write of an authorization did.
 enum Recorded {
-    Done,
+    /// Recorded: the answer.
+    Done(Box<Authorized>),
     /// What the decision read changed: decide again.
     Changed,
 }
@@ -206,9 +209,119 @@ impl AuthorizeRequest {
     }
 }
 
+/// An authorization ready to decide: the request checked, the account
+/// read and its PIN found right, the plans ranked. Owned, so that a worker
+/// thread can decide it while the caller waits without one.
+struct Prepared {
+    req: AuthorizeRequest,
+    at: Timestamp,
+    registry: Arc<Registry>,
+    service: Arc<Service>,
+    read: Read,
+    groups: Vec<String>,
+    region: String,
+    ranked: Vec<String>,
+    communication: Communication,
+    account: PlanAccount,
+}
+
+impl Prepared {
+    fn plans(&self) -> Result<&ServicePlans, PlansError> {
+        self.registry
+            .plans
+            .by_access_method(&self.req.access_method)
+            .ok_or_else(|| PlansError::UnknownAccessMethod(self.req.access_method.clone()))
+    }
+}
+
+/// An async authorization's next try: prepared on its first, then
+/// decided again on what was prepared.
+enum Attempt {
+    First(AuthorizeRequest),
+    Again(Box<Prepared>),
+}
+
+/// An authorization decided: what to record, if what it read of its plans
+/// is unchanged, and the answer then.
+struct Decided {
+    account_id: String,
+    at: i64,
+    cap_secs: u64,
+    row: CommunicationRow,
+    /// What was read of each plan judged on the way (its id), to compare.
+    read_states: Vec<(String, PlanState)>,
+    resets: Vec<(String, Reset)>,
+    /// (plan, destination, expiry) associated at the attempt.
+    associate: Option<(String, String, Option<i64>)>,
+    answer: Authorized,
+}
+
 impl Plans {
-    /// Authorizes a communication (see the module doc).
+    /// Authorizes a communication (see the module doc), on the caller's
+    /// thread, committing alone.
     pub fn authorize(&self, req: AuthorizeRequest) -> Result<Authorized, PlansError> {
+        let at = self.admit(&req)?;
+        let turn = self.turn(&req.account_id);
+        let _turn = turn.blocking_lock();
+        let prepared = self.prepare(req, at)?;
+        for _ in 0..MAX_TRIES {
+            let decided = self.decide(&prepared)?;
+            if let Recorded::Done(answer) = self.store.write(|tx| record(tx, decided))? {
+                return Ok(*answer);
+            }
+        }
+        Err(too_contended())
+    }
+
+    /// [`Plans::authorize`] for async callers: the account's turn is
+    /// awaited without a thread, the decision runs on a worker thread,
+    /// which queues its record in the store's group commit, and the answer
+    /// comes once that group committed, with no thread held for the fsync.
+    pub async fn authorize_async(
+        self: Arc<Self>,
+        req: AuthorizeRequest,
+    ) -> Result<Authorized, PlansError> {
+        let at = self.admit(&req)?;
+        let _turn = self.turn(&req.account_id).lock_owned().await;
+        let mut attempt = Attempt::First(req);
+        for _ in 0..MAX_TRIES {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || {
+                let prepared = match attempt {
+                    Attempt::Again(prepared) => *prepared,
+                    Attempt::First(req) => match this.prepare(req, at) {
+                        Ok(prepared) => prepared,
+                        Err(e) => return drop(reply.send(Err(e))),
+                    },
+                };
+                let decided = match this.decide(&prepared) {
+                    Ok(decided) => decided,
+                    Err(e) => return drop(reply.send(Err(e))),
+                };
+                // Not queued (the writer stopped): `reply` goes with the
+                // write, and the caller hears it below.
+                let _ = this.store.queue_write(
+                    move |tx| record(tx, decided),
+                    move |recorded| drop(reply.send(recorded.map(|r| (r, prepared)))),
+                );
+            });
+            let (recorded, prepared) = answer.await.map_err(|_| {
+                PlansError::Store(StoreError::Commit(
+                    "authorizing failed: the database writer has stopped".into(),
+                ))
+            })??;
+            match recorded {
+                Recorded::Done(answer) => return Ok(*answer),
+                Recorded::Changed => attempt = Attempt::Again(Box::new(prepared)),
+            }
+        }
+        Err(too_contended())
+    }
+
+    /// The request's own checks, before the account's turn: the time the
+    /// communication starts.
+    fn admit(&self, req: &AuthorizeRequest) -> Result<Timestamp, PlansError> {
         req.validate()?;
         let now = Timestamp::now();
         let at = req.at.unwrap_or(now);
@@ -222,6 +335,12 @@ impl Plans {
                 )));
             }
         }
+        Ok(at)
+    }
+
+    /// In the account's turn: the account read, its PIN checked, the
+    /// destination checked and the plans ranked.
+    fn prepare(&self, req: AuthorizeRequest, at: Timestamp) -> Result<Prepared, PlansError> {
         let registry = self.registry();
         let book = &registry.plans;
         let plans = book
@@ -232,8 +351,6 @@ impl Plans {
             .ok_or_else(|| PlansError::UnknownAccessMethod(req.access_method.clone()))?
             .clone();
 
-        let turn = self.turn(&req.account_id);
-        let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
         let read = self
             .store
             .read(|conn| read_account(conn, &req.account_id))?;
@@ -296,133 +413,132 @@ impl Plans {
             billing: read.billing,
             balance: read.balance,
         };
+        Ok(Prepared {
+            req,
+            at,
+            registry: registry.clone(),
+            service,
+            read,
+            groups,
+            region,
+            ranked,
+            communication,
+            account,
+        })
+    }
+
+    /// Chooses the plan on what the store holds now: what to record, and
+    /// what it read, to record it only if that is unchanged (a completion,
+    /// a reset or another authorization in between may change a limit's
+    /// answer; then it is decided again).
+    fn decide(&self, p: &Prepared) -> Result<Decided, PlansError> {
+        let plans = p.plans()?;
+        let (req, at, account) = (&p.req, p.at, &p.account);
         let cap = self.settings.max_duration_secs;
         let judge = |plan_id: &str| -> Result<(Verdict, PlanState), PlansError> {
             let def = &plans.plans[plan_id];
             let state = self
                 .store
                 .read(|conn| read_plan_state(conn, &account.id, def, ms(at), cap))?;
-            let verdict = self.judge(&service, plans, def, &account, &communication, &state, at)?;
+            let verdict = self.judge(
+                &p.service,
+                plans,
+                def,
+                account,
+                &p.communication,
+                &state,
+                at,
+            )?;
             Ok((verdict, state))
         };
-
-        // Decide, then record only if what the decision read of the plans
-        // is unchanged (a completion, a reset or another authorization in
-        // between may change a limit's answer); otherwise decide again.
-        for _ in 0..MAX_TRIES {
-            let decided = self.choose_plan(plans, &ranked, &judge, read.balance)?;
-            let (chosen, restricted) = decided;
-            let row = CommunicationRow {
-                id: communication.id.clone(),
-                service: plans.service.clone(),
-                account_id: req.account_id.clone(),
-                state: if restricted.is_some() {
-                    "awaiting-choice"
-                } else {
-                    "authorized"
-                }
-                .into(),
-                plan: restricted
-                    .as_ref()
-                    .map_or(chosen.plan.clone(), |r| r.plan.clone()),
-                rates: serde_json::to_value(&chosen.rates).unwrap_or(Value::Null),
-                max_duration_secs: chosen.max_duration_secs.and_then(|s| i64::try_from(s).ok()),
-                restriction: restricted.as_ref().map(|r| r.reason.clone()),
-                alternate_plan: restricted.as_ref().map(|_| chosen.plan.clone()),
-                alternate_rates: restricted
-                    .as_ref()
-                    .map(|_| serde_json::to_value(&chosen.rates).unwrap_or(Value::Null)),
-                alternate_max_secs: restricted
-                    .as_ref()
-                    .and(chosen.max_duration_secs)
-                    .and_then(|s| i64::try_from(s).ok()),
-                access_method: req.access_method.clone(),
-                access_groups: json!(groups),
-                destination: req.destination.clone(),
-                region: region.clone(),
-                carrier: req.carrier.clone(),
-                attributes: serde_json::to_value(&req.attributes).unwrap_or(Value::Null),
-                sequence: 0,
-                started_at: ms(at),
-                created_at: store::now_ms(),
-                completed_at: None,
-            };
-            // What was read of each plan judged on the way, to compare.
-            let mut read_states: Vec<(&PlanDef, PlanState)> =
-                vec![(&plans.plans[&chosen.plan], chosen.state.clone())];
-            if let Some(r) = &restricted {
-                read_states.push((&plans.plans[&r.plan], r.state.clone()));
+        let (chosen, restricted) = self.choose_plan(plans, &p.ranked, &judge, p.read.balance)?;
+        let row = CommunicationRow {
+            id: p.communication.id.clone(),
+            service: plans.service.clone(),
+            account_id: req.account_id.clone(),
+            state: if restricted.is_some() {
+                "awaiting-choice"
+            } else {
+                "authorized"
             }
-            let resets: Vec<(String, Reset)> = [
-                restricted
-                    .as_ref()
-                    .and_then(|r| r.reset.clone().map(|reset| (r.plan.clone(), reset))),
-                chosen.reset.clone().map(|r| (chosen.plan.clone(), r)),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            let associate = (chosen.associate_now && restricted.is_none()).then(|| {
-                (
-                    chosen.plan.clone(),
-                    req.destination.clone(),
-                    chosen.association_expires,
-                )
-            });
-            let recorded = self.store.write(|tx| -> Result<Recorded, PlansError> {
-                for (def, state) in &read_states {
-                    if read_mark(tx, &req.account_id, def, state, ms(at), cap)? != state.mark() {
-                        return Ok(Recorded::Changed);
-                    }
-                }
-                let mut row = row.clone();
-                row.sequence = q::take_sequence(tx, &req.account_id)?;
-                q::insert_communication(tx, &row)?;
-                for (plan, reset) in &resets {
-                    q::reset(
-                        tx,
-                        &req.account_id,
-                        plan,
-                        &reset.dissociate,
-                        reset.reset_counters,
-                        ms(at),
-                    )?;
-                }
-                if let Some((plan, destination, expires)) = &associate {
-                    q::start_usage(tx, &req.account_id, plan, ms(at))?;
-                    q::associate(tx, &req.account_id, plan, destination, ms(at), *expires)?;
-                }
-                Ok(Recorded::Done)
-            })?;
-            if let Recorded::Changed = recorded {
-                continue;
-            }
-            return Ok(match restricted {
-                None => Authorized::Plan {
-                    id: communication.id,
+            .into(),
+            plan: restricted
+                .as_ref()
+                .map_or(chosen.plan.clone(), |r| r.plan.clone()),
+            rates: serde_json::to_value(&chosen.rates).unwrap_or(Value::Null),
+            max_duration_secs: chosen.max_duration_secs.and_then(|s| i64::try_from(s).ok()),
+            restriction: restricted.as_ref().map(|r| r.reason.clone()),
+            alternate_plan: restricted.as_ref().map(|_| chosen.plan.clone()),
+            alternate_rates: restricted
+                .as_ref()
+                .map(|_| serde_json::to_value(&chosen.rates).unwrap_or(Value::Null)),
+            alternate_max_secs: restricted
+                .as_ref()
+                .and(chosen.max_duration_secs)
+                .and_then(|s| i64::try_from(s).ok()),
+            access_method: req.access_method.clone(),
+            access_groups: json!(p.groups),
+            destination: req.destination.clone(),
+            region: p.region.clone(),
+            carrier: req.carrier.clone(),
+            attributes: serde_json::to_value(&req.attributes).unwrap_or(Value::Null),
+            sequence: 0,
+            started_at: ms(at),
+            created_at: store::now_ms(),
+            completed_at: None,
+        };
+        let mut read_states = vec![(chosen.plan.clone(), chosen.state.clone())];
+        if let Some(r) = &restricted {
+            read_states.push((r.plan.clone(), r.state.clone()));
+        }
+        let resets: Vec<(String, Reset)> = [
+            restricted
+                .as_ref()
+                .and_then(|r| r.reset.clone().map(|reset| (r.plan.clone(), reset))),
+            chosen.reset.clone().map(|r| (chosen.plan.clone(), r)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let associate = (chosen.associate_now && restricted.is_none()).then(|| {
+            (
+                chosen.plan.clone(),
+                req.destination.clone(),
+                chosen.association_expires,
+            )
+        });
+        let answer = match restricted {
+            None => Authorized::Plan {
+                id: p.communication.id.clone(),
+                plan: chosen.plan,
+                balance: p.read.balance,
+                rates: chosen.rates,
+                max_duration_secs: chosen.max_duration_secs,
+            },
+            Some(r) => Authorized::Restricted {
+                id: p.communication.id.clone(),
+                restricted: RestrictedPlan {
+                    plan: r.plan,
+                    reason: r.reason,
+                },
+                alternate: Offer {
                     plan: chosen.plan,
-                    balance: read.balance,
                     rates: chosen.rates,
                     max_duration_secs: chosen.max_duration_secs,
                 },
-                Some(r) => Authorized::Restricted {
-                    id: communication.id,
-                    restricted: RestrictedPlan {
-                        plan: r.plan,
-                        reason: r.reason,
-                    },
-                    alternate: Offer {
-                        plan: chosen.plan,
-                        rates: chosen.rates,
-                        max_duration_secs: chosen.max_duration_secs,
-                    },
-                    balance: read.balance,
-                },
-            });
-        }
-        Err(PlansError::Conflict(format!(
-            "the account's use of its plans changed {MAX_TRIES} times while this communication was decided; try again"
-        )))
+                balance: p.read.balance,
+            },
+        };
+        Ok(Decided {
+            account_id: req.account_id.clone(),
+            at: ms(at),
+            cap_secs: cap,
+            row,
+            read_states,
+            resets,
+            associate,
+            answer,
+        })
     }
 
     /// The plan to go under, judging the ranked plans in turn: the first
@@ -684,19 +800,19 @@ pub(super) fn usage_of(state: &PlanState, at: Timestamp) -> Usage {
 pub(super) fn read_mark(
     conn: &Conn<'_>,
     account: &str,
-    def: &PlanDef,
+    plan: &str,
     state: &PlanState,
     at: i64,
     cap_secs: u64,
 ) -> Result<Mark, PlansError> {
     let cap_ms = i64::try_from(cap_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let (count, latest) = q::uses_mark(conn, account, &def.id, state.since)?;
+    let (count, latest) = q::uses_mark(conn, account, plan, state.since)?;
     Ok(Mark {
-        usage: q::usage(conn, account, &def.id)?,
+        usage: q::usage(conn, account, plan)?,
         // The read stopped at the most recent uses.
         uses: (count.min(i64::from(MAX_RECENT_USES)), latest),
-        associations: q::associations(conn, account, Some(&def.id), at)?,
-        pending: q::pending(conn, account, &def.id, at, cap_ms)?,
+        associations: q::associations(conn, account, Some(plan), at)?,
+        pending: q::pending(conn, account, plan, at, cap_ms)?,
     })
 }
 
@@ -741,6 +857,39 @@ fn read_account(conn: &Conn<'_>, id: &str) -> Result<Option<Read>, PlansError> {
         sequence: u64::try_from(q::last_sequence(conn, id)?).unwrap_or(0),
         preferred: q::preferred(conn, id)?.map(|p| p.plan),
     }))
+}
+
+/// Records a decision in `tx` if what it read of its plans is unchanged.
+fn record(tx: &Tx<'_>, d: Decided) -> Result<Recorded, PlansError> {
+    for (plan, state) in &d.read_states {
+        if read_mark(tx, &d.account_id, plan, state, d.at, d.cap_secs)? != state.mark() {
+            return Ok(Recorded::Changed);
+        }
+    }
+    let mut row = d.row;
+    row.sequence = q::take_sequence(tx, &d.account_id)?;
+    q::insert_communication(tx, &row)?;
+    for (plan, reset) in &d.resets {
+        q::reset(
+            tx,
+            &d.account_id,
+            plan,
+            &reset.dissociate,
+            reset.reset_counters,
+            d.at,
+        )?;
+    }
+    if let Some((plan, destination, expires)) = &d.associate {
+        q::start_usage(tx, &d.account_id, plan, d.at)?;
+        q::associate(tx, &d.account_id, plan, destination, d.at, *expires)?;
+    }
+    Ok(Recorded::Done(Box::new(d.answer)))
+}
+
+fn too_contended() -> PlansError {
+    PlansError::Conflict(format!(
+        "the account's use of its plans changed {MAX_TRIES} times while this communication was decided; try again"
+    ))
 }
 
 fn locked(until: i64, now: i64) -> PlansError {

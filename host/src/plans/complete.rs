@@ -159,137 +159,49 @@ impl Plans {
         })
     }
 
-    /// Rates and records a communication that ended.
+    /// Rates and records a communication that ended, on the caller's
+    /// thread, committing alone.
     pub fn complete(&self, id: &str, req: CompleteRequest) -> Result<Record, PlansError> {
-        if req.duration_secs > MAX_DURATION_SECS {
-            return Err(PlansError::Invalid(format!(
-                "`duration_secs` is at most {MAX_DURATION_SECS}"
-            )));
-        }
-        if !req.answered && req.duration_secs > 0 {
-            return Err(PlansError::Invalid(
-                "an unanswered communication has `duration_secs` 0".into(),
-            ));
-        }
+        check_completion(&req)?;
         let registry = self.registry();
         let id = id.to_owned();
         // In the account's turn: a completion changes what its next
         // authorization reads.
         let account = self
-            .store
-            .read(|conn| q::get_communication(conn, &id))?
-            .map(|c| c.account_id)
+            .owner_of(&id)?
+            .map(|(_, account)| account)
             .ok_or_else(|| PlansError::NoCommunication(id.clone()))?;
         let turn = self.turn(&account);
-        let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
-        self.store.write(move |tx| {
-            let c = q::get_communication(tx, &id)?
-                .ok_or_else(|| PlansError::NoCommunication(id.clone()))?;
-            match c.state.as_str() {
-                "authorized" => {}
-                "completed" => {
-                    return Err(wrong_state(
-                        &c,
-                        "it was completed before and is charged once",
-                    ));
-                }
-                "awaiting-choice" => return Err(wrong_state(&c, "choose first (POST .../choice)")),
-                _ => return Err(wrong_state(&c, "it ended without being placed")),
-            }
-            let rates: Rates = serde_json::from_value(c.rates.clone()).map_err(|e| {
-                store::StoreError::Corrupt(format!("rates of communication {id}: {e}"))
-            })?;
-            let found = registry.plans.plan(&c.plan);
-            let def = found.map(|(_, def)| def.clone());
-            let kind = def.as_ref().map_or(PlanKind::PayAsYouGo, |d| d.kind);
-            let at = c.started_at;
-            let ended = at
-                .saturating_add(i64::try_from(req.duration_secs.saturating_mul(1000)).unwrap_or(0));
-            let usage = q::usage(tx, &c.account_id, &c.plan)?;
-            let first_use = req.answered && usage.activated_at.is_none();
-            let subscription_due = req.answered
-                && kind == PlanKind::Subscription
-                && usage.paid_until.is_none_or(|until| until <= at);
-            let rated = rate::rate(
-                &rates,
-                Occasion {
-                    duration_secs: req.duration_secs,
-                    answered: req.answered,
-                    first_use,
-                    subscription_due,
-                },
-            );
+        let _turn = turn.blocking_lock();
+        self.store
+            .write(move |tx| complete_in(tx, &registry, &id, &req))
+    }
 
-            let account = store::entitlement::get_account(tx, &c.account_id)?
-                .ok_or_else(|| PlansError::NoAccount(c.account_id.clone()))?;
-            let billing = Billing::parse(&account.billing).unwrap_or_default();
-            let before = store::ledger::balance(tx, &c.account_id)?.unwrap_or(0);
-            let detail = json!({"communication": id, "plan": c.plan});
-            let charged = ledger::charge(
-                tx,
-                &c.account_id,
-                billing,
-                rated.total,
-                &format!("communication:{id}"),
-                ended,
-                Some(&detail),
-            )?;
+    /// [`Plans::complete`] for async callers that read the communication's
+    /// account already ([`Plans::owner_of`]): the account's turn awaited
+    /// without a thread, the completion written in the store's next group
+    /// commit (it reads only inside its write, so no worker is needed).
+    pub async fn complete_async(
+        &self,
+        id: String,
+        account: &str,
+        req: CompleteRequest,
+    ) -> Result<Record, PlansError> {
+        check_completion(&req)?;
+        let registry = self.registry();
+        let _turn = self.turn(account).lock_owned().await;
+        self.store
+            .write_async(move |tx| complete_in(tx, &registry, &id, &req))
+            .await
+    }
 
-            let associated = if req.answered
-                && let Some((plans, def)) = found
-                && def.kind == PlanKind::Unlimited
-            {
-                let holder = PlanAccount {
-                    id: account.id.clone(),
-                    group: account.group.clone(),
-                    billing,
-                    balance: before,
-                };
-                let max = max_destinations(plans, def, &holder, &c.region).unwrap_or(0);
-                account_for_use(tx, &c, def, max, ended)?
-            } else {
-                false
-            };
-            if req.answered {
-                let paid_until = subscription_due.then(|| {
-                    let period = rates.subscription_period_secs.unwrap_or(0);
-                    at.saturating_add(i64::from(period).saturating_mul(1000))
-                });
-                q::count_use(tx, &c.account_id, &c.plan, at, first_use, paid_until)?;
-            }
-            let mut row = RecordRow {
-                id: 0,
-                communication_id: id.clone(),
-                service: c.service.clone(),
-                account_id: c.account_id.clone(),
-                plan: c.plan.clone(),
-                access_method: c.access_method.clone(),
-                destination: c.destination.clone(),
-                region: c.region.clone(),
-                started_at: at,
-                duration_secs: i64::try_from(req.duration_secs).unwrap_or(0),
-                answered: req.answered,
-                lines: serde_json::to_value(&rated.lines).unwrap_or(Value::Null),
-                total: rated.total,
-                charged: charged.charged,
-                uncovered: charged.uncovered,
-                balance_after: charged.balance_after,
-                associated,
-                created_at: store::now_ms(),
-            };
-            row.id = q::insert_record(tx, &row)?;
-            if !q::finish_communication(tx, &id, "authorized", "completed", store::now_ms())? {
-                return Err(wrong_state(&c, "it changed while being completed"));
-            }
-            if let Some(threshold) = def.as_ref().and_then(|d| d.low_balance_threshold)
-                && billing == Billing::Prepaid
-                && before >= threshold
-                && charged.balance_after < threshold
-            {
-                notify_low_balance(tx, &registry, &c, threshold, charged.balance_after, ended)?;
-            }
-            Ok(Record::from(row))
-        })
+    /// The service and the account of a communication, `None` when there
+    /// is none.
+    pub fn owner_of(&self, id: &str) -> Result<Option<(String, String)>, PlansError> {
+        Ok(self
+            .store
+            .read(|conn| q::get_communication(conn, id))?
+            .map(|c| (c.service, c.account_id)))
     }
 
     pub fn records(&self, filter: RecordFilter<'_>) -> Result<Vec<Record>, PlansError> {
@@ -365,6 +277,135 @@ impl Plans {
             Ok(preferred_view(account, q::preferred(conn, account)?))
         })
     }
+}
+
+/// A completion's own checks, before anything is read.
+fn check_completion(req: &CompleteRequest) -> Result<(), PlansError> {
+    if req.duration_secs > MAX_DURATION_SECS {
+        return Err(PlansError::Invalid(format!(
+            "`duration_secs` is at most {MAX_DURATION_SECS}"
+        )));
+    }
+    if !req.answered && req.duration_secs > 0 {
+        return Err(PlansError::Invalid(
+            "an unanswered communication has `duration_secs` 0".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Rates, debits and records the communication `id` in `tx`.
+fn complete_in(
+    tx: &Tx<'_>,
+    registry: &crate::registry::Registry,
+    id: &str,
+    req: &CompleteRequest,
+) -> Result<Record, PlansError> {
+    let c =
+        q::get_communication(tx, id)?.ok_or_else(|| PlansError::NoCommunication(id.to_owned()))?;
+    match c.state.as_str() {
+        "authorized" => {}
+        "completed" => {
+            return Err(wrong_state(
+                &c,
+                "it was completed before and is charged once",
+            ));
+        }
+        "awaiting-choice" => return Err(wrong_state(&c, "choose first (POST .../choice)")),
+        _ => return Err(wrong_state(&c, "it ended without being placed")),
+    }
+    let rates: Rates = serde_json::from_value(c.rates.clone())
+        .map_err(|e| store::StoreError::Corrupt(format!("rates of communication {id}: {e}")))?;
+    let found = registry.plans.plan(&c.plan);
+    let def = found.map(|(_, def)| def.clone());
+    let kind = def.as_ref().map_or(PlanKind::PayAsYouGo, |d| d.kind);
+    let at = c.started_at;
+    let ended =
+        at.saturating_add(i64::try_from(req.duration_secs.saturating_mul(1000)).unwrap_or(0));
+    let usage = q::usage(tx, &c.account_id, &c.plan)?;
+    let first_use = req.answered && usage.activated_at.is_none();
+    let subscription_due = req.answered
+        && kind == PlanKind::Subscription
+        && usage.paid_until.is_none_or(|until| until <= at);
+    let rated = rate::rate(
+        &rates,
+        Occasion {
+            duration_secs: req.duration_secs,
+            answered: req.answered,
+            first_use,
+            subscription_due,
+        },
+    );
+
+    let account = store::entitlement::get_account(tx, &c.account_id)?
+        .ok_or_else(|| PlansError::NoAccount(c.account_id.clone()))?;
+    let billing = Billing::parse(&account.billing).unwrap_or_default();
+    let before = store::ledger::balance(tx, &c.account_id)?.unwrap_or(0);
+    let detail = json!({"communication": id, "plan": c.plan});
+    let charged = ledger::charge(
+        tx,
+        &c.account_id,
+        billing,
+        rated.total,
+        &format!("communication:{id}"),
+        ended,
+        Some(&detail),
+    )?;
+
+    let associated = if req.answered
+        && let Some((plans, def)) = found
+        && def.kind == PlanKind::Unlimited
+    {
+        let holder = PlanAccount {
+            id: account.id.clone(),
+            group: account.group.clone(),
+            billing,
+            balance: before,
+        };
+        let max = max_destinations(plans, def, &holder, &c.region).unwrap_or(0);
+        account_for_use(tx, &c, def, max, ended)?
+    } else {
+        false
+    };
+    if req.answered {
+        let paid_until = subscription_due.then(|| {
+            let period = rates.subscription_period_secs.unwrap_or(0);
+            at.saturating_add(i64::from(period).saturating_mul(1000))
+        });
+        q::count_use(tx, &c.account_id, &c.plan, at, first_use, paid_until)?;
+    }
+    let mut row = RecordRow {
+        id: 0,
+        communication_id: id.to_owned(),
+        service: c.service.clone(),
+        account_id: c.account_id.clone(),
+        plan: c.plan.clone(),
+        access_method: c.access_method.clone(),
+        destination: c.destination.clone(),
+        region: c.region.clone(),
+        started_at: at,
+        duration_secs: i64::try_from(req.duration_secs).unwrap_or(0),
+        answered: req.answered,
+        lines: serde_json::to_value(&rated.lines).unwrap_or(Value::Null),
+        total: rated.total,
+        charged: charged.charged,
+        uncovered: charged.uncovered,
+        balance_after: charged.balance_after,
+        associated,
+        created_at: store::now_ms(),
+    };
+    row.id = q::insert_record(tx, &row)?;
+    if !q::finish_communication(tx, id, "authorized", "completed", store::now_ms())? {
+        return Err(wrong_state(&c, "it changed while being completed"));
+    }
+    if let Some(threshold) = def.as_ref().and_then(|d| d.low_balance_threshold)
+        && billing == Billing::Prepaid
+        && before >= threshold
+        && charged.balance_after < threshold
+    {
+        notify_low_balance(tx, registry, &c, threshold, charged.balance_after, ended)?;
+    }
+    Ok(Record::from(row))
 }
 
 fn preferred_view(account: &str, row: Option<PreferredRow>) -> Preferred {

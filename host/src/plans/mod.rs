@@ -152,6 +152,9 @@ impl Default for Settings {
     }
 }
 
+/// One account's turn (see [`Plans`]).
+type Turn = tokio::sync::Mutex<()>;
+
 /// The plans part of the host: authorize, choose, complete.
 pub struct Plans {
     store: Store,
@@ -160,7 +163,9 @@ pub struct Plans {
     /// One account's authorizations and completions, taken in turn within
     /// this host: each changes what the others read, so side by side they
     /// would only decide again. Across hosts the version check still holds.
-    turns: Mutex<HashMap<String, Weak<Mutex<()>>>>,
+    /// An async lock: a call waiting for its account's turn over HTTP holds
+    /// no thread, so it never delays other accounts' calls.
+    turns: Mutex<HashMap<String, Weak<Turn>>>,
 }
 
 impl Plans {
@@ -175,7 +180,7 @@ impl Plans {
 
     /// The account's turn: held while one of its communications is
     /// decided and recorded.
-    fn turn(&self, account: &str) -> Arc<Mutex<()>> {
+    fn turn(&self, account: &str) -> Arc<Turn> {
         let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(turn) = turns.get(account).and_then(Weak::upgrade) {
             return turn;
@@ -184,7 +189,7 @@ impl Plans {
         if turns.len() > 1024 {
             turns.retain(|_, turn| turn.strong_count() > 0);
         }
-        let turn = Arc::new(Mutex::new(()));
+        let turn = Arc::new(Turn::new(()));
         turns.insert(account.to_owned(), Arc::downgrade(&turn));
         turn
     }

@@ -21,7 +21,7 @@ use crate::entitlement::{valid_attributes, valid_id};
 use crate::ledger;
 use crate::registry::Registry;
 use crate::store::sessions::{self as q, ChargeRow, EventRow, ParticipantRow, SessionRow};
-use crate::store::{self, Conn, Tx, outbox};
+use crate::store::{self, Conn, StoreError, Tx, outbox};
 
 /// What a participant does: `"join"` or `"leave"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,6 +229,13 @@ pub(super) enum Recording {
     Stale(Decision),
 }
 
+/// What one try of an async event came to.
+enum Step {
+    /// The event was recorded before: its first answer.
+    Replayed(Answered),
+    Recorded(Recording),
+}
+
 /// An event's answer, and whether it was recorded before (a replay).
 #[derive(Debug, Clone)]
 pub struct Answered {
@@ -271,6 +278,72 @@ impl Sessions {
     pub fn event(&self, session_id: &str, req: EventRequest) -> Result<Answered, SessionsError> {
         let asked = Asked::try_from(req)?;
         self.apply(session_id, asked, &Plugins(self.registry()))
+    }
+
+    /// [`Sessions::event`] for async callers: the session's turn awaited
+    /// without a thread, the read and the plugin on a worker thread, which
+    /// queues the record in the store's group commit; answered once that
+    /// group committed, with no thread held for the fsync.
+    pub async fn event_async(
+        self: Arc<Self>,
+        session_id: String,
+        req: EventRequest,
+    ) -> Result<Answered, SessionsError> {
+        let mut asked = Asked::try_from(req)?;
+        if !valid_id(&session_id) {
+            return Err(SessionsError::NoSession(session_id));
+        }
+        let content = asked.content();
+        let _turn = self.turns.take_async(&session_id).await;
+        for _ in 0..MAX_TRIES {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let this = self.clone();
+            let (sid, content) = (session_id.clone(), content.clone());
+            tokio::task::spawn_blocking(move || {
+                let decided = this
+                    .store
+                    .read(|conn| read(conn, &sid, &asked))
+                    .and_then(|read| match replay(&sid, &read, &asked.id, &content)? {
+                        Some(answer) => Ok(Err(answer)),
+                        None => Ok(Ok(decide(read, asked, content, &Plugins(this.registry()))?)),
+                    });
+                let decision = match decided {
+                    Ok(Ok(decision)) => decision,
+                    Ok(Err(replayed)) => return drop(reply.send(Ok(Step::Replayed(replayed)))),
+                    Err(e) => return drop(reply.send(Err(e))),
+                };
+                // Not queued (the writer stopped): `reply` goes with the
+                // write, and the caller hears it below.
+                let _ = this.store.queue_write(
+                    move |tx| record_if_current(tx, decision),
+                    move |recorded| drop(reply.send(recorded.map(Step::Recorded))),
+                );
+            });
+            let step = answer.await.map_err(|_| {
+                SessionsError::Store(StoreError::Commit(
+                    "recording the event failed: the database writer has stopped".into(),
+                ))
+            })??;
+            match step {
+                Step::Replayed(answer) => return Ok(answer),
+                Step::Recorded(Recording::Recorded(answer, told)) => {
+                    self.stats.events.fetch_add(1, Ordering::Relaxed);
+                    if told {
+                        self.outbox_signal.raise();
+                    }
+                    return Ok(Answered {
+                        answer,
+                        replayed: false,
+                    });
+                }
+                Step::Recorded(Recording::Stale(decision)) => {
+                    self.stats.redecided.fetch_add(1, Ordering::Relaxed);
+                    asked = decision.asked;
+                }
+            }
+        }
+        self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+        Err(SessionsError::Conflict(session_id))
     }
 
     /// The session ends: whoever is present is charged and leaves.

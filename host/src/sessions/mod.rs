@@ -31,8 +31,8 @@ mod charging;
 mod event;
 mod view;
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 use jiff::Timestamp;
@@ -165,20 +165,30 @@ pub struct SessionStats {
 }
 
 /// Locks that take the events of one session in turn (by a hash of its id,
-/// so a few sessions share one).
-struct Turns(Vec<Mutex<()>>);
+/// so a few sessions share one). Async locks: an event waiting for its
+/// turn over HTTP holds no thread.
+struct Turns(Vec<Arc<tokio::sync::Mutex<()>>>);
 
 impl Turns {
     fn new(n: usize) -> Turns {
-        Turns((0..n.max(1)).map(|_| Mutex::new(())).collect())
+        Turns((0..n.max(1)).map(|_| Arc::default()).collect())
     }
 
-    fn take(&self, session_id: &str) -> MutexGuard<'_, ()> {
+    fn slot(&self, session_id: &str) -> &Arc<tokio::sync::Mutex<()>> {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         session_id.hash(&mut hasher);
-        let slot = (hasher.finish() % self.0.len() as u64) as usize;
-        self.0[slot].lock().unwrap_or_else(|e| e.into_inner())
+        &self.0[(hasher.finish() % self.0.len() as u64) as usize]
+    }
+
+    /// The session's turn, waited for on this thread (not an executor's).
+    fn take(&self, session_id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        self.slot(session_id).blocking_lock()
+    }
+
+    /// The session's turn, awaited.
+    async fn take_async(&self, session_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        self.slot(session_id).clone().lock_owned().await
     }
 }
 
