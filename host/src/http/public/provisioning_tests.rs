@@ -1,0 +1,1 @@
+//! The provisioning pages on a real provisioning.
