@@ -39,7 +39,7 @@ fn link(path: Id, query: Key) -> Result<(String, String), Refused> {
 /// A posted form, or the page saying why it cannot be read.
 fn posted<F>(form: Result<Form<F>, FormRejection>) -> Result<F, Refused> {
     form.map(|Form(f)| f)
-        .map_err(|rejection| Refused(form_rejected(&rejection)))
+        .map_err(|rejection| Refused::page(form_rejected(&rejection)))
 }
 
 /// The session must have confirmed this invitee's email.
@@ -105,7 +105,7 @@ pub(super) async fn confirm(
 
 /// What a step's page shows, once looked up.
 enum Shown {
-    Form(Browser, InvitationView, String),
+    Form(Browser, Box<InvitationView>, String),
     /// The email is not confirmed in this session: back to the link.
     Back(Browser),
     /// Registered already: sign in instead.
@@ -131,7 +131,7 @@ async fn step(
             return Ok(Shown::SignIn(browser));
         }
         let token = browser.token(p, form, &iid)?;
-        Ok(Shown::Form(browser, view, token))
+        Ok(Shown::Form(browser, Box::new(view), token))
     })
     .await
 }
@@ -176,7 +176,7 @@ pub(super) struct RegisterForm {
 /// with why not (and a fresh token: the old one is used).
 enum Signed {
     In(crate::provisioning::SiteSession),
-    Again(InvitationView, String, ProvisioningError),
+    Again(Box<InvitationView>, String, ProvisioningError),
 }
 
 /// `POST /invite/{iid}/register`: a new user, signed in on a new session,
@@ -226,7 +226,7 @@ pub(super) async fn register(
                 Err(e @ (ProvisioningError::Invalid(_) | ProvisioningError::Exists { .. })) => {
                     let view = p.invitation(&iid, &key)?;
                     let token = p.form_token(&cookie, "register", &iid)?;
-                    Ok(Signed::Again(view, token, e))
+                    Ok(Signed::Again(Box::new(view), token, e))
                 }
                 Err(e) => Err(e),
             }
@@ -303,7 +303,7 @@ pub(super) async fn signin(
                 }
                 Err(e @ ProvisioningError::BadCredentials) => {
                     let token = p.form_token(&cookie, "signin", &iid)?;
-                    Ok(Signed::Again(view, token, e))
+                    Ok(Signed::Again(Box::new(view), token, e))
                 }
                 Err(e) => Err(e),
             }

@@ -28,7 +28,7 @@ const SUBJECT: &str = "provider";
 
 fn posted<F>(form: Result<Form<F>, FormRejection>) -> Result<F, Refused> {
     form.map(|Form(f)| f)
-        .map_err(|rejection| Refused(form_rejected(&rejection)))
+        .map_err(|rejection| Refused::page(form_rejected(&rejection)))
 }
 
 /// The signed-in provider's page, with fresh tokens. Blocking.

@@ -63,12 +63,19 @@ pub(super) fn routes(provisioning: Arc<Provisioning>) -> Router {
         .with_state(provisioning)
 }
 
-/// A page that refuses: its response, ready to return.
-pub(super) struct Refused(pub Response);
+/// A page that refuses: its response, ready to return (boxed: it travels
+/// in every `Err`).
+pub(super) struct Refused(Box<Response>);
+
+impl Refused {
+    pub fn page(response: Response) -> Refused {
+        Refused(Box::new(response))
+    }
+}
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
-        self.0
+        *self.0
     }
 }
 
@@ -84,7 +91,7 @@ impl From<ProvisioningError> for Refused {
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
-        Refused(response)
+        Refused::page(response)
     }
 }
 
@@ -101,7 +108,7 @@ pub(super) fn refuse_with(
     message: &str,
     links: &[Link],
 ) -> Refused {
-    Refused(html(status, render_notice(title, message, None, links)))
+    Refused::page(html(status, render_notice(title, message, None, links)))
 }
 
 /// What the handlers return: a page either way.
@@ -118,7 +125,7 @@ pub(super) async fn call<T: Send + 'static>(
         Err(e) => {
             tracing::error!(error = %e, "public site: a provisioning call did not finish");
             let (status, body) = render_internal();
-            Err(Refused(html(status, body)))
+            Err(Refused::page(html(status, body)))
         }
     }
 }
