@@ -4,6 +4,8 @@
 //! serde_json). JavaScript is switched off in the browser: the site must work
 //! without it.
 //!
+//! [`Browser`] is shared with `provisioning_site.rs`.
+//!
 //! A missing browser fails the test with how to install it (`.ci/run`
 //! installs it); it never passes silently.
 //!
@@ -33,7 +35,7 @@ const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
 // A headless Chromium behind chromedriver.
 
 /// One chromedriver with one browser session; both end when dropped.
-struct Browser {
+pub(crate) struct Browser {
     driver: Child,
     /// `http://127.0.0.1:<port>/session/<id>`
     session: String,
@@ -91,7 +93,7 @@ impl Browser {
     /// Starts chromedriver and opens a session of headless Chromium with
     /// JavaScript disabled.
     #[allow(clippy::panic)] // a browser that cannot start must stop the test
-    fn start() -> Browser {
+    pub(crate) fn start() -> Browser {
         let (chromium, chromedriver) = browser_binaries();
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let port = free_port();
@@ -195,24 +197,24 @@ impl Browser {
 
     /// A command of this session (`path` after `/session/<id>`).
     #[allow(clippy::panic)] // a browser command failing must stop the test
-    fn command(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+    pub(crate) fn command(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
         self.request(method, &format!("{}{path}", self.session), body)
             .unwrap_or_else(|e| panic!("WebDriver: {e}"))
     }
 
     /// Opens `url` and waits for it to load.
-    fn goto(&self, url: &str) {
+    pub(crate) fn goto(&self, url: &str) {
         self.command("POST", "/url", Some(&json!({ "url": url })));
     }
 
-    fn title(&self) -> String {
+    pub(crate) fn title(&self) -> String {
         self.command("GET", "/title", None)
             .as_str()
             .unwrap_or_default()
             .to_owned()
     }
 
-    fn current_url(&self) -> String {
+    pub(crate) fn current_url(&self) -> String {
         self.command("GET", "/url", None)
             .as_str()
             .unwrap_or_default()
@@ -220,7 +222,7 @@ impl Browser {
     }
 
     /// The elements matching a CSS selector (none: empty).
-    fn find_all(&self, css: &str) -> Vec<String> {
+    pub(crate) fn find_all(&self, css: &str) -> Vec<String> {
         let found = self.command(
             "POST",
             "/elements",
@@ -239,7 +241,7 @@ impl Browser {
 
     /// The one element matching a CSS selector.
     #[allow(clippy::panic)] // a missing element must fail the test, with the page
-    fn find(&self, css: &str) -> String {
+    pub(crate) fn find(&self, css: &str) -> String {
         self.find_all(css).into_iter().next().unwrap_or_else(|| {
             panic!(
                 "no element `{css}` on {} (`{}`):\n{}",
@@ -253,7 +255,7 @@ impl Browser {
     /// The rendered text of the element matching `css` (none: empty). An
     /// element that went stale because the page moved on reads as empty:
     /// callers that wait simply look again.
-    fn text(&self, css: &str) -> String {
+    pub(crate) fn text(&self, css: &str) -> String {
         let Some(element) = self.find_all(css).into_iter().next() else {
             return String::new();
         };
@@ -267,7 +269,7 @@ impl Browser {
         .unwrap_or_default()
     }
 
-    fn click(&self, css: &str) {
+    pub(crate) fn click(&self, css: &str) {
         let element = self.find(css);
         self.command(
             "POST",
@@ -277,7 +279,7 @@ impl Browser {
     }
 
     /// Waits until the page's title is `title` (after a click that submits).
-    fn wait_title(&self, title: &str) {
+    pub(crate) fn wait_title(&self, title: &str) {
         wait_for(PAGE_TIMEOUT, &format!("the page `{title}`"), || {
             let got = self.title();
             if got == title {
@@ -290,6 +292,42 @@ impl Browser {
                 ))
             }
         });
+    }
+
+    /// Types `text` into the element matching `css` (WebDriver "element
+    /// send keys"), after what it holds.
+    pub(crate) fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css);
+        self.command(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(&json!({ "text": text })),
+        );
+    }
+
+    /// Empties an input or textarea.
+    pub(crate) fn clear(&self, css: &str) {
+        let element = self.find(css);
+        self.command(
+            "POST",
+            &format!("/element/{element}/clear"),
+            Some(&json!({})),
+        );
+    }
+
+    /// The current `value` of an input.
+    pub(crate) fn value(&self, css: &str) -> String {
+        let element = self.find(css);
+        self.command("GET", &format!("/element/{element}/property/value"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The browser's cookie `name` as WebDriver shows it (`secure`,
+    /// `httpOnly`, `sameSite`, ...).
+    pub(crate) fn cookie(&self, name: &str) -> Value {
+        self.command("GET", &format!("/cookie/{name}"), None)
     }
 
     fn log_tail(&self, n: usize) -> String {

@@ -21,6 +21,7 @@ mod mail;
 mod plans;
 mod props;
 mod provisioning;
+mod provisioning_site;
 mod reload;
 mod runtime;
 mod serve;

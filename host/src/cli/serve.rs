@@ -216,6 +216,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Duration::from_secs(plans.settings().reset_sweep_secs),
     )
     .context("cannot start the plan reset sweeper")?;
+    let public_provisioning = provisioning.clone();
     let state = AppState {
         engine,
         live,
@@ -243,7 +244,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let public = tokio::spawn(edge::serve(
             Listener::Public,
             public_listener,
-            http::public::router(entitlement),
+            http::public::router(entitlement, public_provisioning),
             public_limits,
             ErrorBody::Html,
             stop,

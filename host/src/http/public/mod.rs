@@ -1,9 +1,12 @@
-//! The public reconciliation site (default 127.0.0.1:7701), for the people a
-//! failed check sends to a page: plain server-rendered HTML, usable without
-//! JavaScript, on its own listener.
+//! The public site (default 127.0.0.1:7701): the reconciliation pages, for
+//! the people a failed check sends to a page, and the provisioning pages,
+//! for invitees and providers (`provisioning.rs`, `invite.rs`,
+//! `provider.rs`). Plain server-rendered HTML, usable without JavaScript,
+//! on its own listener.
 //!
-//! Routes, and nothing else (every other address is a 404 page; nothing of
-//! the internal API is mounted here):
+//! The reconciliation routes (the provisioning ones are listed in
+//! `provisioning.rs`); every other address is a 404 page, and nothing of
+//! the internal API is mounted here:
 //! - `GET /reconcile/{id}?key=...`: the problem and the options that fit it;
 //! - `POST /reconcile/{id}` (form: `key`, `choice` = `other-account` |
 //!   `renew` | `pay`, `account_id`): the done page, or the page again with
@@ -16,10 +19,15 @@
 //!
 //! Every response is HTML and carries [`SECURITY_HEADERS`]: no scripts, no
 //! framing, no referrer (the address carries the link's key), no caching.
-//! Handlers only translate HTTP to calls of [`Entitlement`] and back; those
-//! calls block (SQLite, plugins), so they run on the blocking pool.
+//! Handlers only translate HTTP to calls of [`Entitlement`] (or
+//! [`Provisioning`]) and back; those calls block (SQLite, plugins, Argon2),
+//! so they run on the blocking pool.
 
+mod invite;
 mod pages;
+mod provider;
+mod provisioning;
+mod provisioning_pages;
 
 use std::sync::Arc;
 
@@ -40,6 +48,7 @@ use crate::entitlement::{
     Choice, ConfirmOutcome, Entitlement, LinkError, ReconcilePage, SubmitOutcome, TRANSFER_ASKED,
     TransferPage,
 };
+use crate::provisioning::Provisioning;
 
 /// The largest form body accepted.
 pub const MAX_FORM: usize = 64 * 1024;
@@ -61,9 +70,9 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
     ("cross-origin-opener-policy", "same-origin"),
 ];
 
-/// The site, on entitlement.
-pub fn router(entitlement: Arc<Entitlement>) -> Router {
-    site(entitlement)
+/// The site, on entitlement and provisioning.
+pub fn router(entitlement: Arc<Entitlement>, provisioning: Arc<Provisioning>) -> Router {
+    finish(reconciliation(entitlement).merge(provisioning::routes(provisioning)))
 }
 
 /// What the site asks of entitlement (blocking calls). [`Entitlement`] is
@@ -98,7 +107,13 @@ impl Reconciler for Entitlement {
     }
 }
 
+/// The reconciliation site alone (the tests run it on a fake).
+#[cfg(test)]
 fn site<R: Reconciler>(reconciler: Arc<R>) -> Router {
+    finish(reconciliation(reconciler))
+}
+
+fn reconciliation<R: Reconciler>(reconciler: Arc<R>) -> Router {
     Router::new()
         .route("/reconcile/{id}", get(show::<R>).post(submit::<R>))
         .route("/reconcile/{id}/leave", post(leave::<R>))
@@ -106,11 +121,17 @@ fn site<R: Reconciler>(reconciler: Arc<R>) -> Router {
             "/reconcile/{id}/confirm",
             get(show_confirm::<R>).post(confirm::<R>),
         )
+        .with_state(reconciler)
+}
+
+/// What every route of the site shares: the 404 and 405 pages (after every
+/// route is in), the form size limit and the security headers.
+fn finish(routes: Router) -> Router {
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_FORM))
         .layer(middleware::map_response(secure))
-        .with_state(reconciler)
 }
 
 /// Adds [`SECURITY_HEADERS`] to a response, whichever handler made it.
@@ -409,5 +430,7 @@ async fn method_not_allowed() -> Response {
     )
 }
 
+#[cfg(test)]
+mod provisioning_tests;
 #[cfg(test)]
 mod tests;

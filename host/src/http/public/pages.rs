@@ -16,18 +16,31 @@ use serde::Serialize;
 use crate::entitlement::{LinkError, ReconcileOption, ReconcilePage, TransferPage};
 
 /// The templates, by name; `.html` names turn HTML autoescaping on.
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: [(&str, &str); 15] = [
     ("base.html", include_str!("templates/base.html")),
     ("reconcile.html", include_str!("templates/reconcile.html")),
     ("done.html", include_str!("templates/done.html")),
     ("left.html", include_str!("templates/left.html")),
     ("message.html", include_str!("templates/message.html")),
     ("confirm.html", include_str!("templates/confirm.html")),
+    // The provisioning pages (`provisioning_pages.rs`).
+    ("invite.html", include_str!("templates/invite.html")),
+    ("offer.html", include_str!("templates/offer.html")),
+    ("register.html", include_str!("templates/register.html")),
+    ("signin.html", include_str!("templates/signin.html")),
+    ("terms.html", include_str!("templates/terms.html")),
+    ("answered.html", include_str!("templates/answered.html")),
+    ("provider.html", include_str!("templates/provider.html")),
+    (
+        "provider_offer.html",
+        include_str!("templates/provider_offer.html"),
+    ),
+    ("notice.html", include_str!("templates/notice.html")),
 ];
 
 /// The page when a template itself cannot render (a bug, caught by the
 /// tests): plain, static, nothing interpolated.
-const FALLBACK: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Something went wrong on our side</title></head>\n<body><main><h1>Something went wrong on our side</h1><p>Nothing was changed. Try again in a few minutes.</p></main></body></html>\n";
+pub(super) const FALLBACK: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Something went wrong on our side</title></head>\n<body><main><h1>Something went wrong on our side</h1><p>Nothing was changed. Try again in a few minutes.</p></main></body></html>\n";
 
 static ENV: LazyLock<Result<Environment<'static>, minijinja::Error>> = LazyLock::new(|| {
     let mut env = Environment::new();
@@ -48,7 +61,7 @@ static ENV: LazyLock<Result<Environment<'static>, minijinja::Error>> = LazyLock:
 
 /// Renders template `name` with `context`; on failure, logs it and returns
 /// the static fallback page.
-fn render(name: &str, context: &impl Serialize) -> String {
+pub(super) fn render(name: &str, context: &impl Serialize) -> String {
     let rendered = match ENV.as_ref() {
         Ok(env) => env
             .get_template(name)
@@ -85,7 +98,7 @@ struct PageView<'a> {
 }
 
 #[derive(Serialize)]
-struct Deadline {
+pub(super) struct Deadline {
     /// As entitlement gave it (RFC 3339), for `<time datetime>`.
     iso: String,
     /// For people: `20 November 2026, 10:00 UTC`.
@@ -130,7 +143,7 @@ pub fn render_page(page: &ReconcilePage, key: &str, notice: Option<&str>) -> Str
 }
 
 /// A deadline for people; one that does not parse is shown as given.
-fn deadline(rfc3339: &str) -> Deadline {
+pub(super) fn deadline(rfc3339: &str) -> Deadline {
     let text = rfc3339
         .parse::<jiff::Timestamp>()
         .map(|t| t.strftime("%-d %B %Y, %H:%M UTC").to_string())
@@ -142,7 +155,7 @@ fn deadline(rfc3339: &str) -> Deadline {
 }
 
 /// Percent-encodes one path segment (everything but RFC 3986 unreserved).
-fn encode_segment(segment: &str) -> String {
+pub(super) fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
