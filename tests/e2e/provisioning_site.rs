@@ -780,3 +780,149 @@ fn an_expired_offer_refuses_every_step_and_records_nothing() {
     assert_eq!(status["declined"], false, "{status}");
     assert!(permissions_of(&host, &o.user).is_empty());
 }
+
+/// Registers (as `user_id`) and accepts through `url`, checking the
+/// invitee's status over the API after each step: nothing, then
+/// registered, then accepted.
+fn take_up_step_by_step(
+    host: &Host,
+    provider: &str,
+    offer: &str,
+    iid: &str,
+    url: &str,
+    email: &str,
+    user_id: &str,
+) {
+    let status = |host: &Host| {
+        let reply = host.call_with(
+            &basic(provider),
+            "GET",
+            &format!("/v1/offers/{offer}/invitees/{iid}"),
+            None,
+        );
+        assert_eq!(reply.status, 200, "{reply}");
+        reply.json
+    };
+    let before = status(host);
+    assert_eq!(
+        (before["registered"].clone(), before["accepted"].clone()),
+        (json!(false), json!(false)),
+        "{before}"
+    );
+    let mut jar = Jar::new();
+    let confirmed = confirm(&mut jar, url, email);
+    assert_eq!(confirmed.status, 200, "{}", confirmed.text);
+    assert_eq!(
+        status(host)["registered"],
+        false,
+        "confirming records nothing"
+    );
+    register(&mut jar, url, email, user_id);
+    let registered = status(host);
+    assert_eq!(registered["registered"], true, "{registered}");
+    assert!(registered["registered_at"].is_string(), "{registered}");
+    assert_eq!(registered["accepted"], false, "{registered}");
+    let directory = host.get(&format!("/v1/users/{user_id}/directory"));
+    assert_eq!(
+        directory.json["services"][0]["usable"], false,
+        "visible before the terms: {directory}"
+    );
+    let token = jar.get(&terms_url(url)).token();
+    let accepted = answer(&mut jar, url, &token, "accept");
+    assert_eq!(accepted.status, 200, "{}", accepted.text);
+    let after = status(host);
+    assert_eq!(after["accepted"], true, "{after}");
+    assert!(after["accepted_at"].is_string(), "{after}");
+}
+
+#[test]
+fn a_grantee_allowed_to_offer_onwards_re_provisions_and_one_who_is_not_is_refused() {
+    let setup = Setup::new("");
+    let host = setup.start();
+    people(&host);
+    // One grantee may offer onwards, the other may not.
+    let onwards = offer(&host, json!({"onwards": true}));
+    let (i1, url1) = invite(&host, &onwards, "reseller@example.org");
+    take_up_step_by_step(
+        &host,
+        PROVIDER,
+        &onwards,
+        &i1,
+        &url1,
+        "reseller@example.org",
+        "reseller",
+    );
+    let closed = offer(&host, json!({}));
+    let (i2, url2) = invite(&host, &closed, "enduser@example.org");
+    take_up_step_by_step(
+        &host,
+        PROVIDER,
+        &closed,
+        &i2,
+        &url2,
+        "enduser@example.org",
+        "enduser",
+    );
+    let reseller_permission = permissions_of(&host, "reseller")[0].clone();
+    assert_eq!(
+        reseller_permission["may_offer"], true,
+        "{reseller_permission}"
+    );
+    assert_eq!(permissions_of(&host, "enduser")[0]["may_offer"], false);
+
+    // The one who may not: 403, nothing stored.
+    let body = json!({"service": "support-contract", "description": "Resold support"});
+    let refused = host.call_with(&basic("enduser"), "POST", "/v1/offers", Some(&body));
+    assert_eq!(refused.status, 403, "{refused}");
+    assert!(
+        refused.text.contains("does not let you offer it onwards"),
+        "{refused}"
+    );
+    let mine = host.call_with(&basic("enduser"), "GET", "/v1/offers", None);
+    assert_eq!(mine.json["offers"], json!([]), "{mine}");
+
+    // The one who may: an offer under their permission, taken up by a third.
+    let made = host.call_with(&basic("reseller"), "POST", "/v1/offers", Some(&body));
+    assert_eq!(made.status, 201, "{made}");
+    assert_eq!(
+        made.json["via_permission"], reseller_permission["id"],
+        "{made}"
+    );
+    let resold = made.json["id"].as_str().unwrap().to_owned();
+    let added = host.call_with(
+        &basic("reseller"),
+        "POST",
+        &format!("/v1/offers/{resold}/invitees"),
+        Some(&json!({"invitees": [{"email": "third@example.org"}], "send": false})),
+    );
+    assert_eq!(added.status, 201, "{added}");
+    let i3 = added.json["invitees"][0]["id"].as_str().unwrap().to_owned();
+    let url3 = added.json["invitees"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    take_up_step_by_step(
+        &host,
+        "reseller",
+        &resold,
+        &i3,
+        &url3,
+        "third@example.org",
+        "third",
+    );
+    let granted = permissions_of(&host, "third");
+    assert_eq!(granted.len(), 1, "{granted:?}");
+    assert_eq!(granted[0]["grantor"], "reseller", "{granted:?}");
+    assert_eq!(
+        granted[0]["via_permission"], reseller_permission["id"],
+        "the chain: {granted:?}"
+    );
+    // The first provider does not see the reseller's offer.
+    let theirs = host.call_with(
+        &basic(PROVIDER),
+        "GET",
+        &format!("/v1/offers/{resold}"),
+        None,
+    );
+    assert_eq!(theirs.status, 404, "{theirs}");
+}
