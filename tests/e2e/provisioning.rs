@@ -217,6 +217,12 @@ fn invitees_added_in_two_calls_each_get_their_own_link_and_their_status_is_repor
         .collect();
     assert_eq!(links.len(), 2, "each mail its own link");
     assert!(!links.contains(url));
+    // A viewer reads the outbox, but not the links in its mails.
+    let viewer = crate::tokens::create(&setup, "viewer", &[], "grafana");
+    let seen = host.call_as(Some(&viewer), "GET", "/v1/outbox?limit=50", None);
+    assert_eq!(seen.status, 200, "{seen}");
+    assert!(!seen.text.contains("/invite/"), "{seen}");
+    assert!(seen.text.contains("not shown"), "{seen}");
 
     // Bad invitees are refused whole, and nothing is stored.
     for bad in [
@@ -279,6 +285,9 @@ fn a_user_token_stands_for_the_password_and_the_directory_shows_what_a_user_owns
     let token = issued.json["token"].as_str().unwrap();
     assert!(token.starts_with("rhu_"), "{issued}");
     let bearer = format!("Bearer {token}");
+    // Only the password makes a token: a token cannot make its successor.
+    let again = host.call_with(&bearer, "POST", "/v1/user-tokens", None);
+    assert_eq!(again.status, 403, "{again}");
     let dir = host.call_with(&bearer, "GET", "/v1/users/bob/directory", None);
     assert_eq!(dir.status, 200, "{dir}");
     assert_eq!(
@@ -350,6 +359,7 @@ fn wrong_passwords_lock_a_user_and_nothing_else_changes() {
         json!({"id": "x", "organization": "acme", "email": "x@example.com", "name": "X", "password": "short"}),
         json!({"id": "y", "organization": "nowhere", "email": "y@example.com", "name": "Y", "password": PASSWORD}),
         json!({"id": "alice", "organization": "acme", "email": "a@example.com", "name": "A", "password": PASSWORD}),
+        json!({"id": "with:colon", "organization": "acme", "email": "c@example.com", "name": "C", "password": PASSWORD}),
     ] {
         let reply = host.post("/v1/users", &bad);
         assert!(reply.status == 422 || reply.status == 409, "{bad}: {reply}");

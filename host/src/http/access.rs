@@ -178,7 +178,11 @@ pub struct Guard {
 /// A provisioning user calling a route for users, signed in by their
 /// credentials or a user token.
 #[derive(Debug, Clone)]
-pub struct UserCaller(pub Arc<User>);
+pub struct UserCaller {
+    pub user: Arc<User>,
+    /// Signed in with the password (HTTP Basic), not a user token.
+    pub by_password: bool,
+}
 
 /// The caller of a route that needs a token (handlers of routes open to
 /// services take it to check the service).
@@ -233,9 +237,13 @@ pub async fn authorize(State(guard): State<Guard>, mut request: Request, next: N
     if access.for_users() {
         match user_credentials(&request) {
             Some(credentials) => {
+                let by_password = matches!(credentials, UserCredentials::Basic { .. });
                 return match signed_in(&guard, credentials).await {
                     Ok(user) => {
-                        request.extensions_mut().insert(UserCaller(Arc::new(user)));
+                        request.extensions_mut().insert(UserCaller {
+                            user: Arc::new(user),
+                            by_password,
+                        });
                         next.run(request).await
                     }
                     Err(refused) => refuse(request, refused).await,

@@ -86,13 +86,25 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// Runs password hashing (Argon2id: tens of milliseconds of CPU and 19 MiB
 /// each) one at a time, apart from [`blocking`]'s permits, so that a flood
-/// of wrong passwords queues here and never starves checks.
+/// of wrong passwords queues here and never starves checks. The permit goes
+/// with the job: a client that hangs up frees it only when the hash is done.
 pub(crate) async fn hashing<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let permit = hashing_permit().await.map_err(ApiError::internal)?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f()
+    })
+    .await?
+}
+
+/// The one permit to hash passwords (the internal API's and the public
+/// site's sign-ins and registrations share it).
+pub(crate) async fn hashing_permit()
+-> Result<tokio::sync::SemaphorePermit<'static>, tokio::sync::AcquireError> {
     static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-    let _permit = PERMITS.acquire().await.map_err(ApiError::internal)?;
-    tokio::task::spawn_blocking(f).await?
+    PERMITS.acquire().await
 }
 
 /// The internal API. Every route is added with the [`Access`] it needs

@@ -6,10 +6,12 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::access::Caller;
 use super::edge::{self, Listener};
 use super::json::{Path, Query};
 use super::metrics::{counter, gauge};
 use super::{ApiError, AppState, blocking};
+use crate::auth::Role;
 use crate::store::outbox::Retried;
 use crate::store::retention::Kind;
 use crate::store::{self, flows, outbox};
@@ -202,6 +204,7 @@ pub struct OutboxQuery {
 
 pub async fn outbox(
     State(s): State<AppState>,
+    caller: Caller,
     Query(query): Query<OutboxQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     const STATES: [&str; 4] = ["pending", "delivered", "held", "dead"];
@@ -220,7 +223,23 @@ pub async fn outbox(
             .read(|c| outbox::list(c, query.state.as_deref(), limit))?)
     })
     .await?;
+    let mut list = list;
+    if caller.0.role != Role::Operator {
+        list.iter_mut().for_each(redact_mail);
+    }
     Ok(axum::Json(json!({"notifications": list})))
+}
+
+/// A mail's text carries single-use links (reconciliation, invitations)
+/// until it is delivered: only an operator's token reads it.
+fn redact_mail(notification: &mut outbox::Notification) {
+    if notification.kind != "mail" {
+        return;
+    }
+    if let Some(text) = notification.payload.pointer_mut("/data/text") {
+        *text =
+            json!("(not shown: a mail may carry a single-use link; an operator token shows it)");
+    }
 }
 
 /// `POST /v1/outbox/{id}/retry`: a dead notification is pending again,

@@ -55,7 +55,8 @@ impl From<ProvisioningError> for ApiError {
 /// Who calls a route for users: a user, or an API token (operator or
 /// viewer, reading).
 pub enum Acting {
-    User(Arc<User>),
+    /// A user, and whether they gave their password (not a user token).
+    User(Arc<User>, bool),
     Token,
 }
 
@@ -63,8 +64,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Acting {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        if let Some(UserCaller(user)) = parts.extensions.get::<UserCaller>() {
-            return Ok(Acting::User(user.clone()));
+        if let Some(caller) = parts.extensions.get::<UserCaller>() {
+            return Ok(Acting::User(caller.user.clone(), caller.by_password));
         }
         if parts.extensions.get::<Caller>().is_some() {
             return Ok(Acting::Token);
@@ -78,7 +79,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Acting {
 impl Acting {
     fn reader(&self) -> Reader<'_> {
         match self {
-            Acting::User(user) => Reader::User(user),
+            Acting::User(user, _) => Reader::User(user),
             Acting::Token => Reader::Operator,
         }
     }
@@ -86,7 +87,7 @@ impl Acting {
     /// The user, for what only a user may do.
     fn user(self, what: &str) -> Result<Arc<User>, ApiError> {
         match self {
-            Acting::User(user) => Ok(user),
+            Acting::User(user, _) => Ok(user),
             Acting::Token => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
@@ -141,6 +142,15 @@ pub async fn create_token(
     State(s): State<AppState>,
     acting: Acting,
 ) -> Result<impl IntoResponse, ApiError> {
+    // Only the password makes a token: a token that could make its own
+    // successor would never expire.
+    if let Acting::User(_, false) = acting {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a user token is made with the user's password (HTTP Basic), not with another token",
+        ));
+    }
     let user = acting.user("a user token")?;
     let issued = blocking(move || Ok(s.provisioning.issue_token(&user)?)).await?;
     let mut response = (StatusCode::CREATED, axum::Json(issued)).into_response();

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::offers::{expired, expired_error};
 use super::{
-    Provisioning, ProvisioningError, User, UserView, directory, email, id, insert_user, line,
-    optional_line, password, same_email, when,
+    Provisioning, ProvisioningError, User, UserView, directory, email, insert_user, line,
+    optional_line, password, same_email, user_id, when,
 };
 use crate::secret;
 use crate::store::provisioning::{
@@ -183,7 +183,7 @@ impl Provisioning {
         key: &str,
         form: Registration,
     ) -> Result<User, ProvisioningError> {
-        id("user id", &form.user_id)?;
+        user_id("user id", &form.user_id)?;
         let email = email("email", &form.email)?;
         let name = line("name", &form.name, 200)?;
         let organization = line("organization", &form.organization, 200)?;
@@ -363,6 +363,10 @@ fn found_organization(tx: &Tx<'_>, name: &str, now: i64) -> Result<String, Provi
         name: name.to_owned(),
         created_at: now,
     };
-    q::insert_organization(tx, &org)?;
+    if !q::insert_organization(tx, &org)? {
+        return Err(ProvisioningError::Conflict(
+            "a new organization's id was taken; send the form again".into(),
+        ));
+    }
     Ok(org.id)
 }

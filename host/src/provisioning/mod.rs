@@ -357,6 +357,17 @@ fn id(field: &str, value: &str) -> Result<(), ProvisioningError> {
     }
 }
 
+/// A user's id: an [`id`] without `:`, which HTTP Basic could not carry.
+fn user_id(field: &str, value: &str) -> Result<(), ProvisioningError> {
+    id(field, value)?;
+    if value.contains(':') {
+        return Err(ProvisioningError::Invalid(format!(
+            "`{field}` must not contain `:` (HTTP Basic separates the id from the password with it)"
+        )));
+    }
+    Ok(())
+}
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -439,7 +450,7 @@ impl Provisioning {
 
     /// `POST /v1/users` (an operator).
     pub fn create_user(&self, new: NewUser) -> Result<UserView, ProvisioningError> {
-        id("id", &new.id)?;
+        user_id("id", &new.id)?;
         let email = email("email", &new.email)?;
         let name = line("name", &new.name, 200)?;
         let phone = optional_line("phone", new.phone.as_deref(), 64)?;

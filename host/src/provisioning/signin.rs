@@ -96,11 +96,23 @@ impl Provisioning {
         // The count of wrong passwords must commit, so the closure answers
         // Ok whatever the outcome (an Err would roll it back).
         self.store.write(|tx| {
+            // Again in the write: sign-ins sent side by side all passed the
+            // read above; one that locked the user locks the others out, the
+            // right password among them.
+            let now = store::now_ms();
+            let current = q::get_user(tx, &row.id)?;
+            if let Some(until) = current
+                .as_ref()
+                .and_then(|u| u.locked_until)
+                .filter(|until| *until > now)
+            {
+                return Ok::<_, StoreError>(Err(locked(until, now)));
+            }
             if right {
                 if row.failed_attempts > 0 || row.locked_until.is_some() {
                     q::clear_failures(tx, &row.id)?;
                 }
-                return Ok::<_, StoreError>(Ok(User::from(&row)));
+                return Ok(Ok(User::from(&row)));
             }
             let failures = q::count_failure(tx, &row.id)?;
             if failures >= settings.max_attempts {
@@ -188,10 +200,7 @@ impl Provisioning {
             if let Some(old) = &old {
                 q::delete_session(tx, old)?;
             }
-            // Now and then, forget what has expired.
-            if now % 64 == 0 {
-                q::delete_expired(tx, now)?;
-            }
+            // What expires is deleted by the pruner (`store::retention`).
             q::insert_session(tx, &row)
         })?;
         Ok(SiteSession {

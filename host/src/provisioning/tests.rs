@@ -440,3 +440,29 @@ fn an_expiring_offer_stops_its_links_and_its_flow_tells_the_provider_who_never_a
             .is_empty()
     );
 }
+
+#[test]
+fn guesses_sent_side_by_side_get_no_more_tries_than_one_after_the_other() {
+    let w = world();
+    w.user("alice", "acme", true);
+    let p = &w.p;
+    let outcomes: Vec<ProvisioningError> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|n| s.spawn(move || p.authenticate("alice", &format!("guess number {n}"))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap_err())
+            .collect()
+    });
+    let wrong = outcomes
+        .iter()
+        .filter(|e| matches!(e, ProvisioningError::BadCredentials))
+        .count();
+    // max_attempts is 3: two wrong answers, then the lock, whatever the order.
+    assert_eq!(wrong, 2, "{outcomes:?}");
+    assert!(matches!(
+        w.p.authenticate("alice", PASSWORD).unwrap_err(),
+        ProvisioningError::Locked { .. }
+    ));
+}

@@ -605,19 +605,6 @@ pub fn delete_session(tx: &Tx<'_>, hash: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Forgets sign-ins and form tokens that expired before `now`.
-pub fn delete_expired(tx: &Tx<'_>, now: i64) -> Result<usize, StoreError> {
-    let a = tx
-        .raw()
-        .prepare_cached("DELETE FROM user_sessions WHERE expires_at <= ?1")?
-        .execute([now])?;
-    let b = tx
-        .raw()
-        .prepare_cached("DELETE FROM form_tokens WHERE expires_at <= ?1")?
-        .execute([now])?;
-    Ok(a + b)
-}
-
 pub fn insert_form_token(
     tx: &Tx<'_>,
     hash: &str,

@@ -59,16 +59,20 @@ pub enum Kind {
     Flows,
     /// Expired offers, with their invitees (permissions stay).
     Offers,
+    /// Browser sessions, user tokens and form tokens past their own expiry
+    /// (not a retention: they are worth nothing once expired).
+    SignIns,
 }
 
 impl Kind {
     /// Every kind, in the order a pass prunes them.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Decisions,
         Kind::Notifications,
         Kind::Requests,
         Kind::Flows,
         Kind::Offers,
+        Kind::SignIns,
     ];
 
     /// The kind's name in metrics and logs.
@@ -79,6 +83,7 @@ impl Kind {
             Kind::Requests => "requests",
             Kind::Flows => "flows",
             Kind::Offers => "offers",
+            Kind::SignIns => "sign_ins",
         }
     }
 
@@ -127,12 +132,16 @@ impl Policy {
             Kind::Requests => self.requests,
             Kind::Flows => self.flows,
             Kind::Offers => self.offers,
+            Kind::SignIns => Some(Duration::ZERO),
         }
     }
 
-    /// Whether nothing is ever pruned.
+    /// Whether no record is ever pruned (expired sign-ins always are).
     pub fn keeps_everything(&self) -> bool {
-        Kind::ALL.iter().all(|kind| self.keep(*kind).is_none())
+        Kind::ALL
+            .iter()
+            .filter(|kind| **kind != Kind::SignIns)
+            .all(|kind| self.keep(*kind).is_none())
     }
 }
 
@@ -488,6 +497,40 @@ pub fn delete_offers(conn: &Tx<'_>, ids: &[String], cutoff: i64) -> Result<u64, 
     Ok(deleted)
 }
 
+/// Sign-ins and form tokens (by their hash) that expired before `cutoff`.
+pub fn due_sign_ins(
+    conn: &Conn<'_>,
+    cutoff: i64,
+    after: &str,
+    limit: u32,
+) -> Result<Page<String>, StoreError> {
+    let conn = conn.raw();
+    let mut stmt = conn.prepare_cached(
+        "SELECT hash FROM (SELECT hash, expires_at FROM user_sessions
+                           UNION ALL SELECT hash, expires_at FROM form_tokens)
+         WHERE hash > ?1 AND expires_at < ?2 ORDER BY hash LIMIT ?3",
+    )?;
+    let keys = stmt
+        .query_map(params![after, cutoff, limit], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(page(keys, limit))
+}
+
+/// Deletes the expired sign-ins and form tokens among `hashes`.
+pub fn delete_sign_ins(conn: &Tx<'_>, hashes: &[String], cutoff: i64) -> Result<u64, StoreError> {
+    let conn = conn.raw();
+    let mut deleted = 0;
+    for hash in hashes {
+        for sql in [
+            "DELETE FROM user_sessions WHERE hash = ?1 AND expires_at < ?2",
+            "DELETE FROM form_tokens WHERE hash = ?1 AND expires_at < ?2",
+        ] {
+            deleted += conn.prepare_cached(sql)?.execute(params![hash, cutoff])? as u64;
+        }
+    }
+    Ok(deleted)
+}
+
 /// A page of keys that each delete one row.
 fn page<K: Clone>(keys: Vec<K>, limit: u32) -> Page<K> {
     let next = (keys.len() == limit as usize)
@@ -552,6 +595,12 @@ pub fn prune(
                 String::new(),
                 |c, after, n| due_offers(c, cutoff, after, n),
                 |c, keys| delete_offers(c, keys, cutoff),
+            )?,
+            Kind::SignIns => pass.walk(
+                kind,
+                String::new(),
+                |c, after, n| due_sign_ins(c, cutoff, after, n),
+                |c, keys| delete_sign_ins(c, keys, cutoff),
             )?,
         };
         if !went_on {
@@ -640,11 +689,8 @@ impl Pruner {
         stats: Arc<PruneStats>,
     ) -> std::io::Result<Pruner> {
         if policy.keeps_everything() {
-            tracing::info!("retention: every record is kept, nothing is pruned");
-            return Ok(Pruner {
-                stop: None,
-                thread: None,
-            });
+            // Expired sign-ins still go: they are worth nothing.
+            tracing::info!("retention: every record is kept; only expired sign-ins are pruned");
         }
         let days = |kind| {
             policy.keep(kind).map_or_else(
@@ -1052,6 +1098,47 @@ mod tests {
                 Ok::<_, StoreError>(())
             })
             .unwrap();
+    }
+
+    #[test]
+    fn expired_sign_ins_and_form_tokens_go_and_live_ones_stay() {
+        let store = Store::in_memory().unwrap();
+        store
+            .write(|tx| {
+                let c = tx.raw();
+                for (hash, expires) in [("a", NOW - 1), ("b", NOW + DAY_MS)] {
+                    c.execute(
+                        "INSERT INTO user_sessions (hash, kind, created_at, expires_at) VALUES (?1, 'site', 0, ?2)",
+                        params![hash, expires],
+                    )?;
+                    c.execute(
+                        "INSERT INTO form_tokens (hash, session_hash, form, subject, expires_at) VALUES (?1, ?1, 'f', 's', ?2)",
+                        params![format!("t{hash}"), expires],
+                    )?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        // Kept whatever the retention says: even "keep everything".
+        let forever = Policy {
+            decisions: None,
+            notifications: None,
+            requests: None,
+            flows: None,
+            offers: None,
+            batch_rows: 500,
+        };
+        assert!(forever.keeps_everything());
+        let pruned = run(&store, &forever);
+        assert_eq!(pruned.get(Kind::SignIns), 2);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM user_sessions WHERE hash = 'b'"
+            ),
+            1
+        );
+        assert_eq!(count(&store, "SELECT count(*) FROM form_tokens"), 1);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use serde::Deserialize;
 
 use super::form_rejected;
 use super::provisioning::{
-    Browser, Page, Refused, call, cookie_of, link_key, path_id, refuse_with, see_other, take,
+    Browser, Page, Refused, call, call_hashing, cookie_of, link_key, path_id, refuse_with,
+    see_other, take,
 };
 use super::provisioning_pages::{
     Link, RegisterFields, invite_link, render_answered, render_invitation, render_invite_signin,
@@ -200,7 +201,7 @@ pub(super) async fn register(
     let cookie = cookie_of(&headers);
     let signed = {
         let (iid, key) = (iid.clone(), key.clone());
-        call(&p, move |p| {
+        call_hashing(&p, move |p| {
             let (cookie, state) = take(
                 p,
                 cookie.as_deref(),
@@ -289,7 +290,7 @@ pub(super) async fn signin(
     let cookie = cookie_of(&headers);
     let signed = {
         let (iid, key, user_id) = (iid.clone(), key.clone(), user_id.clone());
-        call(&p, move |p| {
+        call_hashing(&p, move |p| {
             let (cookie, state) =
                 take(p, cookie.as_deref(), "signin", &iid, form.token.as_deref())?;
             confirmed(state.invitee.as_deref(), &iid)?;

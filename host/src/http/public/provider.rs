@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::form_rejected;
 use super::provisioning::{
-    Browser, Page, Refused, call, clear_cookie, cookie_of, path_id, see_other, take,
+    Browser, Page, Refused, call, call_hashing, clear_cookie, cookie_of, path_id, see_other, take,
 };
 use super::provisioning_pages::{
     InviteesFields, OfferFields, ProviderTokens, offer_path, render_provider,
@@ -90,7 +90,7 @@ pub(super) async fn signin(
     let user_id = form.user_id.trim().to_owned();
     let signed = {
         let user_id = user_id.clone();
-        call(&p, move |p| {
+        call_hashing(&p, move |p| {
             let (cookie, state) = take(
                 p,
                 cookie.as_deref(),

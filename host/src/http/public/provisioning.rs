@@ -130,6 +130,23 @@ pub(super) async fn call<T: Send + 'static>(
     }
 }
 
+/// [`call`] for a step that hashes a password (sign-in, registration): it
+/// waits for the one hashing permit, which goes with the job.
+pub(super) async fn call_hashing<T: Send + 'static>(
+    provisioning: &Arc<Provisioning>,
+    f: impl FnOnce(&Provisioning) -> Result<T, ProvisioningError> + Send + 'static,
+) -> Result<T, Refused> {
+    let Ok(permit) = crate::http::hashing_permit().await else {
+        let (status, body) = render_internal();
+        return Err(Refused::page(html(status, body)));
+    };
+    call(provisioning, move |p| {
+        let _permit = permit;
+        f(p)
+    })
+    .await
+}
+
 /// The id in the path; a malformed or oversize one is a link that is not
 /// valid (or, for an offer, nothing of the provider's).
 pub(super) fn path_id(
