@@ -249,46 +249,6 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tidy {
-    //! Repository rules that no compiler checks.
-
-    use std::path::{Path, PathBuf};
-
-    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name == "target" || name == "dist" {
-                continue;
-            }
-            if path.is_dir() {
-                rust_files(&path, out);
-            } else if name.ends_with(".rs") {
-                out.push(path);
-            }
-        }
-    }
-
-    #[test]
-    fn every_rust_file_starts_with_a_module_doc() {
-        let mut files = Vec::new();
-        rust_files(&super::workspace_root(), &mut files);
-        assert!(files.len() > 50, "found only {} files", files.len());
-        let missing: Vec<_> = files
-            .iter()
-            .filter(|f| !std::fs::read_to_string(f).is_ok_and(|text| text.starts_with("//!")))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "start these with a `//!` line saying what the file owns: {missing:?}"
-        );
-    }
-}
-
 /// `rulehost serve` (release) with `extra` flags, and once it answers, the
 /// provisioning walk-through's people (`rulehost provisioning demo`, which
 /// keeps what a previous run made). Waits for the server to end.
@@ -333,4 +293,44 @@ fn serve_with_demo(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     let status = server.wait()?;
     anyhow::ensure!(status.success(), "rulehost serve exited with {status}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tidy {
+    //! Repository rules that no compiler checks.
+
+    use std::path::{Path, PathBuf};
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name == "target" || name == "dist" {
+                continue;
+            }
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if name.ends_with(".rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_rust_file_starts_with_a_module_doc() {
+        let mut files = Vec::new();
+        rust_files(&super::workspace_root(), &mut files);
+        assert!(files.len() > 50, "found only {} files", files.len());
+        let missing: Vec<_> = files
+            .iter()
+            .filter(|f| !std::fs::read_to_string(f).is_ok_and(|text| text.starts_with("//!")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "start these with a `//!` line saying what the file owns: {missing:?}"
+        );
+    }
 }
