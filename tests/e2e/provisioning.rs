@@ -312,6 +312,25 @@ fn a_user_token_stands_for_the_password_and_the_directory_shows_what_a_user_owns
     );
     let gina = as_user(&host, "gina", "GET", "/v1/users/gina/directory", None);
     assert_eq!(gina.json["services"], json!([]), "{gina}");
+    // Revoking: with the token, that token ends; with the password, all.
+    let second = as_user(&host, "bob", "POST", "/v1/user-tokens", None);
+    let second = format!("Bearer {}", second.json["token"].as_str().unwrap());
+    let revoked = host.call_with(&bearer, "POST", "/v1/user-tokens/revoke", None);
+    assert_eq!(revoked.json["revoked"], 1, "{revoked}");
+    assert_eq!(
+        host.call_with(&bearer, "GET", "/v1/users/bob", None).status,
+        401
+    );
+    assert_eq!(
+        host.call_with(&second, "GET", "/v1/users/bob", None).status,
+        200
+    );
+    let all = as_user(&host, "bob", "POST", "/v1/user-tokens/revoke", None);
+    assert_eq!(all.json["revoked"], 1, "{all}");
+    assert_eq!(
+        host.call_with(&second, "GET", "/v1/users/bob", None).status,
+        401
+    );
     // An unknown token is refused like a wrong password.
     let reply = host.call_with(
         &format!("Bearer rhu_{}", "0".repeat(64)),

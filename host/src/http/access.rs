@@ -180,8 +180,9 @@ pub struct Guard {
 #[derive(Debug, Clone)]
 pub struct UserCaller {
     pub user: Arc<User>,
-    /// Signed in with the password (HTTP Basic), not a user token.
-    pub by_password: bool,
+    /// The user token presented; `None` when they gave their password
+    /// (HTTP Basic).
+    pub token: Option<String>,
 }
 
 /// The caller of a route that needs a token (handlers of routes open to
@@ -237,12 +238,15 @@ pub async fn authorize(State(guard): State<Guard>, mut request: Request, next: N
     if access.for_users() {
         match user_credentials(&request) {
             Some(credentials) => {
-                let by_password = matches!(credentials, UserCredentials::Basic { .. });
+                let token = match &credentials {
+                    UserCredentials::Token(token) => Some(token.clone()),
+                    UserCredentials::Basic { .. } => None,
+                };
                 return match signed_in(&guard, credentials).await {
                     Ok(user) => {
                         request.extensions_mut().insert(UserCaller {
                             user: Arc::new(user),
-                            by_password,
+                            token,
                         });
                         next.run(request).await
                     }
@@ -513,6 +517,7 @@ mod tests {
             ("GET", "/v1/tasks", Read),
             ("POST", "/v1/tasks/{id}/complete", Operate),
             ("POST", "/v1/user-tokens", UserWrite),
+            ("POST", "/v1/user-tokens/revoke", UserWrite),
             ("POST", "/v1/users", Operate),
             ("GET", "/v1/users/{id}", UserRead),
             ("GET", "/v1/users/{id}/directory", UserRead),

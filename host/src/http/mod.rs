@@ -202,6 +202,11 @@ pub(crate) fn routes(open: OpenRoutes) -> access::Routes {
             provisioning::directory,
         )
         .post("/v1/user-tokens", UserWrite, provisioning::create_token)
+        .post(
+            "/v1/user-tokens/revoke",
+            UserWrite,
+            provisioning::revoke_tokens,
+        )
         .post("/v1/offers", UserWrite, provisioning::make_offer)
         .get("/v1/offers", UserWrite, provisioning::offers)
         .get("/v1/offers/{id}", UserRead, provisioning::offer)

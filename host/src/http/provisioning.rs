@@ -55,8 +55,8 @@ impl From<ProvisioningError> for ApiError {
 /// Who calls a route for users: a user, or an API token (operator or
 /// viewer, reading).
 pub enum Acting {
-    /// A user, and whether they gave their password (not a user token).
-    User(Arc<User>, bool),
+    /// A user, and the user token they signed in with (none: the password).
+    User(Arc<User>, Option<String>),
     Token,
 }
 
@@ -65,7 +65,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Acting {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         if let Some(caller) = parts.extensions.get::<UserCaller>() {
-            return Ok(Acting::User(caller.user.clone(), caller.by_password));
+            return Ok(Acting::User(caller.user.clone(), caller.token.clone()));
         }
         if parts.extensions.get::<Caller>().is_some() {
             return Ok(Acting::Token);
@@ -144,7 +144,7 @@ pub async fn create_token(
 ) -> Result<impl IntoResponse, ApiError> {
     // Only the password makes a token: a token that could make its own
     // successor would never expire.
-    if let Acting::User(_, false) = acting {
+    if let Acting::User(_, Some(_)) = acting {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -156,6 +156,30 @@ pub async fn create_token(
     let mut response = (StatusCode::CREATED, axum::Json(issued)).into_response();
     no_store(&mut response);
     Ok(response)
+}
+
+/// `POST /v1/user-tokens/revoke`: with a user token, that token ends;
+/// with the password, every token of the user does (a lost one among them).
+pub async fn revoke_tokens(
+    State(s): State<AppState>,
+    acting: Acting,
+) -> Result<impl IntoResponse, ApiError> {
+    let Acting::User(user, token) = acting else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "revoking user tokens takes the user's credentials, not an API token",
+        ));
+    };
+    let revoked = blocking(move || match token {
+        Some(token) => {
+            s.provisioning.sign_out(&token)?;
+            Ok(1)
+        }
+        None => Ok(s.provisioning.revoke_tokens(&user)?),
+    })
+    .await?;
+    Ok(axum::Json(serde_json::json!({ "revoked": revoked })))
 }
 
 /// `POST /v1/offers`: 201 `{"id", "expires_at", "expiry_chosen", …}`.

@@ -232,6 +232,12 @@ impl Provisioning {
         Ok(())
     }
 
+    /// Revokes every API token of `user` (a password's way out when a
+    /// token was lost); how many.
+    pub fn revoke_tokens(&self, user: &User) -> Result<usize, ProvisioningError> {
+        Ok(self.store.write(|tx| q::delete_api_tokens(tx, &user.id))?)
+    }
+
     /// Ends a browser session or an API token.
     pub fn sign_out(&self, secret: &str) -> Result<(), ProvisioningError> {
         if well_formed(secret) {

@@ -605,6 +605,14 @@ pub fn delete_session(tx: &Tx<'_>, hash: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Deletes every API token of `user`; how many.
+pub fn delete_api_tokens(tx: &Tx<'_>, user: &str) -> Result<usize, StoreError> {
+    Ok(tx
+        .raw()
+        .prepare_cached("DELETE FROM user_sessions WHERE kind = 'api' AND user_id = ?1")?
+        .execute([user])?)
+}
+
 pub fn insert_form_token(
     tx: &Tx<'_>,
     hash: &str,
