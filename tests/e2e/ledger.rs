@@ -29,10 +29,34 @@ fn topup(host: &Host, id: &str, amount: i64, reference: &str) -> Reply {
     )
 }
 
-fn balance(host: &Host, id: &str) -> i64 {
+/// The account's balance (the plans and sessions tests use it too).
+pub(crate) fn balance(host: &Host, id: &str) -> i64 {
     let reply = host.get(&format!("/v1/accounts/{id}/balance"));
     assert_eq!(reply.status, 200, "{reply}");
     reply.json["balance"].as_i64().unwrap()
+}
+
+/// The sum of every movement on the account's ledger, and their number,
+/// read a page at a time.
+pub(crate) fn ledger_sum(host: &Host, account: &str) -> (i64, usize) {
+    let (mut sum, mut count, mut after) = (0, 0, String::new());
+    loop {
+        let reply = host.get(&format!("/v1/accounts/{account}/ledger?limit=1000{after}"));
+        assert_eq!(reply.status, 200, "{reply}");
+        let movements = reply.json["movements"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        sum += movements
+            .iter()
+            .map(|m| m["amount"].as_i64().unwrap_or(0))
+            .sum::<i64>();
+        count += movements.len();
+        match reply.json["next"].as_i64() {
+            Some(next) => after = format!("&after={next}"),
+            None => return (sum, count),
+        }
+    }
 }
 
 fn ledger(host: &Host, id: &str) -> Vec<Value> {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::ledger::{balance, ledger_sum};
 use crate::server::{Host, Reply, Setup};
 
 const TOLL_FREE: &str = "8005550100";
@@ -81,34 +82,6 @@ fn call(host: &Host, account: &str, destination: &str, at: &str, secs: u64) -> V
     let record = complete(host, &id, secs);
     assert_eq!(record.status, 201, "{record}");
     record.json
-}
-
-fn balance(host: &Host, account: &str) -> i64 {
-    let reply = host.get(&format!("/v1/accounts/{account}/balance"));
-    assert_eq!(reply.status, 200, "{reply}");
-    reply.json["balance"].as_i64().unwrap_or(i64::MIN)
-}
-
-/// The sum of every movement on the account's ledger.
-fn ledger_sum(host: &Host, account: &str) -> (i64, usize) {
-    let (mut sum, mut count, mut after) = (0, 0, String::new());
-    loop {
-        let reply = host.get(&format!("/v1/accounts/{account}/ledger?limit=1000{after}"));
-        assert_eq!(reply.status, 200, "{reply}");
-        let movements = reply.json["movements"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        sum += movements
-            .iter()
-            .map(|m| m["amount"].as_i64().unwrap_or(0))
-            .sum::<i64>();
-        count += movements.len();
-        match reply.json["next"].as_i64() {
-            Some(next) => after = format!("&after={next}"),
-            None => return (sum, count),
-        }
-    }
 }
 
 fn associations(host: &Host, account: &str) -> Vec<String> {

@@ -14,10 +14,11 @@ use serde_json::{Value, json};
 
 use crate::server::{Host, Reply, Setup, wait_for};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
-/// `Authorization: Basic` for `user` with [`PASSWORD`].
-fn basic(user: &str) -> String {
+/// `Authorization: Basic` for `user` with [`PASSWORD`] (the site's tests
+/// use it too).
+pub(crate) fn basic(user: &str) -> String {
     basic_with(user, PASSWORD)
 }
 

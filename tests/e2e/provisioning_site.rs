@@ -9,20 +9,14 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::browser::Browser;
+use crate::provisioning::{PASSWORD, basic};
 use crate::server::{Host, Setup};
 
-const PASSWORD: &str = "correct horse battery";
 /// The provider: an administrator of `acme`, which owns the service.
 const PROVIDER: &str = "ada";
-
-fn basic(user: &str) -> String {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{PASSWORD}"));
-    format!("Basic {encoded}")
-}
 
 fn user(host: &Host, id: &str, organization: &str) {
     let reply = host.post(

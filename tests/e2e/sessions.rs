@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
+use crate::ledger::{balance, ledger_sum};
 use crate::server::{Host, Reply, Setup, wait_for};
 use crate::support::plugin_bytes;
 use crate::webhook::Receiver;
@@ -110,34 +111,6 @@ fn pairs(expected: &[(&str, i64)]) -> Vec<(String, i64)> {
         .iter()
         .map(|(p, a)| ((*p).to_owned(), *a))
         .collect()
-}
-
-fn balance(host: &Host, account: &str) -> i64 {
-    let reply = host.get(&format!("/v1/accounts/{account}/balance"));
-    assert_eq!(reply.status, 200, "{reply}");
-    reply.json["balance"].as_i64().unwrap_or(i64::MIN)
-}
-
-/// The sum of every movement on the account's ledger, and their number.
-fn ledger_sum(host: &Host, account: &str) -> (i64, usize) {
-    let (mut sum, mut count, mut after) = (0, 0, String::new());
-    loop {
-        let reply = host.get(&format!("/v1/accounts/{account}/ledger?limit=1000{after}"));
-        assert_eq!(reply.status, 200, "{reply}");
-        let movements = reply.json["movements"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        sum += movements
-            .iter()
-            .map(|m| m["amount"].as_i64().unwrap_or(0))
-            .sum::<i64>();
-        count += movements.len();
-        match reply.json["next"].as_i64() {
-            Some(next) => after = format!("&after={next}"),
-            None => return (sum, count),
-        }
-    }
 }
 
 /// The balance is the sum of the ledger: that sum.
