@@ -403,18 +403,7 @@ pub fn due_flows(
         finished_flow!("f"),
         " ORDER BY f.id LIMIT ?3"
     ))?;
-    let due = stmt
-        .query_map(params![after, cutoff, limit], |row| {
-            Ok(Due {
-                key: row.get::<_, String>(0)?,
-                rows: row.get::<_, i64>(1)?.unsigned_abs(),
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let next = (due.len() == limit as usize)
-        .then(|| due.last().map(|d| d.key.clone()))
-        .flatten();
-    Ok(Page { due, next })
+    counted_page(&mut stmt, after, cutoff, limit)
 }
 
 /// Deletes the flows `ids` that are still due (final, last changed before
@@ -460,18 +449,7 @@ pub fn due_offers(
          FROM offers o WHERE o.id > ?1 AND o.expires_at < ?2 AND o.expired_at IS NOT NULL
          ORDER BY o.id LIMIT ?3",
     )?;
-    let due = stmt
-        .query_map(params![after, cutoff, limit], |row| {
-            Ok(Due {
-                key: row.get::<_, String>(0)?,
-                rows: row.get::<_, i64>(1)?.unsigned_abs(),
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let next = (due.len() == limit as usize)
-        .then(|| due.last().map(|d| d.key.clone()))
-        .flatten();
-    Ok(Page { due, next })
+    counted_page(&mut stmt, after, cutoff, limit)
 }
 
 /// Deletes the offers `ids` that are still due, each with its invitees.
@@ -529,6 +507,29 @@ pub fn delete_sign_ins(conn: &Tx<'_>, hashes: &[String], cutoff: i64) -> Result<
         }
     }
     Ok(deleted)
+}
+
+/// A page of `(key, rows)` from a statement taking (after, cutoff, limit):
+/// keys whose deletion takes several rows (a flow with its tasks, an
+/// offer with its invitees).
+fn counted_page(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    after: &str,
+    cutoff: i64,
+    limit: u32,
+) -> Result<Page<String>, StoreError> {
+    let due = stmt
+        .query_map(params![after, cutoff, limit], |row| {
+            Ok(Due {
+                key: row.get::<_, String>(0)?,
+                rows: row.get::<_, i64>(1)?.unsigned_abs(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = (due.len() == limit as usize)
+        .then(|| due.last().map(|d| d.key.clone()))
+        .flatten();
+    Ok(Page { due, next })
 }
 
 /// A page of keys that each delete one row.
