@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::offers::{expired, expired_error};
 use super::{
-    Provisioning, ProvisioningError, User, UserView, directory, email, insert_user, line,
-    optional_line, password, same_email, user_id, when,
+    Provisioning, ProvisioningError, User, directory, email, line, optional_line, password,
+    same_email, user_id, when,
 };
 use crate::secret;
 use crate::store::provisioning::{
@@ -215,7 +215,14 @@ impl Provisioning {
                 locked_until: None,
                 created_at: now,
             };
-            insert_user(tx, &user, now)?;
+            // Registered first, so that the user's one directory write sees
+            // the invitation.
+            if !q::insert_user(tx, &user)? {
+                return Err(ProvisioningError::Exists {
+                    what: "user",
+                    id: user.id.clone(),
+                });
+            }
             q::set_registered(tx, &row.id, &user.id, now)?;
             directory::refresh(tx, &user.id, now)?;
             tracing::info!(invitee = %row.id, offer = %offer.id, user = %user.id, "invitee registered");
@@ -345,11 +352,6 @@ impl Provisioning {
             now,
         )?;
         Ok(())
-    }
-
-    /// The user the invitation was taken up by, as shown.
-    pub fn user_view(&self, user: &User) -> Result<UserView, ProvisioningError> {
-        self.user(super::Reader::User(user), &user.id)
     }
 }
 
