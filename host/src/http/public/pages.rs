@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::entitlement::{LinkError, ReconcileOption, ReconcilePage, TransferPage};
 
 /// The templates, by name; `.html` names turn HTML autoescaping on.
-const TEMPLATES: [(&str, &str); 15] = [
+const TEMPLATES: [(&str, &str); 16] = [
     ("base.html", include_str!("templates/base.html")),
     ("reconcile.html", include_str!("templates/reconcile.html")),
     ("done.html", include_str!("templates/done.html")),
@@ -26,6 +26,10 @@ const TEMPLATES: [(&str, &str); 15] = [
     // The provisioning pages (`provisioning_pages.rs`).
     ("invite.html", include_str!("templates/invite.html")),
     ("offer.html", include_str!("templates/offer.html")),
+    (
+        "offer_details.html",
+        include_str!("templates/offer_details.html"),
+    ),
     ("register.html", include_str!("templates/register.html")),
     ("signin.html", include_str!("templates/signin.html")),
     ("terms.html", include_str!("templates/terms.html")),
