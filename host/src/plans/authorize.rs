@@ -98,12 +98,15 @@ pub(super) struct PlanState {
 }
 
 /// What a decision read of one plan, in a form cheap to read again: the
-/// counters, the number and latest of the recent uses, the associations,
-/// the communications in progress.
+/// counters, the associations, the communications in progress. The uses
+/// themselves are not read again: every answered use adds one to
+/// `usage.total_uses` in the transaction that records it, and a reset
+/// moves `usage.counters_since`, so the counters change whenever the uses
+/// a decision saw do (and detail records are never pruned). Counting the
+/// uses again grew with the account's history, inside the writer.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Mark {
     usage: q::UsageRow,
-    uses: (i64, Option<i64>),
     associations: Vec<AssociationRow>,
     pending: Vec<(String, i64)>,
 }
@@ -112,10 +115,6 @@ impl PlanState {
     pub(super) fn mark(&self) -> Mark {
         Mark {
             usage: self.usage,
-            uses: (
-                i64::try_from(self.recent.len()).unwrap_or(i64::MAX),
-                self.recent.first().copied(),
-            ),
             associations: self.associations.clone(),
             pending: self.pending.clone(),
         }
@@ -801,16 +800,12 @@ pub(super) fn read_mark(
     conn: &Conn<'_>,
     account: &str,
     plan: &str,
-    state: &PlanState,
     at: i64,
     cap_secs: u64,
 ) -> Result<Mark, PlansError> {
     let cap_ms = i64::try_from(cap_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let (count, latest) = q::uses_mark(conn, account, plan, state.since)?;
     Ok(Mark {
         usage: q::usage(conn, account, plan)?,
-        // The read stopped at the most recent uses.
-        uses: (count.min(i64::from(MAX_RECENT_USES)), latest),
         associations: q::associations(conn, account, Some(plan), at)?,
         pending: q::pending(conn, account, plan, at, cap_ms)?,
     })
@@ -862,7 +857,7 @@ fn read_account(conn: &Conn<'_>, id: &str) -> Result<Option<Read>, PlansError> {
 /// Records a decision in `tx` if what it read of its plans is unchanged.
 fn record(tx: &Tx<'_>, d: Decided) -> Result<Recorded, PlansError> {
     for (plan, state) in &d.read_states {
-        if read_mark(tx, &d.account_id, plan, state, d.at, d.cap_secs)? != state.mark() {
+        if read_mark(tx, &d.account_id, plan, d.at, d.cap_secs)? != state.mark() {
             return Ok(Recorded::Changed);
         }
     }

@@ -212,7 +212,7 @@ impl Plans {
         // Recorded only on what the plugin saw; a change meanwhile waits
         // for the next use or the next sweep.
         self.store.write(|tx| {
-            if read_mark(tx, account, &def.id, &state, at, cap)? != state.mark() {
+            if read_mark(tx, account, &def.id, at, cap)? != state.mark() {
                 return Ok::<_, PlansError>(false);
             }
             q::reset(

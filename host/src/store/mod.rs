@@ -225,6 +225,12 @@ impl Store {
         // Waits in short steps: SQLite's own handler sleeps 1, 2, 5, 10 ms
         // between tries, which turns a 1 ms wait into 3 ms or 8.
         conn.busy_handler(Some(busy_wait)).map_err(open_err)?;
+        // A group's savepoints keep their page copies in memory: past
+        // 64 KiB SQLite would spill them to a temporary file, opened and
+        // closed by every large group.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(open_err)?;
+        keep_statements(&conn);
         legacy_journal::redo_once(&mut conn, path)?;
         migrations::apply(&mut conn, path)?;
         let stats = Arc::<StoreStats>::default();
@@ -428,8 +434,19 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         source: DbError(source),
     })?;
     conn.busy_handler(Some(busy_wait))?;
+    keep_statements(&conn);
     Ok(conn)
 }
+
+/// Room for every statement the host prepares: rusqlite keeps 16 by
+/// default, and a connection that runs more than that in turn (the writer
+/// runs every kind of write) parses each one again every time.
+fn keep_statements(conn: &Connection) {
+    conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
+}
+
+/// Statements each connection keeps prepared (about 150 distinct ones).
+const STATEMENTS_KEPT: usize = 256;
 
 /// Serde helpers for stored milliseconds, shown as RFC 3339 text.
 pub(crate) mod serde_ms {

@@ -211,6 +211,11 @@ pub fn count_use(
     Ok(())
 }
 
+/// Read from the index `records_account` alone (migration 14).
+const RECENT_USES: &str = "SELECT started_at FROM records
+    WHERE account_id = ?1 AND plan = ?2 AND started_at >= ?3 AND answered
+    ORDER BY started_at DESC LIMIT ?4";
+
 /// Start times of the account's answered communications under the plan
 /// in `[since, ∞)`, newest first, at most `limit`: its uses.
 pub fn recent_uses(
@@ -220,10 +225,7 @@ pub fn recent_uses(
     since: i64,
     limit: u32,
 ) -> Result<Vec<i64>, StoreError> {
-    let mut stmt = conn.raw().prepare_cached(
-        "SELECT started_at FROM records WHERE account_id = ?1 AND plan = ?2 AND started_at >= ?3 AND answered
-         ORDER BY started_at DESC LIMIT ?4",
-    )?;
+    let mut stmt = conn.raw().prepare_cached(RECENT_USES)?;
     let rows = stmt.query_map(params![account_id, plan, since, limit], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -261,25 +263,6 @@ pub fn start_usage(tx: &Tx<'_>, account_id: &str, plan: &str, at: i64) -> Result
         )?
         .execute(params![account_id, plan, at])?;
     Ok(())
-}
-
-/// How many answered uses start at or after `since`, and the latest: what
-/// a decision read of `recent_uses`, cheaply compared.
-pub fn uses_mark(
-    conn: &Conn<'_>,
-    account_id: &str,
-    plan: &str,
-    since: i64,
-) -> Result<(i64, Option<i64>), StoreError> {
-    Ok(conn
-        .raw()
-        .prepare_cached(
-            "SELECT count(*), max(started_at) FROM records
-             WHERE account_id = ?1 AND plan = ?2 AND started_at >= ?3 AND answered",
-        )?
-        .query_row(params![account_id, plan, since], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?)
 }
 
 /// A destination associated with an unlimited plan.
@@ -580,4 +563,31 @@ pub fn page_records(conn: &Conn<'_>, f: &RecordFilter<'_>) -> Result<Vec<RecordR
         record_row,
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::Store;
+
+    /// An authorization reads up to 1,000 uses of each plan it judges:
+    /// from the index alone, never one table row per use.
+    #[test]
+    fn recent_uses_are_read_from_the_index_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("p.db")).unwrap();
+        let plan: Vec<String> = store
+            .read(|c| {
+                let mut stmt = c
+                    .raw()
+                    .prepare(&format!("EXPLAIN QUERY PLAN {}", super::RECENT_USES))?;
+                let rows = stmt.query_map(["a", "p", "0", "1000"], |r| r.get::<_, String>(3))?;
+                Ok::<_, crate::store::StoreError>(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING COVERING INDEX records_account")),
+            "{plan:?}"
+        );
+    }
 }
