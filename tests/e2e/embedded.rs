@@ -417,7 +417,7 @@ fn a_spinning_plugin_holds_at_most_its_share_of_the_cores() {
     let host = embedded_with(&[SLOW]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
-    let limit = Entitlement::plugin_concurrency();
+    let limit = rulehost::registry::plugin_concurrency();
     let begun = host.slow_calls_begun();
     let crowd: Vec<_> = (0..limit + 2)
         .map(|i| host.spawn_slow_check(&runtime, &format!("req-crowd-{i}")))

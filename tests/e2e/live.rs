@@ -197,3 +197,43 @@ fn a_broken_rules_change_changes_nothing() {
         "Support"
     );
 }
+
+/// The bound on a service's plugin calls running at once stays the same
+/// through a plugin swap and a rules reload: calls still running on the old
+/// snapshot and those on the new one share it, so a swap never doubles
+/// what a spinning plugin may hold. A service removed and added again
+/// starts afresh.
+#[test]
+fn a_service_keeps_its_bound_on_plugin_calls_across_swaps_and_reloads() {
+    let f = fixture();
+    let live = start(&f);
+    let bound = |live: &Live| {
+        live.registry().load().services["support-contract"]
+            .calls
+            .clone()
+    };
+    let first = bound(&live);
+    live.offer("support-contract", &variant(7), Source::Watcher, None)
+        .unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &bound(&live)),
+        "after a swap"
+    );
+    live.reload_rules(Source::Watcher).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &bound(&live)),
+        "after a reload"
+    );
+
+    let manifest = f.sources.rules_dir.join("support-contract.toml");
+    let kept = std::fs::read(&manifest).unwrap();
+    std::fs::remove_file(&manifest).unwrap();
+    live.reload_rules(Source::Watcher).unwrap();
+    assert!(live.registry().load().service("support-contract").is_none());
+    std::fs::write(&manifest, kept).unwrap();
+    live.reload_rules(Source::Watcher).unwrap();
+    assert!(
+        !std::sync::Arc::ptr_eq(&first, &bound(&live)),
+        "a new service"
+    );
+}

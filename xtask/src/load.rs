@@ -60,11 +60,22 @@ const CALLERS: u32 = 100;
 /// A communication is two requests: authorize, then complete. Each wrk
 /// thread keeps the ids its authorizations returned and completes one
 /// before it authorizes again, so every communication is completed but
-/// those in flight when the run ends.
+/// those in flight when the run ends. The callers are taken in turn, each
+/// thread (at most two, `wrk_threads`) from its own half of them: threads
+/// in step would call as the same caller at once, and one caller's calls
+/// are taken one at a time.
 const COMMUNICATION: &str = r#"wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer TOKEN"
 local ids = {}
 local turn = 0
+local ranks = 0
+setup = function(thread)
+  thread:set("rank", ranks)
+  ranks = ranks + 1
+end
+init = function(args)
+  turn = rank * math.floor(CALLERS / 2)
+end
 local complete = '{"duration_secs": 60, "answered": true}'
 request = function()
   local id = table.remove(ids)

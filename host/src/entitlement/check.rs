@@ -189,7 +189,7 @@ impl Entitlement {
 
     /// A check from async code, what `POST /v1/checks` runs: the account
     /// and the held request are read and the plugins run on the blocking
-    /// pool (at most [`Entitlement::plugin_concurrency`] calls at once per
+    /// pool (at most [`crate::registry::plugin_concurrency`] calls at once per
     /// service), then the decision is recorded through the store's group
     /// commit, sharing its COMMIT with the checks queued beside it, and
     /// answered once that commit returned. When what the decision read
@@ -592,9 +592,7 @@ impl Entitlement {
                 Recorded::new(plugin.name(), plugin.digest().to_string(), &ctx, &call, 0),
             )
         };
-        let slot = self.slots(service.id()).take();
-        let report = binding.call(&ctx, &call);
-        drop(slot);
+        let report = service.calls.run(|| binding.call(&ctx, &call));
         let report = match report {
             Ok(report) => report,
             Err(e) => {
@@ -602,7 +600,7 @@ impl Entitlement {
                 // when the service asks for that, and the decision says so.
                 let fallback = service.fallback(Capability::Verifier);
                 if let Some(fallback) = fallback
-                    && let Ok(report) = fallback.call(&ctx, &call)
+                    && let Ok(report) = service.calls.run(|| fallback.call(&ctx, &call))
                     && let Outcome::Verdict(v) = report.outcome
                 {
                     binding
@@ -663,9 +661,7 @@ impl Entitlement {
             failure: failure.clone(),
             account,
         });
-        let slot = self.slots(service.id()).take();
-        let report = binding.call(&ctx, &call);
-        drop(slot);
+        let report = service.calls.run(|| binding.call(&ctx, &call));
         match report {
             Ok(CallReport {
                 outcome: Outcome::Procedure(p),

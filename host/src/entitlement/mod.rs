@@ -16,15 +16,11 @@ mod check;
 mod links;
 mod reconcile;
 mod site;
-mod slots;
 mod transfer;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use slots::Slots;
 
 use arc_swap::ArcSwap;
 
@@ -113,8 +109,6 @@ pub struct Entitlement {
     engine: Arc<FlowEngine>,
     outbox_signal: Arc<Signal>,
     pub stats: CheckStats,
-    /// Per service, its plugin calls that may run at once.
-    slots: Mutex<HashMap<String, Arc<Slots>>>,
 }
 
 /// Counters of how checks were decided, for metrics.
@@ -135,31 +129,7 @@ impl Entitlement {
             engine,
             outbox_signal,
             stats: CheckStats::default(),
-            slots: Mutex::default(),
         }
-    }
-
-    /// How many calls of one service's plugins run at once: half the
-    /// cores, at least one. A plugin spinning to its time limit then holds
-    /// at most that many cores; the other services' checks, reads and
-    /// commits keep the rest. Further calls of the service wait their turn.
-    pub fn plugin_concurrency() -> usize {
-        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
-    }
-
-    /// The places for the plugin calls of `service` (a registered one).
-    fn slots(&self, service: &str) -> Arc<Slots> {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(found) = slots.get(service) {
-            return found.clone();
-        }
-        // Services removed by a rules change give their places back.
-        let registry = self.registry();
-        slots.retain(|name, _| registry.service(name).is_some());
-        slots
-            .entry(service.to_owned())
-            .or_insert_with(|| Arc::new(Slots::new(Self::plugin_concurrency())))
-            .clone()
     }
 
     /// Tells the outbox's worker there may be something to send.

@@ -18,7 +18,8 @@ fn call(service: &Service, now: Timestamp, call: &Call) -> Result<Option<Outcome
         return Ok(None);
     };
     let ctx = service.context(now);
-    let fault = match binding.call(&ctx, call) {
+    // Each call holds a place among the service's (`Service::calls`).
+    let fault = match service.calls.run(|| binding.call(&ctx, call)) {
         Ok(report) => match report.outcome {
             Outcome::Error { error } => {
                 return Err(PlansError::Plugin(format!(
@@ -32,7 +33,7 @@ fn call(service: &Service, now: Timestamp, call: &Call) -> Result<Option<Outcome
     };
     let fallback = service.fallback(Capability::PlanPolicy);
     if let Some(fallback) = fallback
-        && let Ok(report) = fallback.call(&ctx, call)
+        && let Ok(report) = service.calls.run(|| fallback.call(&ctx, call))
         && !matches!(report.outcome, Outcome::Error { .. })
     {
         binding.stats.fallbacks.fetch_add(1, Ordering::Relaxed);

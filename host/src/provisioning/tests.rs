@@ -39,6 +39,7 @@ fn world() -> World {
             manifest,
             bindings: BTreeMap::new(),
             fallbacks: BTreeMap::new(),
+            calls: Arc::default(),
         }),
     );
     let registry = Arc::new(ArcSwap::from_pointee(registry));

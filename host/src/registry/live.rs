@@ -346,6 +346,7 @@ impl Live {
             }
         }
         self.attach_fallbacks(&mut registry);
+        keep_call_bounds(&self.current.load(), &mut registry);
         let count = registry.services.len();
         self.current.store(Arc::new(registry));
         tracing::info!(services = count, source = source.as_str(), "rules reloaded");
@@ -415,6 +416,7 @@ impl Live {
                 manifest: service.manifest.clone(),
                 bindings: service.bindings.clone(),
                 fallbacks,
+                calls: service.calls.clone(),
             };
             registry.services.insert(id, Arc::new(service));
         }
@@ -498,6 +500,31 @@ fn users_of(registry: &Registry, name: &str) -> Vec<(String, Capability)> {
         .collect()
 }
 
+/// A service that stays through a reload keeps its bound on plugin calls
+/// (`Service::calls`): calls running on the old snapshot and on the new one
+/// share it.
+fn keep_call_bounds(current: &Registry, next: &mut Registry) {
+    for (id, service) in &mut next.services {
+        let Some(old) = current.services.get(id) else {
+            continue;
+        };
+        if Arc::ptr_eq(&old.calls, &service.calls) {
+            continue;
+        }
+        match Arc::get_mut(service) {
+            Some(only) => only.calls = old.calls.clone(),
+            None => {
+                *service = Arc::new(Service {
+                    manifest: service.manifest.clone(),
+                    bindings: service.bindings.clone(),
+                    fallbacks: service.fallbacks.clone(),
+                    calls: old.calls.clone(),
+                });
+            }
+        }
+    }
+}
+
 /// The snapshot with `plugin` live as `name`: its users get new bindings
 /// (the old ones become their fallbacks); every other service is shared as is.
 fn with_plugin(current: &Registry, name: &str, plugin: &Arc<Plugin>) -> Registry {
@@ -535,6 +562,7 @@ fn with_plugin(current: &Registry, name: &str, plugin: &Arc<Plugin>) -> Registry
                 manifest: service.manifest.clone(),
                 bindings,
                 fallbacks,
+                calls: service.calls.clone(),
             }),
         );
     }

@@ -11,6 +11,7 @@ mod manifest;
 pub mod plan_file;
 #[cfg(test)]
 mod props;
+mod slots;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ pub use manifest::{
     MAX_MEMORY_MIB, MAX_OUTPUT_KIB, MAX_TIMEOUT_MS, Manifest, OnPluginError, valid_id,
     valid_plugin_name,
 };
+pub use slots::{Slot, Slots, plugin_concurrency};
 pub use watch::Watcher;
 
 use crate::contract::{Capability, Context};
@@ -38,6 +40,9 @@ pub struct Service {
     /// The previous good version, per capability, for `on_plugin_error =
     /// "last-good"`.
     pub fallbacks: BTreeMap<Capability, Arc<Binding>>,
+    /// The bound on this service's plugin calls running at once; every
+    /// caller of a binding takes a place first (`Slots::take`).
+    pub calls: Arc<Slots>,
 }
 
 impl Service {
@@ -227,6 +232,7 @@ pub fn load_with(
                     manifest,
                     bindings,
                     fallbacks: BTreeMap::new(),
+                    calls: Arc::default(),
                 }),
             );
         }

@@ -30,13 +30,13 @@ pub(super) fn on_event(service: &Service, input: OnEventInput) -> Result<Charges
         .ok_or_else(|| SessionsError::NoSessionCharging(service.id().to_owned()))?;
     let ctx = service.context(Timestamp::now());
     let call = Call::OnEvent(input);
-    let fault = match answer(binding, &ctx, &call)? {
+    let fault = match answer(service, binding, &ctx, &call)? {
         Ok(charges) => return Ok(charges),
         Err(fault) => fault,
     };
     let fallback = service.fallback(Capability::SessionCharging);
     if let Some(fallback) = fallback
-        && let Ok(Ok(charges)) = answer(fallback, &ctx, &call)
+        && let Ok(Ok(charges)) = answer(service, fallback, &ctx, &call)
     {
         binding.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
@@ -51,12 +51,14 @@ pub(super) fn on_event(service: &Service, input: OnEventInput) -> Result<Charges
 /// One version's answer: its charges, checked; `Ok(Err(fault))` when it
 /// faulted or answered what cannot be charged; `Err` when it declined.
 fn answer(
+    service: &Service,
     binding: &Binding,
     ctx: &crate::contract::Context,
     call: &Call,
 ) -> Result<Result<Charges, String>, SessionsError> {
     let plugin = binding.plugin();
-    let report = match binding.call(ctx, call) {
+    // Each call holds a place among the service's (`Service::calls`).
+    let report = match service.calls.run(|| binding.call(ctx, call)) {
         Ok(report) => report,
         Err(e) => return Ok(Err(e.to_string())),
     };

@@ -42,6 +42,7 @@ fn site_with_offer() -> (Site, String) {
             manifest,
             bindings: BTreeMap::new(),
             fallbacks: BTreeMap::new(),
+            calls: Arc::default(),
         }),
     );
     let signal = Arc::new(Signal::default());

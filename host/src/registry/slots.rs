@@ -1,19 +1,28 @@
-//! A bound, per service, on its plugin calls running at once: a plugin
-//! spinning to its time limit holds at most that many cores, and the other
-//! services' checks, the reads and the commits keep the rest. Taken around
-//! the call itself (a microsecond for a healthy plugin), so a service's
-//! own checks contend for it only while its plugin is slow.
+//! A bound, per service, on its plugin calls running at once, whatever the
+//! capability (verifier, reconciler, plan policy, session charging): a
+//! plugin spinning to its time limit holds at most that many cores, and the
+//! other services' calls, the reads and the commits keep the rest. Taken
+//! around each call itself (a microsecond for a healthy plugin), so a
+//! service's own calls contend for it only while its plugin is slow. A
+//! service keeps its bound across reloads and swaps (`Live`).
 
 use std::sync::{Arc, Condvar, Mutex};
 
-pub(crate) struct Slots {
+/// How many calls of one service's plugins run at once: half the cores,
+/// at least one.
+pub fn plugin_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
+#[derive(Debug)]
+pub struct Slots {
     max: usize,
     used: Mutex<usize>,
     freed: Condvar,
 }
 
 /// A place taken; given back when dropped.
-pub(crate) struct Slot(Arc<Slots>);
+pub struct Slot(Arc<Slots>);
 
 impl Slots {
     pub fn new(max: usize) -> Slots {
@@ -25,6 +34,7 @@ impl Slots {
     }
 
     /// Waits (blocking this worker thread) for a place.
+    #[must_use = "the place is given back when the slot is dropped"]
     pub fn take(self: &Arc<Self>) -> Slot {
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         while *used >= self.max {
@@ -32,6 +42,18 @@ impl Slots {
         }
         *used += 1;
         Slot(self.clone())
+    }
+
+    /// Runs `call` holding a place.
+    pub fn run<T>(self: &Arc<Self>, call: impl FnOnce() -> T) -> T {
+        let _slot = self.take();
+        call()
+    }
+}
+
+impl Default for Slots {
+    fn default() -> Slots {
+        Slots::new(plugin_concurrency())
     }
 }
 
