@@ -221,6 +221,9 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(default)
     };
+    // The build just wrote hundreds of MiB; their writeback would compete
+    // with the host's fsyncs for the disk and show as a tail of 200 ms.
+    let _ = Command::new("sync").status();
     let seconds = env_secs("LOAD_SECONDS", 10);
     let long = env_secs("LOAD_LONG_SECONDS", 60);
     let modes = std::env::var("LOAD_SYNC").unwrap_or_else(|_| "full,normal".into());
