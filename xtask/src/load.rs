@@ -73,9 +73,7 @@ setup = function(thread)
   thread:set("rank", ranks)
   ranks = ranks + 1
 end
-init = function(args)
-  turn = rank * math.floor(CALLERS / 2)
-end
+local half = math.floor(CALLERS / 2)
 local complete = '{"duration_secs": 60, "answered": true}'
 request = function()
   local id = table.remove(ids)
@@ -83,7 +81,8 @@ request = function()
     return wrk.format("POST", "/v1/communications/" .. id .. "/complete", nil, complete)
   end
   turn = turn + 1
-  local authorize = '{"account_id": "load-calls-' .. (turn % CALLERS) .. '", "pin": "1234", "access_method": "8005550100", "destination": "12125550199"}'
+  local caller = rank * half + turn % half
+  local authorize = '{"account_id": "load-calls-' .. caller .. '", "pin": "1234", "access_method": "8005550100", "destination": "12125550199"}'
   return wrk.format("POST", "/v1/communications", nil, authorize)
 end
 response = function(status, headers, body)

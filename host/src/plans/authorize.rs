@@ -89,8 +89,6 @@ struct Read {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct PlanState {
     usage: q::UsageRow,
-    /// The start of the span `recent` covers.
-    since: i64,
     recent: Vec<i64>,
     associations: Vec<AssociationRow>,
     /// Communications under the plan still in progress: (destination, start).
@@ -99,11 +97,11 @@ pub(super) struct PlanState {
 
 /// What a decision read of one plan, in a form cheap to read again: the
 /// counters, the associations, the communications in progress. The uses
-/// themselves are not read again: every answered use adds one to
-/// `usage.total_uses` in the transaction that records it, and a reset
-/// moves `usage.counters_since`, so the counters change whenever the uses
-/// a decision saw do (and detail records are never pruned). Counting the
-/// uses again grew with the account's history, inside the writer.
+/// themselves are not read again: every answered use is counted in
+/// `usage` (`total_uses`, `changes`) in the transaction that records it,
+/// and a reset raises `changes` too, so the counters differ whenever the
+/// uses a decision saw could (detail records are never deleted). Counting
+/// the uses again grew with the account's history, inside the writer.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Mark {
     usage: q::UsageRow,
@@ -831,7 +829,6 @@ pub(super) fn read_plan_state(
         .max(at.saturating_sub(window).saturating_add(1));
     let cap_ms = i64::try_from(cap_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     Ok(PlanState {
-        since,
         recent: q::recent_uses(conn, account, &def.id, since, MAX_RECENT_USES)?,
         associations: q::associations(conn, account, Some(&def.id), at)?,
         pending: q::pending(conn, account, &def.id, at, cap_ms)?,

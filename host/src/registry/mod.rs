@@ -40,8 +40,11 @@ pub struct Service {
     /// The previous good version, per capability, for `on_plugin_error =
     /// "last-good"`.
     pub fallbacks: BTreeMap<Capability, Arc<Binding>>,
-    /// The bound on this service's plugin calls running at once; every
-    /// caller of a binding takes a place first (`Slots::take`).
+    /// The bound on this service's plugin calls running at once. Every
+    /// call made while serving (verify, reconcile, plan policy, session
+    /// charging, and their fallbacks) holds a place (`Slots::run`); the
+    /// harness's case runs and replays, which validate a version before it
+    /// serves, do not.
     pub calls: Arc<Slots>,
 }
 

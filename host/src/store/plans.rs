@@ -169,13 +169,17 @@ pub struct UsageRow {
     pub counters_since: Option<i64>,
     pub activated_at: Option<i64>,
     pub paid_until: Option<i64>,
+    /// Raised by every use counted and every reset, never lowered: a
+    /// decision that read the counters records only if this is unchanged
+    /// (a reset back to the same counters still raises it).
+    pub changes: i64,
 }
 
 pub fn usage(conn: &Conn<'_>, account_id: &str, plan: &str) -> Result<UsageRow, StoreError> {
     Ok(conn
         .raw()
         .prepare_cached(
-            "SELECT total_uses, counters_since, activated_at, paid_until FROM plan_usage WHERE account_id = ?1 AND plan = ?2",
+            "SELECT total_uses, counters_since, activated_at, paid_until, changes FROM plan_usage WHERE account_id = ?1 AND plan = ?2",
         )?
         .query_row([account_id, plan], |r| {
             Ok(UsageRow {
@@ -183,6 +187,7 @@ pub fn usage(conn: &Conn<'_>, account_id: &str, plan: &str) -> Result<UsageRow, 
                 counters_since: Some(r.get(1)?),
                 activated_at: r.get(2)?,
                 paid_until: r.get(3)?,
+                changes: r.get(4)?,
             })
         })
         .optional()?
@@ -201,9 +206,9 @@ pub fn count_use(
 ) -> Result<(), StoreError> {
     tx.raw()
         .prepare_cached(
-            "INSERT INTO plan_usage (account_id, plan, total_uses, counters_since, activated_at, paid_until)
-             VALUES (?1, ?2, 1, ?3, CASE WHEN ?4 THEN ?3 END, ?5)
-             ON CONFLICT (account_id, plan) DO UPDATE SET total_uses = total_uses + 1,
+            "INSERT INTO plan_usage (account_id, plan, total_uses, counters_since, activated_at, paid_until, changes)
+             VALUES (?1, ?2, 1, ?3, CASE WHEN ?4 THEN ?3 END, ?5, 1)
+             ON CONFLICT (account_id, plan) DO UPDATE SET total_uses = total_uses + 1, changes = changes + 1,
                  activated_at = coalesce(activated_at, CASE WHEN ?4 THEN ?3 END),
                  paid_until = coalesce(?5, paid_until)",
         )?
@@ -367,8 +372,8 @@ pub fn reset(
     .execute(params![account_id, plan, at])?;
     if reset_counters {
         conn.prepare_cached(
-            "INSERT INTO plan_usage (account_id, plan, total_uses, counters_since) VALUES (?1, ?2, 0, ?3)
-             ON CONFLICT (account_id, plan) DO UPDATE SET total_uses = 0, counters_since = ?3",
+            "INSERT INTO plan_usage (account_id, plan, total_uses, counters_since, changes) VALUES (?1, ?2, 0, ?3, 1)
+             ON CONFLICT (account_id, plan) DO UPDATE SET total_uses = 0, counters_since = ?3, changes = changes + 1",
         )?
         .execute(params![account_id, plan, at])?;
     }
@@ -567,7 +572,30 @@ pub fn page_records(conn: &Conn<'_>, f: &RecordFilter<'_>) -> Result<Vec<RecordR
 
 #[cfg(test)]
 mod tests {
-    use crate::store::Store;
+    use crate::store::{Store, StoreError};
+
+    /// An authorization records only if the counters it read are
+    /// unchanged: a use counted and then a reset back to the very same
+    /// counters (a reset at the time the counters started) must still
+    /// show as a change.
+    #[test]
+    fn a_use_then_a_reset_to_the_same_counters_is_still_a_change() {
+        let store = Store::in_memory().unwrap();
+        let write = |f: &dyn Fn(&crate::store::Tx<'_>) -> Result<(), StoreError>| {
+            store.write(|tx| f(tx)).unwrap();
+        };
+        let read = || store.read(|c| super::usage(c, "a", "p")).unwrap();
+        write(&|tx| super::reset(tx, "a", "p", &[], true, 1_000));
+        let decided_on = read();
+        write(&|tx| super::count_use(tx, "a", "p", 2_000, false, None));
+        write(&|tx| super::reset(tx, "a", "p", &[], true, 1_000));
+        let now = read();
+        assert_eq!(
+            (now.total_uses, now.counters_since),
+            (decided_on.total_uses, decided_on.counters_since)
+        );
+        assert_ne!(now, decided_on);
+    }
 
     /// An authorization reads up to 1,000 uses of each plan it judges:
     /// from the index alone, never one table row per use.
