@@ -26,7 +26,7 @@ pub use manifest::{
     MAX_MEMORY_MIB, MAX_OUTPUT_KIB, MAX_TIMEOUT_MS, Manifest, OnPluginError, valid_id,
     valid_plugin_name,
 };
-pub use slots::{Slot, Slots, plugin_concurrency};
+pub use slots::{Slots, plugin_concurrency};
 pub use watch::Watcher;
 
 use crate::contract::{Capability, Context};

@@ -22,7 +22,7 @@ pub struct Slots {
 }
 
 /// A place taken; given back when dropped.
-pub struct Slot(Arc<Slots>);
+struct Slot(Arc<Slots>);
 
 impl Slots {
     pub fn new(max: usize) -> Slots {
@@ -35,7 +35,7 @@ impl Slots {
 
     /// Waits (blocking this worker thread) for a place.
     #[must_use = "the place is given back when the slot is dropped"]
-    pub fn take(self: &Arc<Self>) -> Slot {
+    fn take(self: &Arc<Self>) -> Slot {
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         while *used >= self.max {
             used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
