@@ -22,9 +22,7 @@ use super::{Entitlement, EntitlementError, OtherAccount, Settings, Shared};
 use crate::contract::{
     Account, AccountStatus, Failure, Procedure, Properties, ServiceRequest, Verdict,
 };
-use crate::flow::{
-    ActionHandler, ActionOutcome, Definition, FlowEngine, FlowError, TaskKind, TaskSpec,
-};
+use crate::flow::{ActionHandler, ActionOutcome, Definition, FlowEngine, FlowError, TaskSpec};
 use crate::registry::{Registry, Service};
 use crate::secret::same;
 use crate::store::entitlement::{self as q, ReconciliationRow, RequestRow};
@@ -81,74 +79,17 @@ pub fn install(
     Installed(shared)
 }
 
-fn task(
-    name: &str,
-    kind: TaskKind,
-    action: Option<&str>,
-    until: Option<&str>,
-    params: Value,
-) -> TaskSpec {
-    TaskSpec {
-        name: name.into(),
-        kind,
-        role: None,
-        action: action.map(String::from),
-        params: params.as_object().cloned().unwrap_or_default(),
-        after: None,
-        until: until.map(String::from),
-    }
-}
-
 /// `reconcile-sync`, `reconcile-async`, `reconcile-sync-then-async`.
 fn definitions() -> Vec<Definition> {
-    let wait_for_user = || {
-        task(
-            "await the user",
-            TaskKind::Timer,
-            None,
-            Some("sync_until"),
-            json!({}),
-        )
-    };
-    let lapse = || {
-        task(
-            "lapse",
-            TaskKind::Auto,
-            Some("reconciliation-lapse"),
-            None,
-            json!({}),
-        )
-    };
+    let wait_for_user = || TaskSpec::timer_until("await the user", "sync_until");
+    let lapse = || TaskSpec::auto("lapse", "reconciliation-lapse");
     let notices = || {
         vec![
-            task(
-                "notify the contact",
-                TaskKind::Auto,
-                Some("reconciliation-notice"),
-                None,
-                json!({}),
-            ),
-            task(
-                "until the second notice",
-                TaskKind::Timer,
-                None,
-                Some("second_notice_at"),
-                json!({}),
-            ),
-            task(
-                "second notice",
-                TaskKind::Auto,
-                Some("reconciliation-notice"),
-                None,
-                json!({"second": true}),
-            ),
-            task(
-                "until the lapse",
-                TaskKind::Timer,
-                None,
-                Some("lapse_at"),
-                json!({}),
-            ),
+            TaskSpec::auto("notify the contact", "reconciliation-notice"),
+            TaskSpec::timer_until("until the second notice", "second_notice_at"),
+            TaskSpec::auto("second notice", "reconciliation-notice")
+                .with_params(json!({"second": true})),
+            TaskSpec::timer_until("until the lapse", "lapse_at"),
             lapse(),
         ]
     };

@@ -64,6 +64,43 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
+    /// A timer of a built-in flow: it waits until the time (ms) the flow's
+    /// context holds under `key`.
+    pub fn timer_until(name: &str, key: &str) -> TaskSpec {
+        TaskSpec {
+            until: Some(key.into()),
+            ..TaskSpec::bare(name, TaskKind::Timer)
+        }
+    }
+
+    /// An automatic task of a built-in flow, running `action`.
+    pub fn auto(name: &str, action: &str) -> TaskSpec {
+        TaskSpec {
+            action: Some(action.into()),
+            ..TaskSpec::bare(name, TaskKind::Auto)
+        }
+    }
+
+    /// The same task with `params` (a JSON object) for its action.
+    pub fn with_params(self, params: Value) -> TaskSpec {
+        TaskSpec {
+            params: params.as_object().cloned().unwrap_or_default(),
+            ..self
+        }
+    }
+
+    fn bare(name: &str, kind: TaskKind) -> TaskSpec {
+        TaskSpec {
+            name: name.into(),
+            kind,
+            role: None,
+            action: None,
+            params: Map::new(),
+            after: None,
+            until: None,
+        }
+    }
+
     /// Checks the spec makes sense for its kind; the message says what to fix.
     pub fn validate(&self) -> Result<(), String> {
         if self.name.trim().is_empty() {

@@ -17,9 +17,7 @@ use serde_json::json;
 use super::authorize::{max_destinations, read_mark, read_plan_state, usage_of};
 use super::{Plans, PlansError, policy};
 use crate::contract::{Billing, Plan, PlanAccount};
-use crate::flow::{
-    ActionHandler, ActionOutcome, Definition, FlowEngine, FlowError, TaskKind, TaskSpec,
-};
+use crate::flow::{ActionHandler, ActionOutcome, Definition, FlowEngine, FlowError, TaskSpec};
 use crate::notify::{Signal, Worker};
 use crate::store::flows::{FlowRecord, TaskRecord};
 use crate::store::{self, Tx, flows as fq, plans as q};
@@ -35,27 +33,12 @@ const BATCH: u32 = 200;
 /// The definition and the action, for the engine (before it is shared).
 pub fn install(engine: &mut FlowEngine, wake: Arc<Signal>) {
     let tasks = vec![
-        TaskSpec {
-            name: "until the next sweep".into(),
-            kind: TaskKind::Timer,
-            role: None,
-            action: None,
-            params: Default::default(),
-            after: None,
-            until: Some("sweep_at".into()),
-        },
-        TaskSpec {
-            name: "sweep".into(),
-            kind: TaskKind::Auto,
-            role: None,
-            action: Some(ACTION.into()),
-            params: Default::default(),
-            after: None,
-            until: None,
-        },
+        TaskSpec::timer_until("until the next sweep", "sweep_at"),
+        TaskSpec::auto("sweep", ACTION),
     ];
-    if let Ok(definition) = Definition::new(DEFINITION, tasks) {
-        engine.add_definition(definition);
+    match Definition::new(DEFINITION, tasks) {
+        Ok(definition) => engine.add_definition(definition),
+        Err(e) => tracing::error!("the plan reset flow cannot be defined: {e}"),
     }
     engine.add_action(ACTION, Arc::new(Wake(wake)));
 }

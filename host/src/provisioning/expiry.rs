@@ -15,9 +15,7 @@ use serde_json::{Value, json};
 
 use super::offers::InviteeView;
 use super::{Settings, directory, mail, when};
-use crate::flow::{
-    ActionHandler, ActionOutcome, Definition, FlowEngine, FlowError, TaskKind, TaskSpec,
-};
+use crate::flow::{ActionHandler, ActionOutcome, Definition, FlowEngine, FlowError, TaskSpec};
 use crate::store::Tx;
 use crate::store::flows::{FlowRecord, TaskRecord};
 use crate::store::provisioning::{self as q, OfferRow};
@@ -29,24 +27,8 @@ const ACTION: &str = "offer-expire";
 /// The definition and its action, for the engine (before it is shared).
 pub fn install(engine: &mut FlowEngine, settings: Settings) {
     let tasks = vec![
-        TaskSpec {
-            name: "until the offer expires".into(),
-            kind: TaskKind::Timer,
-            role: None,
-            action: None,
-            params: Default::default(),
-            after: None,
-            until: Some("expires_at".into()),
-        },
-        TaskSpec {
-            name: "expire the offer".into(),
-            kind: TaskKind::Auto,
-            role: None,
-            action: Some(ACTION.into()),
-            params: Default::default(),
-            after: None,
-            until: None,
-        },
+        TaskSpec::timer_until("until the offer expires", "expires_at"),
+        TaskSpec::auto("expire the offer", ACTION),
     ];
     match Definition::new(DEFINITION, tasks) {
         Ok(definition) => engine.add_definition(definition),
