@@ -343,7 +343,8 @@ impl Provisioning {
             "{} ({}, user {}) {verb} your offer of {service} ({}).\n",
             user.name, row.email, user.id, offer.id
         );
-        self.mail(
+        super::mail(
+            &self.settings,
             tx,
             &provider.email,
             &provider.name,

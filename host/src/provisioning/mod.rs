@@ -512,20 +512,6 @@ impl Provisioning {
             .read(|c| q::list_permissions(c, service, grantee, party, MAX_LIST))?;
         Ok(rows.into_iter().map(PermissionView::from).collect())
     }
-
-    /// A message to someone through the outbox: a mail, held when no SMTP
-    /// server is configured.
-    fn mail(
-        &self,
-        tx: &Tx<'_>,
-        to: &str,
-        to_name: &str,
-        subject: &str,
-        text: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        mail(&self.settings, tx, to, to_name, subject, text, now)
-    }
 }
 
 /// Inserts a user and writes their directory (an error when the id is taken).
@@ -547,7 +533,8 @@ fn may_read_user(reader: Reader<'_>, row: &UserRow) -> bool {
     }
 }
 
-/// A mail through the outbox (see [`Provisioning::mail`]).
+/// A message to someone through the outbox: a mail, held when no SMTP
+/// server is configured.
 fn mail(
     settings: &Settings,
     tx: &Tx<'_>,

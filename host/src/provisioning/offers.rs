@@ -350,7 +350,7 @@ impl Provisioning {
                         when(offer.expires_at),
                     );
                     let to_name = row.name.as_deref().unwrap_or("");
-                    self.mail(tx, &row.email, to_name, &format!("An offer of {service}"), &text, now)?;
+                    super::mail(&self.settings, tx, &row.email, to_name, &format!("An offer of {service}"), &text, now)?;
                     Some(row.email.clone())
                 } else {
                     None
