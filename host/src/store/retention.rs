@@ -410,26 +410,49 @@ pub fn due_flows(
 /// `cutoff`, named by no open reconciliation), each with its tasks and
 /// history. Returns how many flows went.
 pub fn delete_flows(conn: &Tx<'_>, ids: &[String], cutoff: i64) -> Result<u64, StoreError> {
-    let conn = conn.raw();
     // A flow in a final state never leaves it, and the writer's
     // transaction keeps anyone else from changing it between the check
     // and the deletes (on a server database: a row lock).
-    let mut still_due = conn.prepare_cached(concat!(
-        "SELECT 1 FROM flows f WHERE f.id = ?1 AND f.updated_at < ?2 AND ",
-        finished_flow!("f")
-    ))?;
+    delete_with_children(
+        conn,
+        concat!(
+            "SELECT 1 FROM flows f WHERE f.id = ?1 AND f.updated_at < ?2 AND ",
+            finished_flow!("f")
+        ),
+        &[
+            "DELETE FROM tasks WHERE flow_id = ?1",
+            "DELETE FROM flow_history WHERE flow_id = ?1",
+        ],
+        "DELETE FROM flows WHERE id = ?1",
+        ids,
+        cutoff,
+    )
+}
+
+/// For each key still due (`still_due`, with the key `?1` and `cutoff`
+/// `?2`, finds a row), runs the `children` deletes and then `parent`
+/// (each with the key `?1`): how many parents went.
+fn delete_with_children(
+    tx: &Tx<'_>,
+    still_due: &str,
+    children: &[&str],
+    parent: &str,
+    keys: &[String],
+    cutoff: i64,
+) -> Result<u64, StoreError> {
+    let conn = tx.raw();
     let mut deleted = 0;
-    for id in ids {
-        if !still_due.exists(params![id, cutoff])? {
+    for key in keys {
+        if !conn
+            .prepare_cached(still_due)?
+            .exists(params![key, cutoff])?
+        {
             continue;
         }
-        conn.prepare_cached("DELETE FROM tasks WHERE flow_id = ?1")?
-            .execute([id])?;
-        conn.prepare_cached("DELETE FROM flow_history WHERE flow_id = ?1")?
-            .execute([id])?;
-        deleted += conn
-            .prepare_cached("DELETE FROM flows WHERE id = ?1")?
-            .execute([id])? as u64;
+        for child in children {
+            conn.prepare_cached(child)?.execute([key])?;
+        }
+        deleted += conn.prepare_cached(parent)?.execute([key])? as u64;
     }
     Ok(deleted)
 }
@@ -455,24 +478,14 @@ pub fn due_offers(
 /// Deletes the offers `ids` that are still due, each with its invitees.
 /// The permissions their acceptances recorded stay: they are the grants.
 pub fn delete_offers(conn: &Tx<'_>, ids: &[String], cutoff: i64) -> Result<u64, StoreError> {
-    let conn = conn.raw();
-    let mut deleted = 0;
-    for id in ids {
-        let due = conn
-            .prepare_cached(
-                "SELECT 1 FROM offers WHERE id = ?1 AND expires_at < ?2 AND expired_at IS NOT NULL",
-            )?
-            .exists(params![id, cutoff])?;
-        if !due {
-            continue;
-        }
-        conn.prepare_cached("DELETE FROM invitees WHERE offer_id = ?1")?
-            .execute([id])?;
-        deleted += conn
-            .prepare_cached("DELETE FROM offers WHERE id = ?1")?
-            .execute([id])? as u64;
-    }
-    Ok(deleted)
+    delete_with_children(
+        conn,
+        "SELECT 1 FROM offers WHERE id = ?1 AND expires_at < ?2 AND expired_at IS NOT NULL",
+        &["DELETE FROM invitees WHERE offer_id = ?1"],
+        "DELETE FROM offers WHERE id = ?1",
+        ids,
+        cutoff,
+    )
 }
 
 /// Sign-ins and form tokens (by their hash) that expired before `cutoff`.
