@@ -326,24 +326,13 @@ impl Sessions {
             })??;
             match step {
                 Step::Replayed(answer) => return Ok(answer),
-                Step::Recorded(Recording::Recorded(answer, told)) => {
-                    self.stats.events.fetch_add(1, Ordering::Relaxed);
-                    if told {
-                        self.outbox_signal.raise();
-                    }
-                    return Ok(Answered {
-                        answer,
-                        replayed: false,
-                    });
-                }
-                Step::Recorded(Recording::Stale(decision)) => {
-                    self.stats.redecided.fetch_add(1, Ordering::Relaxed);
-                    asked = decision.asked;
-                }
+                Step::Recorded(recording) => match self.settle(recording) {
+                    Ok(answered) => return Ok(answered),
+                    Err(again) => asked = again,
+                },
             }
         }
-        self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
-        Err(SessionsError::Conflict(session_id))
+        Err(self.too_contended(&session_id))
     }
 
     /// The session ends: whoever is present is charged and leaves.
@@ -373,28 +362,42 @@ impl Sessions {
                 return Ok(answer);
             }
             let decision = decide(read, asked, content.clone(), charger)?;
-            match self
+            let recording = self
                 .store
-                .write(move |tx| record_if_current(tx, decision))?
-            {
-                Recording::Recorded(answer, told) => {
-                    self.stats.events.fetch_add(1, Ordering::Relaxed);
-                    if told {
-                        self.outbox_signal.raise();
-                    }
-                    return Ok(Answered {
-                        answer,
-                        replayed: false,
-                    });
-                }
-                Recording::Stale(decision) => {
-                    self.stats.redecided.fetch_add(1, Ordering::Relaxed);
-                    asked = decision.asked;
-                }
+                .write(move |tx| record_if_current(tx, decision))?;
+            match self.settle(recording) {
+                Ok(answered) => return Ok(answered),
+                Err(again) => asked = again,
             }
         }
+        Err(self.too_contended(session_id))
+    }
+
+    /// What a recording tells the caller: the answer (counted, and the
+    /// outbox woken when it was told something), or, when the session
+    /// changed since it was read, the event to decide again.
+    fn settle(&self, recording: Recording) -> Result<Answered, Asked> {
+        match recording {
+            Recording::Recorded(answer, told) => {
+                self.stats.events.fetch_add(1, Ordering::Relaxed);
+                if told {
+                    self.outbox_signal.raise();
+                }
+                Ok(Answered {
+                    answer,
+                    replayed: false,
+                })
+            }
+            Recording::Stale(decision) => {
+                self.stats.redecided.fetch_add(1, Ordering::Relaxed);
+                Err(decision.asked)
+            }
+        }
+    }
+
+    fn too_contended(&self, session_id: &str) -> SessionsError {
         self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
-        Err(SessionsError::Conflict(session_id.to_owned()))
+        SessionsError::Conflict(session_id.to_owned())
     }
 }
 
