@@ -416,15 +416,11 @@ impl Host {
         request: ureq::RequestBuilder<B>,
         token: Option<&str>,
     ) -> ureq::RequestBuilder<B> {
-        match token {
-            Some(token) => request.header("authorization", &format!("Bearer {token}")),
-            None => request,
-        }
+        with_authorization(request, token.map(|t| format!("Bearer {t}")).as_deref())
     }
 
     /// `method path` on the internal API with `token` (or none) instead of
     /// the operator's, and `body` as JSON for a POST or PUT.
-    #[allow(clippy::panic)] // a method the helper does not know is the test's mistake
     pub fn call_as(
         &self,
         token: Option<&str>,
@@ -432,27 +428,12 @@ impl Host {
         path: &str,
         body: Option<&Value>,
     ) -> Reply {
-        let url = format!("{}{path}", self.base);
-        let text = body.map(Value::to_string).unwrap_or_default();
-        let result = match method {
-            "GET" => self.authorized(self.agent.get(&url), token).call(),
-            "POST" => self
-                .authorized(self.agent.post(&url), token)
-                .header("content-type", "application/json")
-                .send(text),
-            "PUT" => self
-                .authorized(self.agent.put(&url), token)
-                .header("content-type", "application/json")
-                .send(text),
-            "DELETE" => self.authorized(self.agent.delete(&url), token).call(),
-            other => panic!("call_as: no helper for {other}"),
-        };
-        self.reply(method, path, result)
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        self.call(bearer.as_deref(), method, path, body)
     }
 
     /// `method path` on the internal API with `authorization` as the whole
     /// `Authorization` header (`Basic …`, `Bearer …`), and `body` as JSON.
-    #[allow(clippy::panic)] // a method the helper does not know is the test's mistake
     pub fn call_with(
         &self,
         authorization: &str,
@@ -460,21 +441,31 @@ impl Host {
         path: &str,
         body: Option<&Value>,
     ) -> Reply {
+        self.call(Some(authorization), method, path, body)
+    }
+
+    #[allow(clippy::panic)] // a method the helper does not know is the test's mistake
+    fn call(
+        &self,
+        authorization: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Reply {
         let url = format!("{}{path}", self.base);
         let text = body.map(Value::to_string).unwrap_or_default();
+        let with = |request| with_authorization(request, authorization);
+        let with_body = |request| with_authorization(request, authorization);
         let result = match method {
-            "GET" => self
-                .agent
-                .get(&url)
-                .header("authorization", authorization)
-                .call(),
-            "POST" => self
-                .agent
-                .post(&url)
-                .header("authorization", authorization)
+            "GET" => with(self.agent.get(&url)).call(),
+            "DELETE" => with(self.agent.delete(&url)).call(),
+            "POST" => with_body(self.agent.post(&url))
                 .header("content-type", "application/json")
                 .send(text),
-            other => panic!("call_with: no helper for {other}"),
+            "PUT" => with_body(self.agent.put(&url))
+                .header("content-type", "application/json")
+                .send(text),
+            other => panic!("no request helper for {other}"),
         };
         self.reply(method, path, result)
     }
@@ -715,5 +706,16 @@ impl Drop for Host {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `request` with `authorization` as its `Authorization` header, if any.
+fn with_authorization<B>(
+    request: ureq::RequestBuilder<B>,
+    authorization: Option<&str>,
+) -> ureq::RequestBuilder<B> {
+    match authorization {
+        Some(value) => request.header("authorization", value),
+        None => request,
     }
 }
