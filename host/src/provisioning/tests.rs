@@ -93,10 +93,8 @@ impl World {
             .make_offer(
                 by,
                 NewOffer {
-                    service: "meeting-room".into(),
-                    description: "Room 4, weekdays".into(),
-                    expires_at: None,
                     onwards,
+                    ..new_offer("meeting-room")
                 },
             )
             .unwrap()
@@ -150,39 +148,29 @@ impl World {
     }
 }
 
+/// An offer of `service`, never expiring by choice, not onwards.
+fn new_offer(service: &str) -> NewOffer {
+    NewOffer {
+        service: service.into(),
+        description: "Room 4, weekdays".into(),
+        expires_at: None,
+        onwards: false,
+    }
+}
+
 #[test]
 fn only_an_owning_administrator_or_an_onward_grantee_may_offer_and_a_refusal_stores_nothing() {
     let w = world();
     let member = w.user("bob", "acme", false);
     let stranger = w.user("gina", "globex", true);
     for user in [&member, &stranger] {
-        let e =
-            w.p.make_offer(
-                user,
-                NewOffer {
-                    service: "meeting-room".into(),
-                    description: "x".into(),
-                    expires_at: None,
-                    onwards: false,
-                },
-            )
-            .unwrap_err();
+        let e = w.p.make_offer(user, new_offer("meeting-room")).unwrap_err();
         assert!(matches!(e, ProvisioningError::Forbidden(_)), "{e}");
     }
     assert_eq!(w.count("offers"), 0);
     assert_eq!(w.count("flows"), 0);
     let admin = w.user("alice", "acme", true);
-    let e =
-        w.p.make_offer(
-            &admin,
-            NewOffer {
-                service: "no-such".into(),
-                description: "x".into(),
-                expires_at: None,
-                onwards: false,
-            },
-        )
-        .unwrap_err();
+    let e = w.p.make_offer(&admin, new_offer("no-such")).unwrap_err();
     assert!(matches!(e, ProvisioningError::UnknownService(_)), "{e}");
     let offer = w.offer(&admin, false);
     let view = w.p.offer(Reader::User(&admin), &offer).unwrap();
@@ -308,16 +296,8 @@ fn a_grantee_allowed_onwards_re_provisions_and_one_who_is_not_may_not() {
     assert_eq!(permission.via_permission, Some(ann_permission));
 
     let e =
-        w.p.make_offer(
-            &carl,
-            NewOffer {
-                service: "meeting-room".into(),
-                description: "x".into(),
-                expires_at: None,
-                onwards: false,
-            },
-        )
-        .unwrap_err();
+        w.p.make_offer(&carl, new_offer("meeting-room"))
+            .unwrap_err();
     assert!(
         e.to_string().contains("does not let you offer it onwards"),
         "{e}"
@@ -392,10 +372,8 @@ fn an_expiring_offer_stops_its_links_and_its_flow_tells_the_provider_who_never_a
         w.p.make_offer(
             &admin,
             NewOffer {
-                service: "meeting-room".into(),
-                description: "Brief".into(),
                 expires_at: Some(soon),
-                onwards: false,
+                ..new_offer("meeting-room")
             },
         )
         .unwrap();
