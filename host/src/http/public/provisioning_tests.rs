@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, header};
 use tower::ServiceExt as _;
 
+use super::tests::Answer;
 use super::*;
 use crate::flow::{FlowEngine, Roles};
 use crate::notify::Signal;
@@ -142,13 +143,6 @@ impl Site {
     }
 }
 
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: axum::http::HeaderMap,
-    text: String,
-}
-
 impl Answer {
     /// The value of the first hidden field `token`.
     fn token(&self) -> String {
@@ -173,17 +167,8 @@ struct Browser {
 
 impl Browser {
     async fn send(&mut self, site: &Site, request: Request<Body>) -> Answer {
-        let response = site.router.clone().oneshot(request).await.unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let answer = Answer {
-            status,
-            headers,
-            text: String::from_utf8(bytes.to_vec()).unwrap(),
-        };
+        let answer = Answer::of(site.router.clone().oneshot(request).await.unwrap()).await;
+        let status = answer.status;
         for (name, value) in SECURITY_HEADERS {
             assert_eq!(answer.headers[name], value, "{name}: {answer:?}");
         }

@@ -111,24 +111,31 @@ fn page() -> ReconcilePage {
     }
 }
 
-struct Answer {
-    status: u16,
-    headers: axum::http::HeaderMap,
-    text: String,
+/// A response of the site, read whole.
+#[derive(Debug)]
+pub(super) struct Answer {
+    pub(super) status: u16,
+    pub(super) headers: axum::http::HeaderMap,
+    pub(super) text: String,
+}
+
+impl Answer {
+    pub(super) async fn of(response: axum::response::Response) -> Answer {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        Answer {
+            status,
+            headers,
+            text: String::from_utf8(bytes.to_vec()).unwrap(),
+        }
+    }
 }
 
 async fn send(fake: &Arc<Fake>, request: Request<Body>) -> Answer {
-    let response = site(fake.clone()).oneshot(request).await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let answer = Answer {
-        status,
-        headers,
-        text: String::from_utf8(bytes.to_vec()).unwrap(),
-    };
+    let answer = Answer::of(site(fake.clone()).oneshot(request).await.unwrap()).await;
     assert_html_and_secure(&answer);
     answer
 }
