@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::entitlement::{LinkError, ReconcileOption, ReconcilePage, TransferPage};
 
 /// The templates, by name; `.html` names turn HTML autoescaping on.
-const TEMPLATES: [(&str, &str); 16] = [
+const TEMPLATES: [(&str, &str); 15] = [
     ("base.html", include_str!("templates/base.html")),
     ("reconcile.html", include_str!("templates/reconcile.html")),
     ("done.html", include_str!("templates/done.html")),
@@ -39,7 +39,6 @@ const TEMPLATES: [(&str, &str); 16] = [
         "provider_offer.html",
         include_str!("templates/provider_offer.html"),
     ),
-    ("notice.html", include_str!("templates/notice.html")),
 ];
 
 /// The page when a template itself cannot render (a bug, caught by the
@@ -228,6 +227,8 @@ pub fn render_message(title: &str, message: &str, detail: Option<&str>) -> Strin
         title: &'a str,
         message: &'a str,
         detail: Option<&'a str>,
+        /// `message.html` also serves the provisioning notices, with links.
+        links: [(); 0],
     }
     render(
         "message.html",
@@ -235,6 +236,7 @@ pub fn render_message(title: &str, message: &str, detail: Option<&str>) -> Strin
             title,
             message,
             detail,
+            links: [],
         },
     )
 }

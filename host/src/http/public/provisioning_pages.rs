@@ -466,7 +466,7 @@ pub fn render_notice(title: &str, message: &str, detail: Option<&str>, links: &[
         links: &'a [Link],
     }
     render(
-        "notice.html",
+        "message.html",
         &View {
             title,
             message,
