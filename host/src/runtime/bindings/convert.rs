@@ -255,6 +255,95 @@ macro_rules! capability_exports {
 }
 pub(super) use capability_exports;
 
+/// For a version with `setup` (0.2 on): the export indices and typed
+/// exports of `setup` and the capabilities, and the step that configures
+/// an instance for the service and config of a call. Expanded in the
+/// version's module, so `setup`, `convert` and the types are that
+/// version's.
+macro_rules! configured_exports {
+    ($version:literal) => {
+        $crate::runtime::bindings::convert::capability_exports!();
+
+        /// Export indices looked up once per plugin version.
+        pub struct Indices {
+            setup: setup::GuestIndices,
+            capabilities: CapabilityIndices,
+        }
+
+        /// Typed exports of one live instance, and the service and config
+        /// it was last configured with.
+        pub struct Guests {
+            setup: setup::Guest,
+            capabilities: CapabilityGuests,
+            configured: Option<(String, Properties)>,
+        }
+
+        impl Indices {
+            /// Looks up `setup` and the exports of each capability the
+            /// plugin declares.
+            pub fn new<T>(
+                pre: &wasmtime::component::InstancePre<T>,
+                capabilities: &[c::Capability],
+            ) -> wasmtime::Result<Self> {
+                Ok(Indices {
+                    setup: setup::GuestIndices::new(pre).map_err(|e| {
+                        e.context(concat!(
+                            "a contract ",
+                            $version,
+                            " plugin must export `rulehost:plugin/setup@",
+                            $version,
+                            ".0` (`rulehost_sdk::export!` does; without the SDK, \
+                             export the `setup-plugin` world too)"
+                        ))
+                    })?,
+                    capabilities: CapabilityIndices::new(pre, capabilities)?,
+                })
+            }
+
+            /// Type-checks and loads the exports of a fresh instance.
+            pub fn load(
+                &self,
+                mut store: impl wasmtime::AsContextMut,
+                instance: &wasmtime::component::Instance,
+            ) -> wasmtime::Result<Guests> {
+                Ok(Guests {
+                    setup: self.setup.load(&mut store, instance)?,
+                    capabilities: self.capabilities.load(&mut store, instance)?,
+                    configured: None,
+                })
+            }
+        }
+
+        impl Guests {
+            /// Configures the instance for `ctx`'s service and config
+            /// unless it serves them already (or none yet). A configuration
+            /// the plugin refuses is the call's answer (`Some`), like any
+            /// `err` it returns.
+            fn configure(
+                &mut self,
+                mut store: impl wasmtime::AsContextMut,
+                ctx: &c::Context,
+            ) -> Result<Option<Outcome>, InvokeError> {
+                let current = self.configured.as_ref().is_some_and(|(service, config)| {
+                    *service == ctx.service && *config == ctx.config
+                });
+                if current {
+                    return Ok(None);
+                }
+                self.configured = None;
+                let config = convert::props(&ctx.config);
+                let wctx = convert::context(ctx, &config);
+                if let Err(error) = self.setup.call_configure(&mut store, wctx)? {
+                    return Ok(Some(Outcome::Error { error }));
+                }
+                self.configured = Some((ctx.service.clone(), ctx.config.clone()));
+                Ok(None)
+            }
+        }
+    };
+}
+pub(super) use configured_exports;
+
 pub(super) fn seconds(t: Timestamp) -> i64 {
     t.as_second()
 }

@@ -11,7 +11,7 @@
 mod convert;
 
 use super::InvokeError;
-use super::convert::capability_exports;
+use super::convert::configured_exports;
 use crate::contract::{self as c, Call, Outcome, Properties};
 
 wasmtime::component::bindgen!({
@@ -24,62 +24,7 @@ wasmtime::component::bindgen!({
 pub use self::rulehost::plugin::host::{Host, LogLevel};
 pub use exports::rulehost::plugin::{plan_policy, reconciler, session_charging, setup, verifier};
 
-capability_exports!();
-
-/// Export indices looked up once per plugin version.
-pub struct Indices {
-    setup: setup::GuestIndices,
-    capabilities: CapabilityIndices,
-}
-
-/// Typed exports of one live instance, and the service and config it was
-/// last configured with.
-pub struct Guests {
-    setup: setup::Guest,
-    capabilities: CapabilityGuests,
-    configured: Option<(String, Properties)>,
-}
-
-impl Indices {
-    /// Looks up `setup` and the exports of each capability the plugin
-    /// declares.
-    pub fn new<T>(
-        pre: &wasmtime::component::InstancePre<T>,
-        capabilities: &[c::Capability],
-    ) -> wasmtime::Result<Self> {
-        Ok(Indices {
-            setup: setup::GuestIndices::new(pre).map_err(|e| {
-                e.context(
-                    "a contract 0.3 plugin must export `rulehost:plugin/setup@0.3.0` \
-                     (`rulehost_sdk::export!` does; without the SDK, export the \
-                     `setup-plugin` world too)",
-                )
-            })?,
-            capabilities: CapabilityIndices::new(pre, capabilities)?,
-        })
-    }
-
-    /// Type-checks and loads the exports of a fresh instance.
-    pub fn load(
-        &self,
-        mut store: impl wasmtime::AsContextMut,
-        instance: &wasmtime::component::Instance,
-    ) -> wasmtime::Result<Guests> {
-        Ok(Guests {
-            setup: self.setup.load(&mut store, instance)?,
-            capabilities: self.capabilities.load(&mut store, instance)?,
-            configured: None,
-        })
-    }
-}
-
-impl Guests {
-    fn configured_for(&self, ctx: &c::Context) -> bool {
-        self.configured
-            .as_ref()
-            .is_some_and(|(service, config)| *service == ctx.service && *config == ctx.config)
-    }
-}
+configured_exports!("0.3");
 
 /// Makes one call on a live instance, configuring it first when it serves
 /// another service or config (or none yet). A configuration the plugin
@@ -90,14 +35,8 @@ pub fn invoke<S: wasmtime::AsContextMut>(
     ctx: &c::Context,
     call: &Call,
 ) -> Result<Outcome, InvokeError> {
-    if !guests.configured_for(ctx) {
-        guests.configured = None;
-        let config = convert::props(&ctx.config);
-        let wctx = convert::context(ctx, &config);
-        if let Err(error) = guests.setup.call_configure(&mut store, wctx)? {
-            return Ok(Outcome::Error { error });
-        }
-        guests.configured = Some((ctx.service.clone(), ctx.config.clone()));
+    if let Some(refused) = guests.configure(&mut store, ctx)? {
+        return Ok(refused);
     }
     let g = &guests.capabilities;
     let now = convert::seconds(ctx.now);
