@@ -25,6 +25,11 @@
 //! (`hostile-loop`) and checks it about 10 times a second throughout: what
 //! one bad plugin costs everyone else.
 //!
+//! Beside each `/healthz` run, a probe writes 13 pages (a group commit at
+//! 10 clients) and `fdatasync`s them every 2 ms on the database's disk
+//! (`fsync p50`, `p99`, `p99.9`): under `sync = "full"` every answer waits
+//! for at least one such sync, under that CPU load.
+//!
 //! Each database is fresh, so its first start writes an operator token
 //! beside it (`<db>.operator-token`); curl and wrk send it. `/healthz` and
 //! `/metrics` need none.
@@ -37,6 +42,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+
+use crate::fsync_probe::FsyncProbe;
 
 /// Prints p50/p99/p99.9 (µs) and the non-2xx count after the run.
 const REPORT: &str = r#"
@@ -310,7 +317,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             String::new()
         };
         println!(
-            "{:>8}  {:>10}  {:>10}  {:>6}  {:>9}  {:>9}  {:>9}  {:>7}  {:>9}  {:>6}  {:>11}  {:>7}{events_header}",
+            "{:>8}  {:>10}  {:>10}  {:>6}  {:>9}  {:>9}  {:>9}  {:>7}  {:>9}  {:>9}  {:>11}  {:>9}  {:>6}  {:>11}  {:>7}{events_header}",
             "clients",
             "healthz/s",
             "checks/s",
@@ -319,6 +326,9 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             "p99 ms",
             "p99.9 ms",
             "errors",
+            "fsync p50",
+            "fsync p99",
+            "fsync p99.9",
             "calls/s",
             "ratio",
             "req p99 ms",
@@ -329,7 +339,9 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             levels.push((10, long));
         }
         for (clients, secs) in levels {
+            let probe = FsyncProbe::start(&dir);
             let floor = wrk(&healthz, &format!("{base}/healthz"), clients, secs)?;
+            let disk = probe.finish()?;
             std::thread::sleep(Duration::from_millis(500));
             let checks = wrk(&check, &format!("{base}/v1/checks"), clients, secs)?;
             std::thread::sleep(Duration::from_millis(500));
@@ -357,7 +369,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
                 )
             });
             println!(
-                "{label:>8}  {:>10.0}  {:>10.0}  {:>6.2}  {:>9.2}  {:>9.2}  {:>9.2}  {:>7}  {:>9.0}  {:>6.2}  {:>11.2}  {:>7}{events_columns}",
+                "{label:>8}  {:>10.0}  {:>10.0}  {:>6.2}  {:>9.2}  {:>9.2}  {:>9.2}  {:>7}  {:>9.2}  {:>9.2}  {:>11.2}  {:>9.0}  {:>6.2}  {:>11.2}  {:>7}{events_columns}",
                 floor.rate,
                 checks.rate,
                 checks.rate / floor.rate.max(1.0),
@@ -365,6 +377,9 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
                 checks.p99_ms,
                 checks.p999_ms,
                 checks.errors,
+                disk.p50_ms,
+                disk.p99_ms,
+                disk.p999_ms,
                 calls.rate / 2.0,
                 calls.rate / 2.0 / checks.rate.max(1.0),
                 calls.p99_ms,

@@ -21,6 +21,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+mod fsync_probe;
 mod load;
 mod soak;
 

@@ -8,8 +8,9 @@
 //! reader or the writer waits for, every [`INTERVAL`] when groups were
 //! committed. Under continuous writes a passive checkpoint never catches
 //! the writer, so the WAL would only grow; once it runs past
-//! [`RESTART_BYTES`] this thread asks the writer to start it over between
-//! two groups (`writer::restart_wal`). If readers keep the WAL busy so that
+//! [`RESTART_BYTES`] this thread syncs the database file and asks the
+//! writer to start the WAL over between two groups (`writer::restart_wal`),
+//! whose own sync of the database file then has little left to do. If readers keep the WAL busy so that
 //! the file grows past [`TRUNCATE_BYTES`], a TRUNCATE checkpoint is tried
 //! without a busy handler: it succeeds only when no reader holds the log,
 //! and otherwise gives up at once rather than hold the writer while it
@@ -136,6 +137,10 @@ fn checkpoint(
     // The file keeps its size when the WAL starts over: what matters is
     // how far past the start the log runs, SQLite's frame count.
     if frames.saturating_mul(page_size) as u64 > RESTART_BYTES {
+        // The restart syncs the database file, inside the writer: sync what
+        // the passive checkpoints copied here first, so that it finds a few
+        // pages to sync instead of megabytes (3-7 ms of every group behind it).
+        sync_database(conn)?;
         stats.wal_restart_wanted.store(true, Ordering::Relaxed);
     }
     if bytes > TRUNCATE_BYTES && frames == copied {
@@ -157,6 +162,51 @@ fn checkpoint(
     Ok(())
 }
 
+/// Syncs the database file with this connection's own handle on it.
+///
+/// A passive checkpoint that has not caught up with the writer copies
+/// pages into the database file without syncing it: SQLite syncs when a
+/// checkpoint copies the last frame, which under continuous writes is the
+/// writer's RESTART. Syncing early changes nothing SQLite relies on (it
+/// still syncs then); it only leaves that sync less to do.
+///
+/// Through SQLite's own file (`SQLITE_FCNTL_FILE_POINTER` and its `xSync`)
+/// rather than a descriptor of ours: closing any descriptor of the file
+/// would drop the POSIX locks that every connection of this process holds
+/// on it.
+fn sync_database(conn: &Connection) -> Result<(), StoreError> {
+    use rusqlite::ffi;
+    let failed =
+        |what: &str| StoreError::Commit(format!("cannot sync the database file: {what}").into());
+    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: `conn` is open and used by this thread only; the file control
+    // writes one pointer into `file`, which lives as long as the connection.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_FILE_POINTER,
+            (&raw mut file).cast(),
+        )
+    };
+    if rc != ffi::SQLITE_OK || file.is_null() {
+        return Err(failed(&format!("no database file (SQLite code {rc})")));
+    }
+    // SAFETY: `file` is the connection's open `sqlite3_file`; its methods
+    // are null only while the file is closed, which the checkpoint just
+    // made on it rules out (checked all the same).
+    let rc = unsafe {
+        match (*file).pMethods.as_ref().and_then(|methods| methods.xSync) {
+            Some(sync) => sync(file, ffi::SQLITE_SYNC_NORMAL),
+            None => return Err(failed("the file is not open")),
+        }
+    };
+    if rc != ffi::SQLITE_OK {
+        return Err(failed(&format!("SQLite I/O error {rc}")));
+    }
+    Ok(())
+}
+
 /// `(busy, WAL frames, frames checkpointed)` after a checkpoint in `mode`.
 fn wal_checkpoint(conn: &Connection, mode: &str) -> Result<(bool, i64, i64), rusqlite::Error> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
@@ -168,6 +218,32 @@ fn wal_checkpoint(conn: &Connection, mode: &str) -> Result<(bool, i64, i64), rus
 mod tests {
     use super::*;
     use crate::store::{Store, StoreError};
+
+    #[test]
+    fn the_database_file_is_synced_through_sqlites_own_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = Store::open(&path).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .unwrap();
+        sync_database(&conn).unwrap();
+        // The store's connections keep working: no lock of theirs was dropped.
+        store
+            .write(|tx| {
+                tx.raw()
+                    .execute_batch("CREATE TABLE after_sync (x INTEGER)")
+                    .map_err(StoreError::from)
+            })
+            .unwrap();
+        // A database without a file says so instead of pretending to sync.
+        let memory = Connection::open_in_memory().unwrap();
+        let refused = sync_database(&memory).unwrap_err().to_string();
+        assert!(
+            refused.contains("cannot sync the database file"),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn the_thread_checkpoints_commits_that_the_writer_does_not() {
