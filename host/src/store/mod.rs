@@ -401,9 +401,19 @@ impl Store {
         // A read transaction has nothing to lose: this only lets the WAL go.
         let ended = writer::exec(&conn, "COMMIT");
         if ended.is_ok() {
-            lock(readers).push(conn);
+            let mut idle = lock(readers);
+            // A burst of reads opens more; only these many stay open after.
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
         }
         result
+    }
+
+    /// Reader connections open and idle now.
+    #[cfg(test)]
+    fn idle_readers(&self) -> usize {
+        self.inner.readers.as_ref().map_or(0, |r| lock(r).len())
     }
 }
 
@@ -423,6 +433,11 @@ fn busy_wait(tries: i32) -> bool {
     std::thread::sleep(STEP);
     true
 }
+
+/// Reader connections kept open between reads, each with its page cache and
+/// prepared statements: more than the reads that run at once on this
+/// host's cores in the usual course.
+const IDLE_READERS: usize = 8;
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
@@ -527,6 +542,35 @@ pub(crate) fn random_bytes(buf: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_burst_of_reads_leaves_a_bounded_pool_of_readers_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let burst = 3 * IDLE_READERS;
+        let together = std::sync::Barrier::new(burst);
+        std::thread::scope(|s| {
+            for _ in 0..burst {
+                s.spawn(|| {
+                    store
+                        .read(|c| {
+                            // Every read holds its connection until all run.
+                            together.wait();
+                            c.raw()
+                                .query_row("SELECT count(*) FROM accounts", [], |r| {
+                                    r.get::<_, i64>(0)
+                                })
+                                .map_err(StoreError::from)
+                        })
+                        .unwrap();
+                });
+            }
+        });
+        assert_eq!(store.idle_readers(), IDLE_READERS);
+        // The next reads reuse them.
+        store.read(|_| Ok::<_, StoreError>(())).unwrap();
+        assert_eq!(store.idle_readers(), IDLE_READERS);
+    }
 
     #[test]
     fn ids_are_unique_and_sort_by_creation() {

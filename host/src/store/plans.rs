@@ -556,13 +556,27 @@ pub struct RecordFilter<'a> {
 }
 
 /// Records in id order (the order they were written).
-pub fn page_records(conn: &Conn<'_>, f: &RecordFilter<'_>) -> Result<Vec<RecordRow>, StoreError> {
-    let mut stmt = conn.raw().prepare_cached(&format!(
+/// A page of records; `by_account` reads one account's records through
+/// its index (`?1 IS NULL OR account_id = ?1` would read every record of
+/// every account instead).
+fn records_page_sql(by_account: bool) -> String {
+    let account = if by_account {
+        "account_id = ?1"
+    } else {
+        "?1 IS NULL"
+    };
+    format!(
         "SELECT {RECORD_COLUMNS} FROM records
-         WHERE (?1 IS NULL OR account_id = ?1) AND (?2 IS NULL OR started_at >= ?2)
-           AND (?3 IS NULL OR started_at < ?3) AND id > ?4
+         WHERE {account} AND (?2 IS NULL OR started_at >= ?2) AND (?3 IS NULL OR started_at < ?3)
+           AND id > ?4
          ORDER BY id LIMIT ?5"
-    ))?;
+    )
+}
+
+pub fn page_records(conn: &Conn<'_>, f: &RecordFilter<'_>) -> Result<Vec<RecordRow>, StoreError> {
+    let mut stmt = conn
+        .raw()
+        .prepare_cached(&records_page_sql(f.account.is_some()))?;
     let rows = stmt.query_map(
         params![f.account, f.from, f.to, f.after.unwrap_or(0), f.limit],
         record_row,
@@ -595,6 +609,30 @@ mod tests {
             (decided_on.total_uses, decided_on.counters_since)
         );
         assert_ne!(now, decided_on);
+    }
+
+    /// One account's records are listed through the account's index, not
+    /// by reading every record.
+    #[test]
+    fn an_accounts_records_are_found_through_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let plan: Vec<String> = store
+            .read(|c| {
+                let sql = format!("EXPLAIN QUERY PLAN {}", super::records_page_sql(true));
+                let mut stmt = c.raw().prepare(&sql)?;
+                let rows = stmt.query_map(
+                    rusqlite::params!["a", None::<i64>, None::<i64>, 0, 100],
+                    |r| r.get::<_, String>(3),
+                )?;
+                Ok::<_, crate::store::StoreError>(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING INDEX records_account (account_id=?)")),
+            "{plan:?}"
+        );
     }
 
     /// An authorization reads up to 1,000 uses of each plan it judges:
