@@ -3,8 +3,9 @@
 //! from a top-up to a detail record, every refusal, the alternate plan
 //! both ways, unlimited plans' associations and each reset kind,
 //! subscriptions, postpaid, a prepaid balance charged down to zero, the
-//! low-balance notice, concurrency on one balance and kill -9 during
-//! completions. Times are given explicitly (`at`).
+//! low-balance notice, concurrency on one balance, kill -9 during
+//! completions, and a plan-policy plugin that spins. Times are given
+//! explicitly (`at`).
 
 use std::sync::Arc;
 
@@ -754,4 +755,96 @@ fn completions_answered_before_a_kill_9_are_all_there_once() {
     assert_eq!(movements, ids.len() + 1);
     assert_eq!(sum, 100_000 - 5 * ids.len() as i64);
     assert_eq!(balance(&host, "kit"), sum);
+}
+
+/// A service whose plan-policy plugin spins: the call is stopped at the
+/// service's time limit and the authorization refused with a 503 naming the
+/// plugin, nothing is recorded or charged, and the same plugin, the sample
+/// service and checks keep answering.
+#[test]
+fn a_spinning_plan_policy_is_stopped_and_records_nothing() {
+    let setup = setup("", "");
+    setup.write_rules(
+        "spin-calling.toml",
+        "id = \"spin-calling\"\n[plugins]\nplan_policy = \"hostile-loop\"\n[limits]\ntimeout_ms = 50\n",
+    );
+    setup.write_rules(
+        "plans/spin-calling.toml",
+        r#"service = "spin-calling"
+[destinations]
+min_length = 8
+max_length = 15
+[destinations.regions]
+"1" = "north-america"
+"44" = "uk"
+[access_methods]
+"8005550999" = ["spin"]
+
+# The plugin spins for this plan...
+[[plan]]
+id = "spinning"
+kind = "pay-as-you-go"
+priority = 10
+[plan.rates]
+per_minute = 5
+increment_secs = 60
+
+# ... and restricts nothing for this one.
+[[plan]]
+id = "answering"
+kind = "pay-as-you-go"
+priority = 10
+[plan.rates]
+per_minute = 5
+increment_secs = 60
+[plan.config]
+answer = "true"
+
+[[rule]]
+plan = "spinning"
+destination_prefixes = ["1"]
+
+[[rule]]
+plan = "answering"
+destination_prefixes = ["44"]
+"#,
+    );
+    let host = setup.start();
+    account(&host, "spinner", "retail", "prepaid", 500);
+
+    let started = std::time::Instant::now();
+    let spun = authorize(&host, "spinner", "8005550999", "12125550199", WEDNESDAY);
+    assert_eq!(spun.status, 503, "{spun}");
+    assert_eq!(spun.json["error"]["code"], "plugin-error", "{spun}");
+    let message = spun.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("hostile-loop"), "{message}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the call was not stopped at its time limit: {:?}",
+        started.elapsed()
+    );
+    // Nothing of it is a communication, a record or a movement.
+    let records = host.get("/v1/records?account=spinner");
+    assert_eq!(records.status, 200, "{records}");
+    assert!(
+        records.json["records"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "{records}"
+    );
+    assert_eq!(ledger_sum(&host, "spinner"), (500, 1));
+
+    // The same plugin answers for the other plan, the sample service
+    // places calls, and checks are answered.
+    let answered = authorize(&host, "spinner", "8005550999", "442079460000", WEDNESDAY);
+    assert_eq!(answered.status, 201, "{answered}");
+    assert_eq!(answered.json["plan"], "answering", "{answered}");
+    account(&host, "caller", "retail", "prepaid", 500);
+    let record = call(&host, "caller", "12125550199", WEDNESDAY, 60);
+    assert_eq!(record["total"], 5, "{record}");
+    let check = host.post(
+        "/v1/checks",
+        &json!({"service": "support-contract", "account_id": "caller"}),
+    );
+    assert_eq!(check.status, 200, "{check}");
 }

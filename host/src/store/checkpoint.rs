@@ -134,13 +134,24 @@ fn checkpoint(
     stats.checkpoints.fetch_add(1, Ordering::Relaxed);
     let bytes = std::fs::metadata(wal).map_or(0, |m| m.len());
     stats.wal_bytes.store(bytes, Ordering::Relaxed);
+    if frames < 0 {
+        // Another checkpoint (the writer's restart) held the log; SQLite
+        // then counts nothing (-1). Next time.
+        return Ok(());
+    }
     // The file keeps its size when the WAL starts over: what matters is
     // how far past the start the log runs, SQLite's frame count.
     if frames.saturating_mul(page_size) as u64 > RESTART_BYTES {
         // The restart syncs the database file, inside the writer: sync what
         // the passive checkpoints copied here first, so that it finds a few
-        // pages to sync instead of megabytes (3-7 ms of every group behind it).
-        sync_database(conn)?;
+        // pages to sync instead of megabytes (3-7 ms of every group behind
+        // it). A checkpoint that copied every frame has synced already.
+        if frames != copied
+            && let Err(e) = sync_database(conn)
+        {
+            // Only a head start: the restart syncs, and reports, by itself.
+            tracing::warn!("syncing the database file before a WAL restart failed: {e}");
+        }
         stats.wal_restart_wanted.store(true, Ordering::Relaxed);
     }
     if bytes > TRUNCATE_BYTES && frames == copied {
@@ -176,8 +187,12 @@ fn checkpoint(
 /// on it.
 fn sync_database(conn: &Connection) -> Result<(), StoreError> {
     use rusqlite::ffi;
-    let failed =
-        |what: &str| StoreError::Commit(format!("cannot sync the database file: {what}").into());
+    let failed = |code: i32, what: &str| {
+        StoreError::from(rusqlite::Error::SqliteFailure(
+            ffi::Error::new(code),
+            Some(format!("cannot sync the database file: {what}")),
+        ))
+    };
     let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
     // SAFETY: `conn` is open and used by this thread only; the file control
     // writes one pointer into `file`, which lives as long as the connection.
@@ -190,7 +205,7 @@ fn sync_database(conn: &Connection) -> Result<(), StoreError> {
         )
     };
     if rc != ffi::SQLITE_OK || file.is_null() {
-        return Err(failed(&format!("no database file (SQLite code {rc})")));
+        return Err(failed(rc, "the connection has no database file"));
     }
     // SAFETY: `file` is the connection's open `sqlite3_file`; its methods
     // are null only while the file is closed, which the checkpoint just
@@ -198,11 +213,11 @@ fn sync_database(conn: &Connection) -> Result<(), StoreError> {
     let rc = unsafe {
         match (*file).pMethods.as_ref().and_then(|methods| methods.xSync) {
             Some(sync) => sync(file, ffi::SQLITE_SYNC_NORMAL),
-            None => return Err(failed("the file is not open")),
+            None => return Err(failed(ffi::SQLITE_CANTOPEN, "the file is not open")),
         }
     };
     if rc != ffi::SQLITE_OK {
-        return Err(failed(&format!("SQLite I/O error {rc}")));
+        return Err(failed(rc, "the file system refused it"));
     }
     Ok(())
 }
@@ -220,15 +235,19 @@ mod tests {
     use crate::store::{Store, StoreError};
 
     #[test]
-    fn the_database_file_is_synced_through_sqlites_own_handle() {
+    fn the_database_file_is_synced_without_dropping_the_processs_locks() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         let store = Store::open(&path).unwrap();
         let conn = Connection::open(&path).unwrap();
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .unwrap();
+        let locks = || posix_locks_on(&path);
+        let held = locks();
+        assert!(held > 0, "the open database should hold locks");
         sync_database(&conn).unwrap();
-        // The store's connections keep working: no lock of theirs was dropped.
+        // Closing a descriptor of the file would have dropped them all.
+        assert_eq!(locks(), held);
         store
             .write(|tx| {
                 tx.raw()
@@ -243,6 +262,23 @@ mod tests {
             refused.contains("cannot sync the database file"),
             "{refused}"
         );
+    }
+
+    /// POSIX locks this process holds on `path` (`/proc/locks`).
+    fn posix_locks_on(path: &Path) -> usize {
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::metadata(path).unwrap().ino().to_string();
+        let pid = std::process::id().to_string();
+        std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .filter(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.get(1) == Some(&"POSIX")
+                    && fields.get(4) == Some(&pid.as_str())
+                    && fields.get(5).and_then(|f| f.rsplit(':').next()) == Some(inode.as_str())
+            })
+            .count()
     }
 
     #[test]

@@ -403,7 +403,7 @@ impl Store {
         if ended.is_ok() {
             let mut idle = lock(readers);
             // A burst of reads opens more; only these many stay open after.
-            if idle.len() < IDLE_READERS {
+            if idle.len() < readers_kept() {
                 idle.push(conn);
             }
         }
@@ -435,9 +435,11 @@ fn busy_wait(tries: i32) -> bool {
 }
 
 /// Reader connections kept open between reads, each with its page cache and
-/// prepared statements: more than the reads that run at once on this
-/// host's cores in the usual course.
-const IDLE_READERS: usize = 8;
+/// prepared statements: one more than the cores (reads run at most one per
+/// core through `http::blocking`, plus checks' and the pruner's), at least 8.
+fn readers_kept() -> usize {
+    std::thread::available_parallelism().map_or(8, |n| (n.get() + 1).max(8))
+}
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
@@ -547,15 +549,27 @@ mod tests {
     fn a_burst_of_reads_leaves_a_bounded_pool_of_readers_open() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("r.db")).unwrap();
-        let burst = 3 * IDLE_READERS;
-        let together = std::sync::Barrier::new(burst);
+        let kept = readers_kept();
+        let burst = 3 * kept;
+        // Every read holds its connection until all have one (or a read
+        // failed to start, and the test fails below rather than hang).
+        let arrived = (Mutex::new(0), std::sync::Condvar::new());
+        let together = || {
+            let mut n = lock(&arrived.0);
+            *n += 1;
+            arrived.1.notify_all();
+            let (n, _) = arrived
+                .1
+                .wait_timeout_while(n, Duration::from_secs(10), |n| *n < burst)
+                .unwrap();
+            assert_eq!(*n, burst, "not every read started");
+        };
         std::thread::scope(|s| {
             for _ in 0..burst {
                 s.spawn(|| {
                     store
                         .read(|c| {
-                            // Every read holds its connection until all run.
-                            together.wait();
+                            together();
                             c.raw()
                                 .query_row("SELECT count(*) FROM accounts", [], |r| {
                                     r.get::<_, i64>(0)
@@ -566,10 +580,10 @@ mod tests {
                 });
             }
         });
-        assert_eq!(store.idle_readers(), IDLE_READERS);
+        assert_eq!(store.idle_readers(), kept);
         // The next reads reuse them.
         store.read(|_| Ok::<_, StoreError>(())).unwrap();
-        assert_eq!(store.idle_readers(), IDLE_READERS);
+        assert_eq!(store.idle_readers(), kept);
     }
 
     #[test]

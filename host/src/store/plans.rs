@@ -555,28 +555,28 @@ pub struct RecordFilter<'a> {
     pub limit: u32,
 }
 
-/// Records in id order (the order they were written).
-/// A page of records; `by_account` reads one account's records through
-/// its index (`?1 IS NULL OR account_id = ?1` would read every record of
-/// every account instead).
-fn records_page_sql(by_account: bool) -> String {
-    let account = if by_account {
-        "account_id = ?1"
-    } else {
-        "?1 IS NULL"
+/// The SQL of a page of records under `f`, with only the conditions it
+/// sets (`?1 IS NULL OR account_id = ?1` would defeat the index): one
+/// account's records, and its time range, come through the account's index
+/// and are sorted by id, so a page costs that account's records in the
+/// range, not the whole table.
+fn records_page_sql(f: &RecordFilter<'_>) -> String {
+    let given = |set: bool, condition: &'static str, unset: &'static str| {
+        if set { condition } else { unset }
     };
+    let account = given(f.account.is_some(), "account_id = ?1", "?1 IS NULL");
+    let from = given(f.from.is_some(), "started_at >= ?2", "?2 IS NULL");
+    let to = given(f.to.is_some(), "started_at < ?3", "?3 IS NULL");
     format!(
         "SELECT {RECORD_COLUMNS} FROM records
-         WHERE {account} AND (?2 IS NULL OR started_at >= ?2) AND (?3 IS NULL OR started_at < ?3)
-           AND id > ?4
+         WHERE {account} AND {from} AND {to} AND id > ?4
          ORDER BY id LIMIT ?5"
     )
 }
 
+/// Records in id order (the order they were written).
 pub fn page_records(conn: &Conn<'_>, f: &RecordFilter<'_>) -> Result<Vec<RecordRow>, StoreError> {
-    let mut stmt = conn
-        .raw()
-        .prepare_cached(&records_page_sql(f.account.is_some()))?;
+    let mut stmt = conn.raw().prepare_cached(&records_page_sql(f))?;
     let rows = stmt.query_map(
         params![f.account, f.from, f.to, f.after.unwrap_or(0), f.limit],
         record_row,
@@ -619,7 +619,14 @@ mod tests {
         let store = Store::open(&dir.path().join("r.db")).unwrap();
         let plan: Vec<String> = store
             .read(|c| {
-                let sql = format!("EXPLAIN QUERY PLAN {}", super::records_page_sql(true));
+                let filter = super::RecordFilter {
+                    account: Some("a"),
+                    from: Some(0),
+                    to: None,
+                    after: None,
+                    limit: 100,
+                };
+                let sql = format!("EXPLAIN QUERY PLAN {}", super::records_page_sql(&filter));
                 let mut stmt = c.raw().prepare(&sql)?;
                 let rows = stmt.query_map(
                     rusqlite::params!["a", None::<i64>, None::<i64>, 0, 100],
@@ -630,7 +637,8 @@ mod tests {
             .unwrap();
         assert!(
             plan.iter()
-                .any(|step| step.contains("USING INDEX records_account (account_id=?)")),
+                .any(|step| step
+                    .contains("USING INDEX records_account (account_id=? AND started_at>?)")),
             "{plan:?}"
         );
     }
