@@ -786,6 +786,46 @@ fn a_broken_rules_change_keeps_the_old_registry_and_a_fix_goes_live() {
     assert_eq!(check_pass(&host), ("a".to_owned(), da));
 }
 
+/// A candidate that spins is replayed only until it has run out of time
+/// five times, each call holding a place among the service's: the report
+/// says where it stopped, and the service keeps answering checks.
+#[test]
+fn replay_stops_a_candidate_that_keeps_running_out_of_time() {
+    let setup = swap_setup();
+    let host = start(&setup);
+    for _ in 0..8 {
+        check_pass(&host);
+    }
+    let started = Instant::now();
+    let replay = host.post_bytes(
+        "/v1/plugins/swappable/replay?service=swappable&last=8",
+        "application/wasm",
+        &plugin_bytes("hostile-loop"),
+    );
+    assert_eq!(replay.status, 200, "{replay}");
+    assert_eq!(replay.json["total"], 5, "{replay}");
+    assert_eq!(replay.json["agree"], 0, "{replay}");
+    let stopped = replay.json["stopped"].as_str().unwrap_or_default();
+    assert!(
+        stopped.contains("stopped after 5 of 8 decisions")
+            && stopped.contains("ran out of time 5 times"),
+        "{replay}"
+    );
+    for d in replay.json["differ"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        assert_eq!(d["new"]["verdict"], "error", "{d}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "five timeouts took {:?}",
+        started.elapsed()
+    );
+    check_pass(&host);
+}
+
 #[test]
 fn replay_compares_recorded_decisions_with_a_candidate() {
     let setup = swap_setup();

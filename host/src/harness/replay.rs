@@ -7,6 +7,10 @@
 //! Two answers agree when both pass at the same level, both fail with the
 //! same failure code (the reason text may change), or both are errors (a
 //! fault or a refusal to decide, whatever its message).
+//!
+//! A candidate that runs out of time [`MAX_TIMEOUTS`] times is replayed no
+//! further: each such call holds a core for the whole time limit, and ten
+//! thousand of them would hold it for minutes.
 
 use std::fmt;
 
@@ -14,7 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::contract::{Call, Context, Outcome, Verdict};
-use crate::runtime::Binding;
+use crate::runtime::{Binding, CallErrorKind};
 use crate::store::entitlement::DecisionRow;
 
 /// What a decision came to, as replay compares it.
@@ -54,10 +58,17 @@ impl Answer {
 
     /// What a call on the candidate said, judged as an entitlement check does.
     pub fn of_call(binding: &Binding, ctx: &Context, call: &Call) -> Answer {
-        match binding.call(ctx, call) {
-            Err(e) => Answer::Error {
-                message: e.to_string(),
-            },
+        Answer::of_call_timed(binding, ctx, call).0
+    }
+
+    /// [`Answer::of_call`], and whether the call ran out of time.
+    fn of_call_timed(binding: &Binding, ctx: &Context, call: &Call) -> (Answer, bool) {
+        let answer = match binding.call(ctx, call) {
+            Err(e) => {
+                let timed_out = matches!(e.kind, CallErrorKind::Timeout { .. });
+                let message = e.to_string();
+                return (Answer::Error { message }, timed_out);
+            }
             Ok(report) => match report.outcome {
                 Outcome::Verdict(Verdict::Pass { level }) => Answer::Pass { level },
                 Outcome::Verdict(Verdict::Fail(failure)) => Answer::Fail {
@@ -73,7 +84,8 @@ impl Answer {
                     message: format!("answered a `{}` call with {other:?}", call.name()),
                 },
             },
-        }
+        };
+        (answer, false)
     }
 
     /// Whether two answers are the same decision.
@@ -117,7 +129,8 @@ pub struct Unreadable {
     pub message: String,
 }
 
-/// What a replay found: `total = agree + differ.len() + unreadable.len()`.
+/// What a replay found: `total = agree + differ.len() + unreadable.len()`,
+/// the decisions replayed.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReplayReport {
     pub total: usize,
@@ -125,7 +138,13 @@ pub struct ReplayReport {
     pub differ: Vec<Difference>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unreadable: Vec<Unreadable>,
+    /// Why the replay ended before the last decision, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
+
+/// Calls that run out of time before a replay stops.
+pub const MAX_TIMEOUTS: usize = 5;
 
 impl ReplayReport {
     /// `100 decisions: 97 agree, 3 differ`.
@@ -139,6 +158,9 @@ impl ReplayReport {
         );
         if !self.unreadable.is_empty() {
             text.push_str(&format!(", {} unreadable", self.unreadable.len()));
+        }
+        if let Some(stopped) = &self.stopped {
+            text.push_str(&format!("; {stopped}"));
         }
         text
     }
@@ -155,11 +177,28 @@ pub fn inputs(row: &DecisionRow) -> Result<(Context, Call), String> {
 
 /// Re-runs every decision on `binding` and compares.
 pub fn replay(binding: &Binding, decisions: &[DecisionRow]) -> ReplayReport {
-    let mut report = ReplayReport {
-        total: decisions.len(),
-        ..ReplayReport::default()
-    };
-    for row in decisions {
+    replay_bounded(binding, decisions, |call| call())
+}
+
+/// [`replay`] with each call made through `bound`: a serving host makes
+/// them hold a place among the service's plugin calls
+/// (`registry::Service::calls`), as its live calls do.
+pub fn replay_bounded(
+    binding: &Binding,
+    decisions: &[DecisionRow],
+    bound: impl Fn(&mut dyn FnMut() -> (Answer, bool)) -> (Answer, bool),
+) -> ReplayReport {
+    let mut report = ReplayReport::default();
+    let mut timeouts = 0;
+    for (done, row) in decisions.iter().enumerate() {
+        if timeouts >= MAX_TIMEOUTS {
+            report.stopped = Some(format!(
+                "stopped after {done} of {} decisions: the candidate ran out of time {timeouts} times",
+                decisions.len()
+            ));
+            break;
+        }
+        report.total += 1;
         let (ctx, call) = match inputs(row) {
             Ok(inputs) => inputs,
             Err(message) => {
@@ -172,7 +211,8 @@ pub fn replay(binding: &Binding, decisions: &[DecisionRow]) -> ReplayReport {
             }
         };
         let old = Answer::recorded(row);
-        let new = Answer::of_call(binding, &ctx, &call);
+        let (new, timed_out) = bound(&mut || Answer::of_call_timed(binding, &ctx, &call));
+        timeouts += usize::from(timed_out);
         if old.agrees(&new) {
             report.agree += 1;
         } else {
@@ -319,8 +359,17 @@ mod tests {
                 inputs: Value::Null,
             }],
             unreadable: Vec::new(),
+            stopped: None,
         };
         assert_eq!(report.summary(), "3 decisions: 2 agree, 1 differ");
+        let stopped = ReplayReport {
+            stopped: Some("stopped after 3 of 9 decisions".into()),
+            ..report.clone()
+        };
+        assert_eq!(
+            stopped.summary(),
+            "3 decisions: 2 agree, 1 differ; stopped after 3 of 9 decisions"
+        );
         let value = serde_json::to_value(&report).unwrap();
         assert_eq!(
             value["differ"][0]["old"],

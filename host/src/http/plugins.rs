@@ -148,7 +148,12 @@ pub async fn replay(
         let decisions = s.live.store().read(|c| {
             crate::store::entitlement::list_decisions(c, Some(&query.service), None, last)
         })?;
-        Ok(crate::harness::replay::replay(&binding, &decisions))
+        // Each call holds a place among the service's, as its live ones do.
+        Ok(crate::harness::replay::replay_bounded(
+            &binding,
+            &decisions,
+            |call| service.calls.run(call),
+        ))
     })
     .await?;
     Ok(axum::Json(report))
