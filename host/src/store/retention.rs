@@ -57,6 +57,9 @@ pub enum Kind {
     Requests,
     /// Finished flows, with their tasks and history.
     Flows,
+    /// What ended reconciliations came to (kept so that an old link can say
+    /// so), under the finished requests' retention.
+    Tombstones,
     /// Expired offers, with their invitees (permissions stay).
     Offers,
     /// Browser sessions, user tokens and form tokens past their own expiry
@@ -66,11 +69,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order a pass prunes them.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Decisions,
         Kind::Notifications,
         Kind::Requests,
         Kind::Flows,
+        Kind::Tombstones,
         Kind::Offers,
         Kind::SignIns,
     ];
@@ -82,6 +86,7 @@ impl Kind {
             Kind::Notifications => "notifications",
             Kind::Requests => "requests",
             Kind::Flows => "flows",
+            Kind::Tombstones => "tombstones",
             Kind::Offers => "offers",
             Kind::SignIns => "sign_ins",
         }
@@ -129,7 +134,7 @@ impl Policy {
         match kind {
             Kind::Decisions => self.decisions,
             Kind::Notifications => self.notifications,
-            Kind::Requests => self.requests,
+            Kind::Requests | Kind::Tombstones => self.requests,
             Kind::Flows => self.flows,
             Kind::Offers => self.offers,
             Kind::SignIns => Some(Duration::ZERO),
@@ -386,6 +391,34 @@ pub fn delete_requests(conn: &Tx<'_>, ids: &[String], cutoff: i64) -> Result<u64
     )
 }
 
+/// Tombstones of reconciliations that ended before `cutoff` (ms), in id
+/// order after `after` (`""` to start).
+pub fn due_tombstones(
+    conn: &Conn<'_>,
+    cutoff: i64,
+    after: &str,
+    limit: u32,
+) -> Result<Page<String>, StoreError> {
+    let mut stmt = conn.raw().prepare_cached(
+        "SELECT id FROM reconciliation_tombstones WHERE id > ?1 AND at < ?2 ORDER BY id LIMIT ?3",
+    )?;
+    let keys = stmt
+        .query_map(params![after, cutoff, limit], |row| row.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(page(keys, limit))
+}
+
+/// Deletes the tombstones `ids` still older than `cutoff` (one written again
+/// since is not).
+pub fn delete_tombstones(conn: &Tx<'_>, ids: &[String], cutoff: i64) -> Result<u64, StoreError> {
+    delete_each(
+        conn,
+        "DELETE FROM reconciliation_tombstones WHERE id = ?1 AND at < ?2",
+        ids,
+        cutoff,
+    )
+}
+
 /// Flows in a final state last changed before `cutoff` (ms) that no open
 /// reconciliation names, in id order after `after` (`""` to start), each
 /// with the rows deleting it takes (itself, its tasks, its history).
@@ -603,6 +636,12 @@ pub fn prune(
                 String::new(),
                 |c, after, n| due_flows(c, cutoff, after, n),
                 |c, keys| delete_flows(c, keys, cutoff),
+            )?,
+            Kind::Tombstones => pass.walk(
+                kind,
+                String::new(),
+                |c, after, n| due_tombstones(c, cutoff, after, n),
+                |c, keys| delete_tombstones(c, keys, cutoff),
             )?,
             Kind::Offers => pass.walk(
                 kind,
@@ -1007,6 +1046,47 @@ mod tests {
                 "named", "new-0", "new-1", "new-2", "new-3", "new-4", "repassed", "waiting"
             ]
         );
+    }
+
+    #[test]
+    fn tombstones_go_with_the_finished_requests_retention() {
+        let store = Store::in_memory().unwrap();
+        store
+            .write(|tx| {
+                for (id, at) in [("rec-old", days_ago(31)), ("rec-new", days_ago(29))] {
+                    tx.raw().execute(
+                        "INSERT INTO reconciliation_tombstones (id, outcome, at) VALUES (?1, 'expired', ?2)",
+                        params![id, at],
+                    )?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let pruned = run(&store, &policy(500));
+        assert_eq!(pruned.get(Kind::Tombstones), 1);
+        let left = |id: &str| {
+            store
+                .read(|c| crate::store::entitlement::tombstone(c, id))
+                .unwrap()
+        };
+        assert_eq!(left("rec-old"), None);
+        assert_eq!(left("rec-new").as_deref(), Some("expired"));
+        // Kept forever when finished requests are.
+        store
+            .write(|tx| {
+                tx.raw().execute(
+                    "INSERT INTO reconciliation_tombstones (id, outcome, at) VALUES ('rec-ancient', 'used', ?1)",
+                    params![days_ago(400)],
+                )?;
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let forever = Policy {
+            requests: None,
+            ..policy(500)
+        };
+        assert_eq!(run(&store, &forever).get(Kind::Tombstones), 0);
+        assert_eq!(left("rec-ancient").as_deref(), Some("used"));
     }
 
     #[test]
