@@ -28,7 +28,7 @@
 //! Beside each `/healthz` run, a probe writes 13 pages (a group commit at
 //! 10 clients) and `fdatasync`s them every 2 ms on the database's disk
 //! (`fsync p50`, `p99`, `p99.9`): under `sync = "full"` every answer waits
-//! for at least one such sync, under that CPU load.
+//! for a COMMIT that makes such a sync, under that CPU load.
 //!
 //! Each database is fresh, so its first start writes an operator token
 //! beside it (`<db>.operator-token`); curl and wrk send it. `/healthz` and

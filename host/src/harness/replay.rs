@@ -10,9 +10,12 @@
 //!
 //! A candidate that runs out of time [`MAX_TIMEOUTS`] times is replayed no
 //! further: each such call holds a core for the whole time limit, and ten
-//! thousand of them would hold it for minutes.
+//! thousand of them would hold it for minutes. Over HTTP a replay also ends
+//! after a budget of time in all ([`replay_within`]). Either way the report
+//! says where it stopped, and a stopped replay does not pass as agreement.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -177,23 +180,29 @@ pub fn inputs(row: &DecisionRow) -> Result<(Context, Call), String> {
 
 /// Re-runs every decision on `binding` and compares.
 pub fn replay(binding: &Binding, decisions: &[DecisionRow]) -> ReplayReport {
-    replay_bounded(binding, decisions, |call| call())
+    replay_within(binding, decisions, None)
 }
 
-/// [`replay`] with each call made through `bound`: a serving host makes
-/// them hold a place among the service's plugin calls
-/// (`registry::Service::calls`), as its live calls do.
-pub fn replay_bounded(
+/// [`replay`] that also stops once it has run for `budget` in all.
+pub fn replay_within(
     binding: &Binding,
     decisions: &[DecisionRow],
-    bound: impl Fn(&mut dyn FnMut() -> (Answer, bool)) -> (Answer, bool),
+    budget: Option<Duration>,
 ) -> ReplayReport {
+    let started = Instant::now();
     let mut report = ReplayReport::default();
     let mut timeouts = 0;
     for (done, row) in decisions.iter().enumerate() {
-        if timeouts >= MAX_TIMEOUTS {
+        let why = if timeouts >= MAX_TIMEOUTS {
+            Some(format!("the candidate ran out of time {timeouts} times"))
+        } else {
+            budget
+                .filter(|budget| started.elapsed() >= *budget)
+                .map(|budget| format!("the replay ran for its {} s", budget.as_secs()))
+        };
+        if let Some(why) = why {
             report.stopped = Some(format!(
-                "stopped after {done} of {} decisions: the candidate ran out of time {timeouts} times",
+                "stopped after {done} of {} decisions: {why}",
                 decisions.len()
             ));
             break;
@@ -211,7 +220,7 @@ pub fn replay_bounded(
             }
         };
         let old = Answer::recorded(row);
-        let (new, timed_out) = bound(&mut || Answer::of_call_timed(binding, &ctx, &call));
+        let (new, timed_out) = Answer::of_call_timed(binding, &ctx, &call);
         timeouts += usize::from(timed_out);
         if old.agrees(&new) {
             report.agree += 1;

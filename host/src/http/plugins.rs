@@ -11,6 +11,9 @@ use super::{ApiError, AppState, blocking};
 use crate::registry::{Offered, Rejection, RollbackError, Source, valid_plugin_name};
 use crate::runtime::Digest;
 
+/// The longest a replay over HTTP runs; the report says where it stopped.
+const REPLAY_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Largest plugin accepted over HTTP.
 pub const MAX_PLUGIN: usize = 16 << 20;
 
@@ -130,7 +133,9 @@ pub async fn replay(
     RawBody(body): RawBody<MAX_PLUGIN>,
 ) -> Result<impl IntoResponse, ApiError> {
     known(&s, &name)?;
-    let report = blocking(move || {
+    // A thread of its own, not one of the permits every read shares: a slow
+    // candidate holds it up to the budget.
+    let report = tokio::task::spawn_blocking(move || {
         let registry = s.live.registry().load_full();
         let service = registry.service(&query.service).ok_or_else(|| {
             ApiError::new(
@@ -148,13 +153,13 @@ pub async fn replay(
         let decisions = s.live.store().read(|c| {
             crate::store::entitlement::list_decisions(c, Some(&query.service), None, last)
         })?;
-        // Each call holds a place among the service's, as its live ones do.
-        Ok(crate::harness::replay::replay_bounded(
+        Ok::<_, ApiError>(crate::harness::replay::replay_within(
             &binding,
             &decisions,
-            |call| service.calls.run(call),
+            Some(REPLAY_BUDGET),
         ))
     })
-    .await?;
+    .await
+    .map_err(ApiError::internal)??;
     Ok(axum::Json(report))
 }

@@ -131,7 +131,6 @@ fn checkpoint(
     stats: &StoreStats,
 ) -> Result<(), StoreError> {
     let (_, frames, copied) = wal_checkpoint(conn, "PASSIVE")?;
-    stats.checkpoints.fetch_add(1, Ordering::Relaxed);
     let bytes = std::fs::metadata(wal).map_or(0, |m| m.len());
     stats.wal_bytes.store(bytes, Ordering::Relaxed);
     if frames < 0 {
@@ -139,16 +138,16 @@ fn checkpoint(
         // then counts nothing (-1). Next time.
         return Ok(());
     }
+    stats.checkpoints.fetch_add(1, Ordering::Relaxed);
     // The file keeps its size when the WAL starts over: what matters is
     // how far past the start the log runs, SQLite's frame count.
     if frames.saturating_mul(page_size) as u64 > RESTART_BYTES {
         // The restart syncs the database file, inside the writer: sync what
         // the passive checkpoints copied here first, so that it finds a few
         // pages to sync instead of megabytes (3-7 ms of every group behind
-        // it). A checkpoint that copied every frame has synced already.
-        if frames != copied
-            && let Err(e) = sync_database(conn)
-        {
+        // it). Even when this one copied every frame it counted: SQLite
+        // syncs only if no commit landed meanwhile.
+        if let Err(e) = sync_database(conn) {
             // Only a head start: the restart syncs, and reports, by itself.
             tracing::warn!("syncing the database file before a WAL restart failed: {e}");
         }

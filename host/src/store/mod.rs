@@ -438,7 +438,9 @@ fn busy_wait(tries: i32) -> bool {
 /// prepared statements: one more than the cores (reads run at most one per
 /// core through `http::blocking`, plus checks' and the pruner's), at least 8.
 fn readers_kept() -> usize {
-    std::thread::available_parallelism().map_or(8, |n| (n.get() + 1).max(8))
+    // Asked once: `available_parallelism` reads cgroup files every time.
+    static KEPT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *KEPT.get_or_init(|| std::thread::available_parallelism().map_or(8, |n| (n.get() + 1).max(8)))
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {

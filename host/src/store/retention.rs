@@ -2,9 +2,11 @@
 //! keeps them (`[retention]` in the settings file), and the thread that
 //! does it.
 //!
-//! Four kinds are pruned: the decision log (by `at`), delivered outbox rows
-//! (by `delivered_at`), finished requests and finished flows with their
-//! tasks and history (by `updated_at`). What an open reconciliation or a
+//! Pruned: the decision log (by `at`), delivered outbox rows (by
+//! `delivered_at`), finished requests and finished flows with their tasks
+//! and history (by `updated_at`), tombstones of ended reconciliations (by
+//! `at`, under the requests' retention), expired offers with their invitees,
+//! and expired sign-ins. What an open reconciliation or a
 //! running flow still needs is never pruned: a request awaiting
 //! reconciliation, or naming (or named by) a reconciliation record that
 //! still exists, and that request's decisions; a flow not in a final state
@@ -24,7 +26,8 @@
 //! notifications are found through the outbox's `(state, next_attempt_at)`
 //! index; flows through their state index. Requests have no index by time
 //! (one would cost every check a page), so a pass reads the whole table on
-//! a reader, in one statement per `batch_rows` due rows.
+//! a reader, in one statement per `batch_rows` due rows; so it does for
+//! tombstones.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -778,6 +781,9 @@ impl Pruner {
                                     notifications = pruned.get(Kind::Notifications),
                                     requests = pruned.get(Kind::Requests),
                                     flows = pruned.get(Kind::Flows),
+                                    tombstones = pruned.get(Kind::Tombstones),
+                                    offers = pruned.get(Kind::Offers),
+                                    sign_ins = pruned.get(Kind::SignIns),
                                     batches = pruned.batches,
                                     "pruned records past their retention"
                                 );
@@ -1055,7 +1061,7 @@ mod tests {
             .write(|tx| {
                 for (id, at) in [("rec-old", days_ago(31)), ("rec-new", days_ago(29))] {
                     tx.raw().execute(
-                        "INSERT INTO reconciliation_tombstones (id, outcome, at) VALUES (?1, 'expired', ?2)",
+                        "INSERT INTO reconciliation_tombstones (id, outcome, at) VALUES (?1, 'lapsed', ?2)",
                         params![id, at],
                     )?;
                 }
@@ -1070,12 +1076,12 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(left("rec-old"), None);
-        assert_eq!(left("rec-new").as_deref(), Some("expired"));
+        assert_eq!(left("rec-new").as_deref(), Some("lapsed"));
         // Kept forever when finished requests are.
         store
             .write(|tx| {
                 tx.raw().execute(
-                    "INSERT INTO reconciliation_tombstones (id, outcome, at) VALUES ('rec-ancient', 'used', ?1)",
+                    "INSERT INTO reconciliation_tombstones (id, outcome, at) VALUES ('rec-ancient', 'succeeded', ?1)",
                     params![days_ago(400)],
                 )?;
                 Ok::<_, StoreError>(())
@@ -1086,7 +1092,7 @@ mod tests {
             ..policy(500)
         };
         assert_eq!(run(&store, &forever).get(Kind::Tombstones), 0);
-        assert_eq!(left("rec-ancient").as_deref(), Some("used"));
+        assert_eq!(left("rec-ancient").as_deref(), Some("succeeded"));
     }
 
     #[test]
