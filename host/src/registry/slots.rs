@@ -55,11 +55,8 @@ impl Slots {
         }
         state.serving += 1;
         state.used += 1;
-        // The next in line may find a place too (a notify is a syscall:
-        // only when someone waits).
-        if state.next > state.serving {
-            self.freed.notify_all();
-        }
+        // The next in line may find a place too.
+        self.freed.notify_all();
         Slot(self.clone())
     }
 
@@ -82,12 +79,9 @@ impl Default for Slots {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut state = self.0.lock();
-        state.used -= 1;
+        self.0.lock().used -= 1;
         // Only the first in line may take it; it is one of the waiters.
-        if state.next > state.serving {
-            self.0.freed.notify_all();
-        }
+        self.0.freed.notify_all();
     }
 }
 
