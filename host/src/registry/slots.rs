@@ -3,9 +3,8 @@
 //! plugin spinning to its time limit holds at most that many cores, and the
 //! other services' calls, the reads and the commits keep the rest. Taken
 //! around each call itself (a microsecond for a healthy plugin), so a
-//! service's own calls contend for it only while its plugin is slow; then
-//! they take their places in the order they asked. A service keeps its
-//! bound across reloads and swaps (`Live`).
+//! service's own calls contend for it only while its plugin is slow. A
+//! service keeps its bound across reloads and swaps (`Live`).
 
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -18,18 +17,8 @@ pub fn plugin_concurrency() -> usize {
 #[derive(Debug)]
 pub struct Slots {
     max: usize,
-    state: Mutex<State>,
+    used: Mutex<usize>,
     freed: Condvar,
-}
-
-/// Places taken, and tickets handed out and served: places go in the order
-/// they were asked for, so a call that keeps coming back (a busy service's
-/// next request) cannot keep one that waits from its turn.
-#[derive(Debug, Default)]
-struct State {
-    used: usize,
-    next: u64,
-    serving: u64,
 }
 
 /// A place taken; given back when dropped.
@@ -39,29 +28,20 @@ impl Slots {
     pub fn new(max: usize) -> Slots {
         Slots {
             max: max.max(1),
-            state: Mutex::new(State::default()),
+            used: Mutex::new(0),
             freed: Condvar::new(),
         }
     }
 
-    /// Waits (blocking this worker thread) for a place, in turn.
+    /// Waits (blocking this worker thread) for a place.
     #[must_use = "the place is given back when the slot is dropped"]
     fn take(self: &Arc<Self>) -> Slot {
-        let mut state = self.lock();
-        let ticket = state.next;
-        state.next += 1;
-        while state.serving != ticket || state.used >= self.max {
-            state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used >= self.max {
+            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
         }
-        state.serving += 1;
-        state.used += 1;
-        // The next in line may find a place too.
-        self.freed.notify_all();
+        *used += 1;
         Slot(self.clone())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs `call` holding a place.
@@ -79,9 +59,9 @@ impl Default for Slots {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.lock().used -= 1;
-        // Only the first in line may take it; it is one of the waiters.
-        self.0.freed.notify_all();
+        let mut used = self.0.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used -= 1;
+        self.0.freed.notify_one();
     }
 }
 
@@ -112,36 +92,5 @@ mod tests {
             thread.join().unwrap();
         }
         assert_eq!(most.load(Ordering::SeqCst), 2);
-    }
-
-    #[test]
-    fn places_go_in_the_order_they_were_asked_for() {
-        let slots = Arc::new(Slots::new(1));
-        let held = slots.take();
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let mut threads = Vec::new();
-        for n in 0u64..6 {
-            let (slots2, order2) = (slots.clone(), order.clone());
-            threads.push(std::thread::spawn(move || {
-                let slot = slots2.take();
-                order2.lock().unwrap().push((n, "first"));
-                // Each comes back at once, as a busy service's calls do:
-                // behind those already waiting.
-                drop(slot);
-                let _again = slots2.take();
-                order2.lock().unwrap().push((n, "again"));
-            }));
-            // The next asks only once this one waits in line.
-            while slots.lock().next < n + 2 {
-                std::thread::yield_now();
-            }
-        }
-        drop(held);
-        for thread in threads {
-            thread.join().unwrap();
-        }
-        let order = order.lock().unwrap();
-        let firsts: Vec<_> = (0..6).map(|n| (n, "first")).collect();
-        assert_eq!(order[..6], firsts[..], "{order:?}");
     }
 }
