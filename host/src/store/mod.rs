@@ -401,19 +401,9 @@ impl Store {
         // A read transaction has nothing to lose: this only lets the WAL go.
         let ended = writer::exec(&conn, "COMMIT");
         if ended.is_ok() {
-            let mut idle = lock(readers);
-            // A burst of reads opens more; only these many stay open after.
-            if idle.len() < readers_kept() {
-                idle.push(conn);
-            }
+            lock(readers).push(conn);
         }
         result
-    }
-
-    /// Reader connections open and idle now.
-    #[cfg(test)]
-    fn idle_readers(&self) -> usize {
-        self.inner.readers.as_ref().map_or(0, |r| lock(r).len())
     }
 }
 
@@ -432,15 +422,6 @@ fn busy_wait(tries: i32) -> bool {
     }
     std::thread::sleep(STEP);
     true
-}
-
-/// Reader connections kept open between reads, each with its page cache and
-/// prepared statements: one more than the cores (reads run at most one per
-/// core through `http::blocking`, plus checks' and the pruner's), at least 8.
-fn readers_kept() -> usize {
-    // Asked once: `available_parallelism` reads cgroup files every time.
-    static KEPT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *KEPT.get_or_init(|| std::thread::available_parallelism().map_or(8, |n| (n.get() + 1).max(8)))
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
@@ -546,47 +527,6 @@ pub(crate) fn random_bytes(buf: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_burst_of_reads_leaves_a_bounded_pool_of_readers_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
-        let kept = readers_kept();
-        let burst = 3 * kept;
-        // Every read holds its connection until all have one (or a read
-        // failed to start, and the test fails below rather than hang).
-        let arrived = (Mutex::new(0), std::sync::Condvar::new());
-        let together = || {
-            let mut n = lock(&arrived.0);
-            *n += 1;
-            arrived.1.notify_all();
-            let (n, _) = arrived
-                .1
-                .wait_timeout_while(n, Duration::from_secs(10), |n| *n < burst)
-                .unwrap();
-            assert_eq!(*n, burst, "not every read started");
-        };
-        std::thread::scope(|s| {
-            for _ in 0..burst {
-                s.spawn(|| {
-                    store
-                        .read(|c| {
-                            together();
-                            c.raw()
-                                .query_row("SELECT count(*) FROM accounts", [], |r| {
-                                    r.get::<_, i64>(0)
-                                })
-                                .map_err(StoreError::from)
-                        })
-                        .unwrap();
-                });
-            }
-        });
-        assert_eq!(store.idle_readers(), kept);
-        // The next reads reuse them.
-        store.read(|_| Ok::<_, StoreError>(())).unwrap();
-        assert_eq!(store.idle_readers(), kept);
-    }
 
     #[test]
     fn ids_are_unique_and_sort_by_creation() {
