@@ -59,13 +59,9 @@ impl Answer {
         }
     }
 
-    /// What a call on the candidate said, judged as an entitlement check does.
-    pub fn of_call(binding: &Binding, ctx: &Context, call: &Call) -> Answer {
-        Answer::of_call_timed(binding, ctx, call).0
-    }
-
-    /// [`Answer::of_call`], and whether the call ran out of time.
-    fn of_call_timed(binding: &Binding, ctx: &Context, call: &Call) -> (Answer, bool) {
+    /// What a call on the candidate said, judged as an entitlement check
+    /// does, and whether the call ran out of time.
+    fn of_call(binding: &Binding, ctx: &Context, call: &Call) -> (Answer, bool) {
         let answer = match binding.call(ctx, call) {
             Err(e) => {
                 let timed_out = matches!(e.kind, CallErrorKind::Timeout { .. });
@@ -220,7 +216,7 @@ pub fn replay_within(
             }
         };
         let old = Answer::recorded(row);
-        let (new, timed_out) = Answer::of_call_timed(binding, &ctx, &call);
+        let (new, timed_out) = Answer::of_call(binding, &ctx, &call);
         timeouts += usize::from(timed_out);
         if old.agrees(&new) {
             report.agree += 1;
