@@ -368,16 +368,17 @@ pub fn due_requests(
     after: &str,
     limit: u32,
 ) -> Result<Page<String>, StoreError> {
-    let conn = conn.raw();
-    let mut stmt = conn.prepare_cached(concat!(
-        "SELECT q.id FROM requests q WHERE q.id > ?1 AND q.updated_at < ?2 AND ",
-        finished_request!("q"),
-        " ORDER BY q.id LIMIT ?3"
-    ))?;
-    let keys = stmt
-        .query_map(params![after, cutoff, limit], |row| row.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
-    Ok(page(keys, limit))
+    key_page(
+        conn,
+        concat!(
+            "SELECT q.id FROM requests q WHERE q.id > ?1 AND q.updated_at < ?2 AND ",
+            finished_request!("q"),
+            " ORDER BY q.id LIMIT ?3"
+        ),
+        after,
+        cutoff,
+        limit,
+    )
 }
 
 /// Deletes the requests `ids` that are still due (finished, last changed
@@ -402,13 +403,13 @@ pub fn due_tombstones(
     after: &str,
     limit: u32,
 ) -> Result<Page<String>, StoreError> {
-    let mut stmt = conn.raw().prepare_cached(
+    key_page(
+        conn,
         "SELECT id FROM reconciliation_tombstones WHERE id > ?1 AND at < ?2 ORDER BY id LIMIT ?3",
-    )?;
-    let keys = stmt
-        .query_map(params![after, cutoff, limit], |row| row.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
-    Ok(page(keys, limit))
+        after,
+        cutoff,
+        limit,
+    )
 }
 
 /// Deletes the tombstones `ids` still older than `cutoff` (one written again
@@ -531,16 +532,15 @@ pub fn due_sign_ins(
     after: &str,
     limit: u32,
 ) -> Result<Page<String>, StoreError> {
-    let conn = conn.raw();
-    let mut stmt = conn.prepare_cached(
+    key_page(
+        conn,
         "SELECT hash FROM (SELECT hash, expires_at FROM user_sessions
                            UNION ALL SELECT hash, expires_at FROM form_tokens)
          WHERE hash > ?1 AND expires_at < ?2 ORDER BY hash LIMIT ?3",
-    )?;
-    let keys = stmt
-        .query_map(params![after, cutoff, limit], |row| row.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(page(keys, limit))
+        after,
+        cutoff,
+        limit,
+    )
 }
 
 /// Deletes the expired sign-ins and form tokens among `hashes`.
@@ -582,6 +582,23 @@ fn counted_page(
 }
 
 /// A page of keys that each delete one row.
+/// A page of text keys from `sql`, which takes `(after, cutoff, limit)`
+/// and selects one key a row, one row each.
+fn key_page(
+    conn: &Conn<'_>,
+    sql: &str,
+    after: &str,
+    cutoff: i64,
+    limit: u32,
+) -> Result<Page<String>, StoreError> {
+    let keys = conn
+        .raw()
+        .prepare_cached(sql)?
+        .query_map(params![after, cutoff, limit], |row| row.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(page(keys, limit))
+}
+
 fn page<K: Clone>(keys: Vec<K>, limit: u32) -> Page<K> {
     let next = (keys.len() == limit as usize)
         .then(|| keys.last().cloned())
