@@ -96,6 +96,8 @@ fn run(
     stop: &(Mutex<bool>, Condvar),
 ) {
     let mut seen = 0;
+    // How far SQLite had copied at the last early sync of the database.
+    let mut synced = -1;
     loop {
         let guard = super::lock(&stop.0);
         let (guard, _) = stop
@@ -115,7 +117,7 @@ fn run(
         }
         // A failed checkpoint leaves SQLite's backfill mark where it was: the
         // next one copies the same frames again, fsync included.
-        match checkpoint(conn, wal, page_size, stats) {
+        match checkpoint(conn, wal, page_size, stats, &mut synced) {
             Ok(()) => seen = commits,
             Err(e) => tracing::warn!("WAL checkpoint failed (retried in {INTERVAL:?}): {e}"),
         }
@@ -129,6 +131,7 @@ fn checkpoint(
     wal: &Path,
     page_size: i64,
     stats: &StoreStats,
+    synced: &mut i64,
 ) -> Result<(), StoreError> {
     let (_, frames, copied) = wal_checkpoint(conn, "PASSIVE")?;
     let bytes = std::fs::metadata(wal).map_or(0, |m| m.len());
@@ -146,10 +149,15 @@ fn checkpoint(
         // the passive checkpoints copied here first, so that it finds a few
         // pages to sync instead of megabytes (3-7 ms of every group behind
         // it). Even when this one copied every frame it counted: SQLite
-        // syncs only if no commit landed meanwhile.
-        if let Err(e) = sync_database(conn) {
-            // Only a head start: the restart syncs, and reports, by itself.
-            tracing::warn!("syncing the database file before a WAL restart failed: {e}");
+        // syncs only if no commit landed meanwhile. Once per copy: while a
+        // reader keeps the restart from happening, later checkpoints that
+        // copied nothing new have nothing to sync.
+        if copied != *synced {
+            *synced = copied;
+            if let Err(e) = sync_database(conn) {
+                // Only a head start: the restart syncs, and reports, by itself.
+                tracing::warn!("syncing the database file before a WAL restart failed: {e}");
+            }
         }
         stats.wal_restart_wanted.store(true, Ordering::Relaxed);
     }
