@@ -611,30 +611,34 @@ mod tests {
         assert_ne!(now, decided_on);
     }
 
+    /// The steps of SQLite's plan for `sql` on a migrated database.
+    fn query_plan(sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("plan.db")).unwrap();
+        store
+            .read(|c| {
+                let mut stmt = c.raw().prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let rows = stmt.query_map(params, |r| r.get::<_, String>(3))?;
+                Ok::<_, crate::store::StoreError>(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap()
+    }
+
     /// One account's records are listed through the account's index, not
     /// by reading every record.
     #[test]
     fn an_accounts_records_are_found_through_its_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
-        let plan: Vec<String> = store
-            .read(|c| {
-                let filter = super::RecordFilter {
-                    account: Some("a"),
-                    from: Some(0),
-                    to: None,
-                    after: None,
-                    limit: 100,
-                };
-                let sql = format!("EXPLAIN QUERY PLAN {}", super::records_page_sql(&filter));
-                let mut stmt = c.raw().prepare(&sql)?;
-                let rows = stmt.query_map(
-                    rusqlite::params!["a", None::<i64>, None::<i64>, 0, 100],
-                    |r| r.get::<_, String>(3),
-                )?;
-                Ok::<_, crate::store::StoreError>(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-            .unwrap();
+        let filter = super::RecordFilter {
+            account: Some("a"),
+            from: Some(0),
+            to: None,
+            after: None,
+            limit: 100,
+        };
+        let plan = query_plan(
+            &super::records_page_sql(&filter),
+            rusqlite::params!["a", 0, None::<i64>, 0, 100],
+        );
         assert!(
             plan.iter()
                 .any(|step| step
@@ -647,17 +651,7 @@ mod tests {
     /// from the index alone, never one table row per use.
     #[test]
     fn recent_uses_are_read_from_the_index_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("p.db")).unwrap();
-        let plan: Vec<String> = store
-            .read(|c| {
-                let mut stmt = c
-                    .raw()
-                    .prepare(&format!("EXPLAIN QUERY PLAN {}", super::RECENT_USES))?;
-                let rows = stmt.query_map(["a", "p", "0", "1000"], |r| r.get::<_, String>(3))?;
-                Ok::<_, crate::store::StoreError>(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-            .unwrap();
+        let plan = query_plan(super::RECENT_USES, rusqlite::params!["a", "p", "0", "1000"]);
         assert!(
             plan.iter()
                 .any(|step| step.contains("USING COVERING INDEX records_account")),
