@@ -230,7 +230,7 @@ impl Store {
         // closed by every large group.
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(open_err)?;
-        keep_statements(&conn);
+        keep_statements(&conn).map_err(open_err)?;
         legacy_journal::redo_once(&mut conn, path)?;
         migrations::apply(&mut conn, path)?;
         let stats = Arc::<StoreStats>::default();
@@ -269,6 +269,7 @@ impl Store {
     pub fn in_memory() -> Result<Store, StoreError> {
         let mut conn = Connection::open_in_memory()?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        keep_statements(&conn)?;
         migrations::apply(&mut conn, Path::new(":memory:"))?;
         Store::start(
             conn,
@@ -434,15 +435,27 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         source: DbError(source),
     })?;
     conn.busy_handler(Some(busy_wait))?;
-    keep_statements(&conn);
+    keep_statements(&conn)?;
     Ok(conn)
 }
 
-/// Room for every statement the host prepares: rusqlite keeps 16 by
-/// default, and a connection that runs more than that in turn (the writer
-/// runs every kind of write) parses each one again every time.
-fn keep_statements(conn: &Connection) {
+/// Parses each statement once per connection.
+///
+/// - Room for every statement the host prepares: rusqlite keeps 16 by
+///   default, and a connection that runs more than that in turn (the
+///   writer runs every kind of write) parses each one again every time.
+/// - The query planner's stability guarantee (QPSG): without it SQLite
+///   plans some statements for the values bound to them (any `LIMIT ?`,
+///   among others) and parses such a statement again whenever one of those
+///   values is bound anew, which is every time it runs. The host's queries
+///   are written for one plan whatever their values.
+fn keep_statements(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
 }
 
 /// Statements each connection keeps prepared (about 150 distinct ones).
@@ -527,6 +540,7 @@ pub(crate) fn random_bytes(buf: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::params;
 
     #[test]
     fn ids_are_unique_and_sort_by_creation() {
@@ -536,5 +550,28 @@ mod tests {
         assert!(ids.iter().all(|id| id.len() == 4 + 12 + 16 && *id > first));
         let unique: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len());
+    }
+
+    /// Runs a `LIMIT ?` statement three times with a new limit each time,
+    /// the way pages and recent uses are read; how often it was parsed again.
+    fn reparsed(conn: &Conn<'_>) -> Result<i32, StoreError> {
+        let mut stmt = conn
+            .raw()
+            .prepare_cached("SELECT version FROM accounts WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        for limit in [10, 1000, 10] {
+            stmt.query_map(params!["", limit], |r| r.get::<_, i64>(0))?
+                .for_each(drop);
+        }
+        Ok(stmt.get_status(rusqlite::StatementStatus::RePrepare))
+    }
+
+    #[test]
+    fn a_statement_is_parsed_once_whatever_is_bound_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        assert_eq!(store.read(reparsed).unwrap(), 0, "a reader connection");
+        assert_eq!(store.write(|tx| reparsed(tx)).unwrap(), 0, "the writer");
+        let memory = Store::in_memory().unwrap();
+        assert_eq!(memory.read(reparsed).unwrap(), 0, "in memory");
     }
 }
