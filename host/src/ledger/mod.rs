@@ -201,7 +201,7 @@ fn credit(
         });
     }
     balance.checked_add(amount).ok_or_else(too_large)?;
-    Ok(q::post(
+    let movement = q::post(
         tx,
         &NewMovement {
             account_id,
@@ -212,7 +212,11 @@ fn credit(
             at,
             detail,
         },
-    )?)
+    )?;
+    Ok(Posted {
+        movement,
+        replayed: false,
+    })
 }
 
 /// What [`charge`] did.
@@ -279,7 +283,7 @@ pub fn charge(
         Billing::Postpaid => amount,
     };
     balance.checked_sub(charged).ok_or_else(too_large)?;
-    let posted = q::post(
+    let movement = q::post(
         tx,
         &NewMovement {
             account_id,
@@ -294,9 +298,9 @@ pub fn charge(
     Ok(Charged {
         charged,
         uncovered: amount - charged,
-        balance_after: posted.movement.balance_after,
+        balance_after: movement.balance_after,
         replayed: false,
-        movement_id: Some(posted.movement.id),
+        movement_id: Some(movement.id),
     })
 }
 

@@ -837,17 +837,14 @@ pub(super) fn read_plan_state(
 }
 
 fn read_account(conn: &Conn<'_>, id: &str) -> Result<Option<Read>, PlansError> {
-    let Some(account) = store::entitlement::get_account(conn, id)? else {
-        return Ok(None);
-    };
-    Ok(Some(Read {
-        status: account.status,
-        pin: store::ledger::pin_state(conn, id)?,
-        billing: Billing::parse(&account.billing).unwrap_or_default(),
-        group: account.group,
-        balance: store::ledger::balance(conn, id)?.unwrap_or(0),
-        sequence: u64::try_from(q::last_sequence(conn, id)?).unwrap_or(0),
-        preferred: q::preferred(conn, id)?.map(|p| p.plan),
+    Ok(q::caller(conn, id)?.map(|a| Read {
+        status: a.status,
+        pin: Some(a.pin),
+        billing: Billing::parse(&a.billing).unwrap_or_default(),
+        group: a.group,
+        balance: a.balance,
+        sequence: u64::try_from(a.last_sequence).unwrap_or(0),
+        preferred: a.preferred,
     }))
 }
 

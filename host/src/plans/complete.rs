@@ -100,10 +100,7 @@ fn wrong_state(c: &CommunicationRow, what: &'static str) -> PlansError {
 impl Plans {
     /// The service a communication belongs to, `None` when there is none.
     pub fn service_of(&self, id: &str) -> Result<Option<String>, PlansError> {
-        Ok(self
-            .store
-            .read(|conn| q::get_communication(conn, id))?
-            .map(|c| c.service))
+        Ok(self.owner_of(id)?.map(|(service, _)| service))
     }
 
     /// Goes on under the alternate plan offered, or ends the communication
@@ -198,10 +195,7 @@ impl Plans {
     /// The service and the account of a communication, `None` when there
     /// is none.
     pub fn owner_of(&self, id: &str) -> Result<Option<(String, String)>, PlansError> {
-        Ok(self
-            .store
-            .read(|conn| q::get_communication(conn, id))?
-            .map(|c| (c.service, c.account_id)))
+        Ok(self.store.read(|conn| q::owner_of(conn, id))?)
     }
 
     pub fn records(&self, filter: RecordFilter<'_>) -> Result<Vec<Record>, PlansError> {
@@ -337,10 +331,10 @@ fn complete_in(
         },
     );
 
-    let account = store::entitlement::get_account(tx, &c.account_id)?
+    let account = store::ledger::holder(tx, &c.account_id)?
         .ok_or_else(|| PlansError::NoAccount(c.account_id.clone()))?;
     let billing = Billing::parse(&account.billing).unwrap_or_default();
-    let before = store::ledger::balance(tx, &c.account_id)?.unwrap_or(0);
+    let before = account.balance;
     let detail = json!({"communication": id, "plan": c.plan});
     let charged = ledger::charge(
         tx,
@@ -357,8 +351,8 @@ fn complete_in(
         && def.kind == PlanKind::Unlimited
     {
         let holder = PlanAccount {
-            id: account.id.clone(),
-            group: account.group.clone(),
+            id: c.account_id.clone(),
+            group: account.group,
             billing,
             balance: before,
         };

@@ -92,13 +92,11 @@ pub struct MovementRow {
     pub detail: Option<Value>,
 }
 
-/// What [`post`] did.
+/// A movement asked for, and whether it was recorded before (the same
+/// reference again), in which case `movement` is the first one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Posted {
     pub movement: MovementRow,
-    /// The reference was there already: nothing was recorded, and
-    /// `movement` is the row it names (which may say something else than
-    /// the movement given: the caller compares).
     pub replayed: bool,
 }
 
@@ -142,6 +140,33 @@ pub fn balance(conn: &Conn<'_>, account_id: &str) -> Result<Option<i64>, StoreEr
         .optional()?)
 }
 
+/// What a charge needs of its account: its group, billing mode (as
+/// stored) and balance. `None` when there is no such account.
+pub fn holder(conn: &Conn<'_>, account_id: &str) -> Result<Option<Holder>, StoreError> {
+    Ok(conn
+        .raw()
+        .prepare_cached(
+            "SELECT a.account_group, a.billing, coalesce(b.balance, 0)
+             FROM accounts a LEFT JOIN balances b ON b.account_id = a.id WHERE a.id = ?1",
+        )?
+        .query_row([account_id], |r| {
+            Ok(Holder {
+                group: r.get(0)?,
+                billing: r.get(1)?,
+                balance: r.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+/// See [`holder`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub group: String,
+    pub billing: String,
+    pub balance: i64,
+}
+
 /// The account's balance, read to decide a movement in this transaction:
 /// no other writer changes it before the transaction ends. (SQLite's write
 /// transaction holds the database's write lock from its start; a backend
@@ -166,19 +191,15 @@ pub fn movement_by_reference(
         .optional()?)
 }
 
-/// Records a movement and moves the balance by its amount, or, when the
-/// account has a movement with that reference already, records nothing
-/// and returns that one (`replayed`). The account must exist. No rule of
-/// money is applied here (overdraft, signs beyond the schema's): the
-/// caller decided the amount on a [`locked_balance`] in this transaction
-/// and made sure the sum fits in 64 bits.
-pub fn post(tx: &Tx<'_>, m: &NewMovement<'_>) -> Result<Posted, StoreError> {
-    if let Some(movement) = movement_by_reference(tx, m.account_id, m.reference)? {
-        return Ok(Posted {
-            movement,
-            replayed: true,
-        });
-    }
+/// Records a movement and moves the balance by its amount. The caller
+/// looked for the reference in this transaction ([`movement_by_reference`])
+/// and found none; a reference used already is refused by the schema
+/// (`UNIQUE (account_id, reference)`), and the write rolls back. The
+/// account must exist. No rule of money is applied here (overdraft, signs
+/// beyond the schema's): the caller decided the amount on a
+/// [`locked_balance`] in this transaction and made sure the sum fits in 64
+/// bits.
+pub fn post(tx: &Tx<'_>, m: &NewMovement<'_>) -> Result<MovementRow, StoreError> {
     let conn = tx.raw();
     // An increment, not a value computed here: right whoever else writes.
     let balance_after: i64 = conn
@@ -204,19 +225,16 @@ pub fn post(tx: &Tx<'_>, m: &NewMovement<'_>) -> Result<Posted, StoreError> {
         m.at,
         detail
     ])?;
-    Ok(Posted {
-        movement: MovementRow {
-            id: conn.last_insert_rowid(),
-            account_id: m.account_id.to_owned(),
-            kind: m.kind,
-            amount: m.amount,
-            uncovered: m.uncovered,
-            reference: m.reference.to_owned(),
-            balance_after,
-            at: m.at,
-            detail: m.detail.cloned(),
-        },
-        replayed: false,
+    Ok(MovementRow {
+        id: conn.last_insert_rowid(),
+        account_id: m.account_id.to_owned(),
+        kind: m.kind,
+        amount: m.amount,
+        uncovered: m.uncovered,
+        reference: m.reference.to_owned(),
+        balance_after,
+        at: m.at,
+        detail: m.detail.cloned(),
     })
 }
 
@@ -269,12 +287,13 @@ impl std::fmt::Debug for PinState {
     }
 }
 
-fn pin_row(row: &Row<'_>) -> Result<PinState, rusqlite::Error> {
+/// The PIN state from four columns of `row`, from its `at`-th on.
+pub(super) fn pin_columns(row: &Row<'_>, at: usize) -> Result<PinState, rusqlite::Error> {
     Ok(PinState {
-        salt: row.get(0)?,
-        hash: row.get(1)?,
-        failures: row.get(2)?,
-        locked_until: row.get(3)?,
+        salt: row.get(at)?,
+        hash: row.get(at + 1)?,
+        failures: row.get(at + 2)?,
+        locked_until: row.get(at + 3)?,
     })
 }
 
@@ -285,7 +304,7 @@ pub fn pin_state(conn: &Conn<'_>, account_id: &str) -> Result<Option<PinState>, 
         .prepare_cached(
             "SELECT pin_salt, pin_hash, pin_failures, pin_locked_until FROM accounts WHERE id = ?1",
         )?
-        .query_row([account_id], pin_row)
+        .query_row([account_id], |r| pin_columns(r, 0))
         .optional()?)
 }
 
@@ -326,7 +345,7 @@ pub fn record_pin_failure(
              WHERE id = ?1
              RETURNING pin_salt, pin_hash, pin_failures, pin_locked_until",
         )?
-        .query_row(params![account_id, now, lock_after, lock_ms], pin_row)
+        .query_row(params![account_id, now, lock_after, lock_ms], |r| pin_columns(r, 0))
         .optional()?)
 }
 
@@ -397,14 +416,16 @@ mod tests {
                 )
             })
             .unwrap();
-        assert!(!first.replayed);
-        assert_eq!(first.movement.balance_after, 380);
-        // The same reference again: nothing recorded, the first row returned.
-        let again = store
-            .write(|tx| post(tx, &movement("c-1", Kind::Topup, 999)))
-            .unwrap();
-        assert!(again.replayed);
-        assert_eq!(again.movement, first.movement);
+        assert_eq!(first.balance_after, 380);
+        // The same reference again: refused, nothing recorded.
+        let again = store.write(|tx| post(tx, &movement("c-1", Kind::Topup, 999)));
+        assert!(again.is_err(), "{again:?}");
+        assert_eq!(
+            store
+                .read(|c| movement_by_reference(c, "acme", "c-1"))
+                .unwrap(),
+            Some(first.clone())
+        );
         assert_eq!(store.read(|c| balance(c, "acme")).unwrap(), Some(380));
         assert_eq!(store.read(|c| sum_of_ledger(c, "acme")).unwrap(), 380);
         assert_eq!(
@@ -414,7 +435,7 @@ mod tests {
         );
         let rows = store.read(|c| movements(c, "acme", None, 10)).unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[1], first.movement);
+        assert_eq!(rows[1], first);
         assert_eq!(
             serde_json::to_value(&rows[1]).unwrap(),
             json!({"id": rows[1].id, "kind": "debit", "amount": -120, "uncovered": 30, "reference": "c-1",

@@ -110,6 +110,57 @@ pub fn get_communication(
         .optional()?)
 }
 
+/// What authorizing reads of the account that calls, in one query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallerRow {
+    pub status: String,
+    pub group: String,
+    pub billing: String,
+    pub pin: super::ledger::PinState,
+    pub balance: i64,
+    pub last_sequence: i64,
+    pub preferred: Option<String>,
+}
+
+/// The calling account's status, group, billing, PIN, balance, last
+/// sequence number and preferred plan; `None` when there is no such
+/// account.
+pub fn caller(conn: &Conn<'_>, account_id: &str) -> Result<Option<CallerRow>, StoreError> {
+    Ok(conn
+        .raw()
+        .prepare_cached(
+            "SELECT a.status, a.account_group, a.billing, a.pin_salt, a.pin_hash, a.pin_failures,
+                 a.pin_locked_until, coalesce(b.balance, 0), coalesce(s.last_sequence, 0), p.plan
+             FROM accounts a
+             LEFT JOIN balances b ON b.account_id = a.id
+             LEFT JOIN communication_counts s ON s.account_id = a.id
+             LEFT JOIN preferred_plans p ON p.account_id = a.id
+             WHERE a.id = ?1",
+        )?
+        .query_row([account_id], |r| {
+            Ok(CallerRow {
+                status: r.get(0)?,
+                group: r.get(1)?,
+                billing: r.get(2)?,
+                pin: super::ledger::pin_columns(r, 3)?,
+                balance: r.get(7)?,
+                last_sequence: r.get(8)?,
+                preferred: r.get(9)?,
+            })
+        })
+        .optional()?)
+}
+
+/// The service and the account of a communication: what deciding who may
+/// act on it needs, without the rest of its row.
+pub fn owner_of(conn: &Conn<'_>, id: &str) -> Result<Option<(String, String)>, StoreError> {
+    Ok(conn
+        .raw()
+        .prepare_cached("SELECT service, account_id FROM communications WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
 /// Goes on under the alternate plan; `false` when the communication was not
 /// awaiting a choice (another caller chose first).
 pub fn continue_with_alternate(tx: &Tx<'_>, id: &str) -> Result<bool, StoreError> {
@@ -150,16 +201,6 @@ pub fn take_sequence(tx: &Tx<'_>, account_id: &str) -> Result<i64, StoreError> {
              RETURNING last_sequence",
         )?
         .query_row([account_id], |r| r.get(0))?)
-}
-
-/// How many communications the account has had.
-pub fn last_sequence(conn: &Conn<'_>, account_id: &str) -> Result<i64, StoreError> {
-    Ok(conn
-        .raw()
-        .prepare_cached("SELECT last_sequence FROM communication_counts WHERE account_id = ?1")?
-        .query_row([account_id], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0))
 }
 
 /// One account's counters for one plan.
@@ -587,6 +628,85 @@ pub fn page_records(conn: &Conn<'_>, f: &RecordFilter<'_>) -> Result<Vec<RecordR
 #[cfg(test)]
 mod tests {
     use crate::store::{Store, StoreError};
+
+    /// The caller's one query reads what the separate reads did, for an
+    /// account nothing happened to yet and for one with a balance, a PIN,
+    /// communications and a preferred plan.
+    #[test]
+    fn the_caller_is_read_whole_in_one_query() {
+        use crate::store::entitlement::{AccountRow, put_account};
+        use crate::store::ledger::{self, Kind, NewMovement};
+        let store = Store::in_memory().unwrap();
+        let row = |id: &str| AccountRow {
+            id: id.into(),
+            status: "active".into(),
+            paid_up: true,
+            tier: String::new(),
+            contract_end: None,
+            contact: None,
+            attributes: serde_json::json!({}),
+            updated_at: 1,
+            version: 0,
+            group: "g".into(),
+            billing: "postpaid".into(),
+            has_pin: false,
+        };
+        store
+            .write(|tx| {
+                put_account(tx, &row("new"))?;
+                put_account(tx, &row("used"))?;
+                ledger::set_pin(tx, "used", b"salt", b"hash")?;
+                ledger::post(
+                    tx,
+                    &NewMovement {
+                        account_id: "used",
+                        kind: Kind::Topup,
+                        amount: 500,
+                        uncovered: 0,
+                        reference: "t",
+                        at: 1,
+                        detail: None,
+                    },
+                )?;
+                super::take_sequence(tx, "used")?;
+                super::take_sequence(tx, "used")?;
+                let preferred = super::PreferredRow {
+                    plan: "friday".into(),
+                    set_by: "subscriber".into(),
+                    set_at: 1,
+                };
+                super::set_preferred(tx, "used", Some(&preferred))
+            })
+            .unwrap();
+        let read = |id: &str| store.read(|c| super::caller(c, id)).unwrap();
+        assert_eq!(read("nobody"), None);
+        let new = read("new").unwrap();
+        assert_eq!(
+            (new.balance, new.last_sequence, new.preferred, new.pin.hash),
+            (0, 0, None, None)
+        );
+        assert_eq!(
+            (
+                new.status.as_str(),
+                new.group.as_str(),
+                new.billing.as_str()
+            ),
+            ("active", "g", "postpaid")
+        );
+        let used = read("used").unwrap();
+        assert_eq!(
+            (used.balance, used.last_sequence, used.preferred.as_deref()),
+            (500, 2, Some("friday"))
+        );
+        assert_eq!(
+            used.pin,
+            store
+                .read(|c| ledger::pin_state(c, "used"))
+                .unwrap()
+                .unwrap()
+        );
+        assert_eq!(used.pin.hash.as_deref(), Some(&b"hash"[..]));
+    }
 
     /// An authorization records only if the counters it read are
     /// unchanged: a use counted and then a reset back to the very same
