@@ -112,11 +112,16 @@ pub async fn complete(
     if !valid_id(&id) {
         return Err(ApiError::not_found(format!("no communication `{id}`")));
     }
-    let plans = s.plans.clone();
-    let key = id.clone();
-    let owner = blocking(move || Ok(plans.owner_of(&key)?)).await?;
+    let owner = match s.plans.known_owner(&id) {
+        Some(owner) => Some(owner),
+        None => {
+            let plans = s.plans.clone();
+            let key = id.clone();
+            blocking(move || Ok(plans.owner_of(&key)?)).await?
+        }
+    };
     let account = match owner {
-        Some((service, account)) if caller.0.acts_for(&service) => account,
+        Some(owner) if caller.0.acts_for(&owner.service) => owner.account,
         // Another service's communication is as good as none.
         _ => return Err(PlansError::NoCommunication(id).into()),
     };

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::rate::{self, talk_cost};
 use super::select::{self, Attributes};
-use super::{Plans, PlansError, policy};
+use super::{Owner, Plans, PlansError, policy};
 use crate::contract::{
     Association, Billing, Communication, Plan, PlanAccount, PlanKind, Properties, Reset,
     RestrictionInput, Usage,
@@ -59,6 +59,15 @@ pub enum Authorized {
         alternate: Offer,
         balance: i64,
     },
+}
+
+impl Authorized {
+    /// The communication's id.
+    pub fn id(&self) -> &str {
+        match self {
+            Authorized::Plan { id, .. } | Authorized::Restricted { id, .. } => id,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -264,6 +273,7 @@ impl Plans {
         for _ in 0..MAX_TRIES {
             let decided = self.decide(&prepared)?;
             if let Recorded::Done(answer) = self.store.write(|tx| record(tx, decided))? {
+                self.remember(&prepared, &answer);
                 return Ok(*answer);
             }
         }
@@ -309,11 +319,26 @@ impl Plans {
                 ))
             })??;
             match recorded {
-                Recorded::Done(answer) => return Ok(*answer),
+                Recorded::Done(answer) => {
+                    self.remember(&prepared, &answer);
+                    return Ok(*answer);
+                }
                 Recorded::Changed => attempt = Attempt::Again(Box::new(prepared)),
             }
         }
         Err(too_contended())
+    }
+
+    /// Remembers whose the communication just recorded is, for its
+    /// completion.
+    fn remember(&self, p: &Prepared, answer: &Authorized) {
+        if let Ok(plans) = p.plans() {
+            let owner = Owner {
+                service: plans.service.clone(),
+                account: p.req.account_id.clone(),
+            };
+            self.owners.insert(answer.id(), owner);
+        }
     }
 
     /// The request's own checks, before the account's turn: the time the

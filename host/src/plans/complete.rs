@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::authorize::max_destinations;
 use super::rate::{self, Line, Occasion};
-use super::{Plans, PlansError, Preferred};
+use super::{Owner, Plans, PlansError, Preferred};
 use crate::contract::{Billing, PlanAccount, PlanKind};
 use crate::ledger;
 use crate::registry::plan_file::{AssociateOn, PlanDef, Rates};
@@ -100,15 +100,16 @@ fn wrong_state(c: &CommunicationRow, what: &'static str) -> PlansError {
 impl Plans {
     /// The service a communication belongs to, `None` when there is none.
     pub fn service_of(&self, id: &str) -> Result<Option<String>, PlansError> {
-        Ok(self.owner_of(id)?.map(|(service, _)| service))
+        Ok(self.owner_of(id)?.map(|owner| owner.service))
     }
 
     /// Goes on under the alternate plan offered, or ends the communication
     /// with nothing charged.
     pub fn choose(&self, id: &str, go_on: bool) -> Result<Chosen, PlansError> {
-        let id = id.to_owned();
+        let key = id.to_owned();
         let registry = self.registry();
-        self.store.write(move |tx| {
+        let chosen = self.store.write(move |tx| {
+            let id = key;
             let c = q::get_communication(tx, &id)?
                 .ok_or_else(|| PlansError::NoCommunication(id.clone()))?;
             if c.state != "awaiting-choice" {
@@ -153,7 +154,12 @@ impl Plans {
                     max_duration_secs: None,
                 })
             }
-        })
+        });
+        // Declined, it ended; otherwise it goes on under the same owner.
+        if !go_on {
+            self.owners.remove(id);
+        }
+        chosen
     }
 
     /// Rates and records a communication that ended, on the caller's
@@ -166,12 +172,16 @@ impl Plans {
         // authorization reads.
         let account = self
             .owner_of(&id)?
-            .map(|(_, account)| account)
+            .map(|owner| owner.account)
             .ok_or_else(|| PlansError::NoCommunication(id.clone()))?;
         let turn = self.turn(&account);
         let _turn = turn.blocking_lock();
-        self.store
-            .write(move |tx| complete_in(tx, &registry, &id, &req))
+        let key = id.clone();
+        let record = self
+            .store
+            .write(move |tx| complete_in(tx, &registry, &key, &req));
+        self.owners.remove(&id);
+        record
     }
 
     /// [`Plans::complete`] for async callers that read the communication's
@@ -187,15 +197,32 @@ impl Plans {
         check_completion(&req)?;
         let registry = self.registry();
         let _turn = self.turn(account).lock_owned().await;
-        self.store
-            .write_async(move |tx| complete_in(tx, &registry, &id, &req))
-            .await
+        let key = id.clone();
+        let record = self
+            .store
+            .write_async(move |tx| complete_in(tx, &registry, &key, &req))
+            .await;
+        self.owners.remove(&id);
+        record
     }
 
     /// The service and the account of a communication, `None` when there
     /// is none.
-    pub fn owner_of(&self, id: &str) -> Result<Option<(String, String)>, PlansError> {
-        Ok(self.store.read(|conn| q::owner_of(conn, id))?)
+    pub fn owner_of(&self, id: &str) -> Result<Option<Owner>, PlansError> {
+        if let Some(owner) = self.known_owner(id) {
+            return Ok(Some(owner));
+        }
+        Ok(self
+            .store
+            .read(|conn| q::owner_of(conn, id))?
+            .map(|(service, account)| Owner { service, account }))
+    }
+
+    /// The owner of a communication this host authorized and that has not
+    /// ended, without reading the store; `None` when not known here (ask
+    /// [`Plans::owner_of`]).
+    pub fn known_owner(&self, id: &str) -> Option<Owner> {
+        self.owners.get(id)
     }
 
     pub fn records(&self, filter: RecordFilter<'_>) -> Result<Vec<Record>, PlansError> {

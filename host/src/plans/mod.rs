@@ -19,6 +19,7 @@
 
 mod authorize;
 mod complete;
+mod owners;
 mod policy;
 pub mod rate;
 pub mod select;
@@ -32,6 +33,7 @@ use serde::Serialize;
 
 pub use authorize::{AuthorizeRequest, Authorized};
 pub use complete::{CompleteRequest, Record};
+pub use owners::Owner;
 pub use sweep::{DEFINITION as RESET_FLOW, Sweeper, install};
 
 use crate::ledger::LedgerError;
@@ -166,6 +168,9 @@ pub struct Plans {
     /// An async lock: a call waiting for its account's turn over HTTP holds
     /// no thread, so it never delays other accounts' calls.
     turns: Mutex<HashMap<String, Weak<Turn>>>,
+    /// Whose the communications this host authorized and that have not
+    /// ended are.
+    owners: owners::Owners,
 }
 
 impl Plans {
@@ -175,6 +180,7 @@ impl Plans {
             registry,
             settings,
             turns: Mutex::default(),
+            owners: owners::Owners::default(),
         }
     }
 
