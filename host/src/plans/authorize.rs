@@ -227,6 +227,9 @@ struct Prepared {
     groups: Vec<String>,
     region: String,
     ranked: Vec<String>,
+    /// The first plan's state, read with the account: used by the first
+    /// decision only (a decision made again reads afresh).
+    first: std::sync::Mutex<Option<(String, PlanState)>>,
     communication: Communication,
     account: PlanAccount,
 }
@@ -373,10 +376,50 @@ impl Plans {
             .ok_or_else(|| PlansError::UnknownAccessMethod(req.access_method.clone()))?
             .clone();
 
-        let read = self
-            .store
-            .read(|conn| read_account(conn, &req.account_id))?;
-        let read = read.ok_or_else(|| PlansError::NoAccount(req.account_id.clone()))?;
+        // What does not depend on the account, before reading it.
+        let region = select::region_of(plans, &req.destination)
+            .unwrap_or_default()
+            .to_owned();
+        let groups = plans
+            .access_methods
+            .get(&req.access_method)
+            .cloned()
+            .unwrap_or_default();
+        let local_minutes = at.as_second().div_euclid(60) + i64::from(plans.utc_offset_minutes);
+        let cap = self.settings.max_duration_secs;
+        // One read transaction for the account and the state of the plan
+        // ranked first, which is usually the only one judged.
+        let read = self.store.read(|conn| {
+            let Some(read) = read_account(conn, &req.account_id)? else {
+                return Ok::<_, PlansError>(None);
+            };
+            let attrs = Attributes {
+                account_id: &req.account_id,
+                account_group: &read.group,
+                access_method: &req.access_method,
+                access_groups: &groups,
+                destination: &req.destination,
+                region: &region,
+                carrier: &req.carrier,
+                local_minutes,
+                sequence: read.sequence + 1,
+                attributes: &req.attributes,
+            };
+            let ranked: Vec<String> = select::rank(plans, &attrs, read.preferred.as_deref())
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            let first = match ranked.first().and_then(|id| plans.plans.get(id)) {
+                Some(def) => Some((
+                    def.id.clone(),
+                    read_plan_state(conn, &req.account_id, def, ms(at), cap)?,
+                )),
+                None => None,
+            };
+            Ok(Some((read, ranked, first)))
+        })?;
+        let (read, ranked, first) =
+            read.ok_or_else(|| PlansError::NoAccount(req.account_id.clone()))?;
         // Nothing about the account is told before its PIN is right.
         self.check_pin(&req, &read)?;
         if read.status != "active" {
@@ -388,35 +431,10 @@ impl Plans {
 
         select::check_destination(plans, &req.destination)
             .map_err(PlansError::InvalidDestination)?;
-        let region = select::region_of(plans, &req.destination)
-            .unwrap_or_default()
-            .to_owned();
-        let groups = plans
-            .access_methods
-            .get(&req.access_method)
-            .cloned()
-            .unwrap_or_default();
-        let local_minutes = at.as_second().div_euclid(60) + i64::from(plans.utc_offset_minutes);
-        let sequence = read.sequence + 1;
-        let attrs = Attributes {
-            account_id: &req.account_id,
-            account_group: &read.group,
-            access_method: &req.access_method,
-            access_groups: &groups,
-            destination: &req.destination,
-            region: &region,
-            carrier: &req.carrier,
-            local_minutes,
-            sequence,
-            attributes: &req.attributes,
-        };
-        let ranked: Vec<String> = select::rank(plans, &attrs, read.preferred.as_deref())
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
         if ranked.is_empty() {
             return Err(PlansError::NoPlan);
         }
+        let sequence = read.sequence + 1;
 
         let communication = Communication {
             id: new_id("com", 12),
@@ -444,6 +462,7 @@ impl Plans {
             groups,
             region,
             ranked,
+            first: std::sync::Mutex::new(first),
             communication,
             account,
         })
@@ -459,9 +478,13 @@ impl Plans {
         let cap = self.settings.max_duration_secs;
         let judge = |plan_id: &str| -> Result<(Verdict, PlanState), PlansError> {
             let def = &plans.plans[plan_id];
-            let state = self
-                .store
-                .read(|conn| read_plan_state(conn, &account.id, def, ms(at), cap))?;
+            let first = p.first.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let state = match first {
+                Some((plan, state)) if plan == plan_id => state,
+                _ => self
+                    .store
+                    .read(|conn| read_plan_state(conn, &account.id, def, ms(at), cap))?,
+            };
             let verdict = self.judge(
                 &p.service,
                 plans,
