@@ -91,7 +91,7 @@ struct Read {
     sequence: u64,
     preferred: Option<String>,
     status: String,
-    pin: Option<store::ledger::PinState>,
+    pin: store::ledger::PinState,
 }
 
 /// One plan's counters and associations as read.
@@ -409,12 +409,18 @@ impl Plans {
                 .into_iter()
                 .map(str::to_owned)
                 .collect();
-            let first = match ranked.first().and_then(|id| plans.plans.get(id)) {
-                Some(def) => Some((
-                    def.id.clone(),
+            // Only for a caller who will be told something: read on a
+            // wrong PIN, it would make the refusal slower the more the
+            // account was used.
+            let told = pin_right_at_once(&req.pin, &read.pin, store::now_ms())
+                && read.status == "active"
+                && select::check_destination(plans, &req.destination).is_ok();
+            let first = match ranked.first() {
+                Some(id) if told && let Some(def) = plans.plans.get(id) => Some((
+                    id.clone(),
                     read_plan_state(conn, &req.account_id, def, ms(at), cap)?,
                 )),
-                None => None,
+                _ => None,
             };
             Ok(Some((read, ranked, first)))
         })?;
@@ -468,10 +474,11 @@ impl Plans {
         })
     }
 
-    /// Chooses the plan on what the store holds now: what to record, and
-    /// what it read, to record it only if that is unchanged (a completion,
-    /// a reset or another authorization in between may change a limit's
-    /// answer; then it is decided again).
+    /// Chooses the plan on what the store holds (the first plan's state as
+    /// `prepare` read it, the others' read now): what to record, and what
+    /// it read, to record it only if that is unchanged (a completion, a
+    /// reset or another authorization in between may change a limit's
+    /// answer; then it is decided again, reading every state afresh).
     fn decide(&self, p: &Prepared) -> Result<Decided, PlansError> {
         let plans = p.plans()?;
         let (req, at, account) = (&p.req, p.at, &p.account);
@@ -651,22 +658,14 @@ impl Plans {
     /// lock the PIN) in a write of its own, committed whatever the answer.
     fn check_pin(&self, req: &AuthorizeRequest, read: &Read) -> Result<(), PlansError> {
         let now = store::now_ms();
-        let state = read.pin.as_ref();
-        let (Some(salt), Some(hash)) = (
-            state.and_then(|p| p.salt.as_deref()),
-            state.and_then(|p| p.hash.as_deref()),
-        ) else {
+        let state = &read.pin;
+        if state.salt.is_none() || state.hash.is_none() {
             return Err(PlansError::NoPin(req.account_id.clone()));
-        };
-        if let Some(until) = state.and_then(|p| p.locked_until).filter(|u| *u > now) {
+        }
+        if let Some(until) = state.locked_until.filter(|u| *u > now) {
             return Err(locked(until, now));
         }
-        // Hashed whatever its shape, so the time says nothing of it.
-        let right = secret::same_bytes(&ledger::hash_pin(&req.pin, salt), hash)
-            && ledger::valid_pin(&req.pin).is_ok();
-        // A right PIN after wrong ones starts the count again, whatever
-        // the communication's answer (the write below clears it).
-        if right && state.is_none_or(|p| p.failures == 0) {
+        if pin_right_at_once(&req.pin, state, now) {
             return Ok(());
         }
         let policy = PinPolicy {
@@ -887,7 +886,7 @@ pub(super) fn read_plan_state(
 fn read_account(conn: &Conn<'_>, id: &str) -> Result<Option<Read>, PlansError> {
     Ok(q::caller(conn, id)?.map(|a| Read {
         status: a.status,
-        pin: Some(a.pin),
+        pin: a.pin,
         billing: Billing::parse(&a.billing).unwrap_or_default(),
         group: a.group,
         balance: a.balance,
@@ -921,6 +920,19 @@ fn record(tx: &Tx<'_>, d: Decided) -> Result<Recorded, PlansError> {
         q::associate(tx, &d.account_id, plan, destination, d.at, *expires)?;
     }
     Ok(Recorded::Done(Box::new(d.answer)))
+}
+
+/// The PIN is right and nothing needs writing: the account has a PIN, it
+/// is not locked, and no wrong try came before this one (a right PIN after
+/// wrong ones starts the count again, a write).
+fn pin_right_at_once(pin: &str, state: &store::ledger::PinState, now: i64) -> bool {
+    let (Some(salt), Some(hash)) = (state.salt.as_deref(), state.hash.as_deref()) else {
+        return false;
+    };
+    // Hashed whatever its shape, so the time says nothing of it.
+    let right =
+        secret::same_bytes(&ledger::hash_pin(pin, salt), hash) && ledger::valid_pin(pin).is_ok();
+    right && state.failures == 0 && state.locked_until.is_none_or(|u| u <= now)
 }
 
 fn too_contended() -> PlansError {

@@ -219,7 +219,7 @@ impl Plans {
     }
 
     /// The owner of a communication this host authorized and that has not
-    /// ended, without reading the store; `None` when not known here (ask
+    /// ended here, without reading the store; `None` when not known here (ask
     /// [`Plans::owner_of`]).
     pub fn known_owner(&self, id: &str) -> Option<Owner> {
         self.owners.get(id)

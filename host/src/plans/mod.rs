@@ -169,7 +169,7 @@ pub struct Plans {
     /// no thread, so it never delays other accounts' calls.
     turns: Mutex<HashMap<String, Weak<Turn>>>,
     /// Whose the communications this host authorized and that have not
-    /// ended are.
+    /// ended here are (a shortcut; the store says the same).
     owners: owners::Owners,
 }
 

@@ -1,5 +1,5 @@
 //! Whose the communications in progress are: the service and the account
-//! of each one this host authorized and that has not ended. A completion
+//! of each one this host authorized and that has not ended here. A completion
 //! needs both before its write (the account's turn, and whether the
 //! caller may act for the service); knowing them here spares it a read
 //! transaction and a trip to a worker thread. Only a shortcut: a
@@ -10,9 +10,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Communications remembered at most: past this, new ones are read from
-/// the store when they end. About 100 bytes each.
-const KEPT: usize = 100_000;
+/// Communications remembered at most, about 150-400 bytes each (three
+/// strings and the map's own). Some are never removed: offers nobody
+/// answers, communications never completed, and those completed through
+/// another host sharing the database; so a full map is emptied and starts
+/// again (what it forgot is read from the store).
+const KEPT: usize = 65_536;
 
 /// A communication's service and account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,12 +34,13 @@ impl Owners {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Remembers a communication just recorded, unless the map is full.
+    /// Remembers a communication just recorded.
     pub(super) fn insert(&self, id: &str, owner: Owner) {
         let mut map = self.map();
-        if map.len() < KEPT {
-            map.insert(id.to_owned(), owner);
+        if map.len() >= KEPT {
+            map.clear();
         }
+        map.insert(id.to_owned(), owner);
     }
 
     pub(super) fn get(&self, id: &str) -> Option<Owner> {
@@ -72,15 +76,14 @@ mod tests {
         assert_eq!(owners.get("c-1"), Some(owner(1)));
         owners.remove("c-1");
         assert_eq!(owners.get("c-1"), None);
-        for n in 0..KEPT + 10 {
+        for n in 0..KEPT {
             owners.insert(&format!("c-{n}"), owner(n));
         }
         assert_eq!(owners.len(), KEPT);
-        assert_eq!(
-            owners.get(&format!("c-{}", KEPT + 5)),
-            None,
-            "the map was full"
-        );
-        assert_eq!(owners.get("c-0"), Some(owner(0)), "what it holds stays");
+        // Full: the next one starts the map again, and is remembered.
+        owners.insert("c-next", owner(0));
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners.get("c-next"), Some(owner(0)));
+        assert_eq!(owners.get("c-0"), None, "what it held was forgotten");
     }
 }
