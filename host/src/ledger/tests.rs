@@ -38,20 +38,7 @@ impl Random for Stuck {
 }
 
 fn account(id: &str, billing: Billing) -> AccountRow {
-    AccountRow {
-        id: id.into(),
-        status: "active".into(),
-        paid_up: true,
-        tier: String::new(),
-        contract_end: None,
-        contact: None,
-        attributes: json!({}),
-        updated_at: 1,
-        version: 0,
-        group: String::new(),
-        billing: billing.as_str().into(),
-        has_pin: false,
-    }
+    AccountRow::for_test(id, billing.as_str())
 }
 
 fn store_with(ids: &[(&str, Billing)]) -> Store {

@@ -29,6 +29,28 @@ pub struct AccountRow {
     pub has_pin: bool,
 }
 
+#[cfg(test)]
+impl AccountRow {
+    /// An active, paid-up account with no group, contact or PIN, billed
+    /// `billing` (`prepaid` or `postpaid`): the tests' usual account.
+    pub fn for_test(id: &str, billing: &str) -> AccountRow {
+        AccountRow {
+            id: id.into(),
+            status: "active".into(),
+            paid_up: true,
+            tier: String::new(),
+            contract_end: None,
+            contact: None,
+            attributes: serde_json::json!({}),
+            updated_at: 1,
+            version: 0,
+            group: String::new(),
+            billing: billing.into(),
+            has_pin: false,
+        }
+    }
+}
+
 /// Creates or replaces the account; `true` when it is new. Its PIN, its
 /// balance and its ledger are kept.
 pub fn put_account(tx: &Tx<'_>, a: &AccountRow) -> Result<bool, StoreError> {

@@ -366,20 +366,7 @@ mod tests {
     use crate::store::entitlement::{AccountRow, account_version, get_account, put_account};
 
     fn account(id: &str) -> AccountRow {
-        AccountRow {
-            id: id.into(),
-            status: "active".into(),
-            paid_up: true,
-            tier: String::new(),
-            contract_end: None,
-            contact: None,
-            attributes: json!({}),
-            updated_at: 1,
-            version: 0,
-            group: String::new(),
-            billing: "prepaid".into(),
-            has_pin: false,
-        }
+        AccountRow::for_test(id, "prepaid")
     }
 
     fn movement<'a>(reference: &'a str, kind: Kind, amount: i64) -> NewMovement<'a> {

@@ -638,18 +638,8 @@ mod tests {
         use crate::store::ledger::{self, Kind, NewMovement};
         let store = Store::in_memory().unwrap();
         let row = |id: &str| AccountRow {
-            id: id.into(),
-            status: "active".into(),
-            paid_up: true,
-            tier: String::new(),
-            contract_end: None,
-            contact: None,
-            attributes: serde_json::json!({}),
-            updated_at: 1,
-            version: 0,
             group: "g".into(),
-            billing: "postpaid".into(),
-            has_pin: false,
+            ..AccountRow::for_test(id, "postpaid")
         };
         store
             .write(|tx| {

@@ -581,7 +581,6 @@ fn counted_page(
     Ok(Page { due, next })
 }
 
-/// A page of keys that each delete one row.
 /// A page of text keys from `sql`, which takes `(after, cutoff, limit)`
 /// and selects one key a row, one row each.
 fn key_page(
