@@ -229,7 +229,7 @@ struct Prepared {
     ranked: Vec<String>,
     /// The first plan's state, read with the account: used by the first
     /// decision only (a decision made again reads afresh).
-    first: std::sync::Mutex<Option<(String, PlanState)>>,
+    first: Option<(String, PlanState)>,
     communication: Communication,
     account: PlanAccount,
 }
@@ -272,9 +272,9 @@ impl Plans {
         let at = self.admit(&req)?;
         let turn = self.turn(&req.account_id);
         let _turn = turn.blocking_lock();
-        let prepared = self.prepare(req, at)?;
+        let mut prepared = self.prepare(req, at)?;
         for _ in 0..MAX_TRIES {
-            let decided = self.decide(&prepared)?;
+            let decided = self.decide(&mut prepared)?;
             if let Recorded::Done(answer) = self.store.write(|tx| record(tx, decided))? {
                 self.remember(&prepared, &answer);
                 return Ok(*answer);
@@ -298,14 +298,14 @@ impl Plans {
             let (reply, answer) = tokio::sync::oneshot::channel();
             let this = self.clone();
             tokio::task::spawn_blocking(move || {
-                let prepared = match attempt {
+                let mut prepared = match attempt {
                     Attempt::Again(prepared) => *prepared,
                     Attempt::First(req) => match this.prepare(req, at) {
                         Ok(prepared) => prepared,
                         Err(e) => return drop(reply.send(Err(e))),
                     },
                 };
-                let decided = match this.decide(&prepared) {
+                let decided = match this.decide(&mut prepared) {
                     Ok(decided) => decided,
                     Err(e) => return drop(reply.send(Err(e))),
                 };
@@ -412,7 +412,8 @@ impl Plans {
             // Only for a caller who will be told something: read on a
             // wrong PIN, it would make the refusal slower the more the
             // account was used.
-            let told = pin_right_at_once(&req.pin, &read.pin, store::now_ms())
+            let pin_right = pin_right_at_once(&req.pin, &read.pin, store::now_ms());
+            let told = pin_right
                 && read.status == "active"
                 && select::check_destination(plans, &req.destination).is_ok();
             let first = match ranked.first() {
@@ -422,12 +423,12 @@ impl Plans {
                 )),
                 _ => None,
             };
-            Ok(Some((read, ranked, first)))
+            Ok(Some((read, pin_right, ranked, first)))
         })?;
-        let (read, ranked, first) =
+        let (read, pin_right, ranked, first) =
             read.ok_or_else(|| PlansError::NoAccount(req.account_id.clone()))?;
         // Nothing about the account is told before its PIN is right.
-        self.check_pin(&req, &read)?;
+        self.check_pin(&req, &read, pin_right)?;
         if read.status != "active" {
             return Err(PlansError::AccountInactive(
                 req.account_id.clone(),
@@ -468,7 +469,7 @@ impl Plans {
             groups,
             region,
             ranked,
-            first: std::sync::Mutex::new(first),
+            first,
             communication,
             account,
         })
@@ -479,14 +480,15 @@ impl Plans {
     /// it read, to record it only if that is unchanged (a completion, a
     /// reset or another authorization in between may change a limit's
     /// answer; then it is decided again, reading every state afresh).
-    fn decide(&self, p: &Prepared) -> Result<Decided, PlansError> {
+    fn decide(&self, p: &mut Prepared) -> Result<Decided, PlansError> {
+        let first = std::cell::Cell::new(p.first.take());
+        let p = &*p;
         let plans = p.plans()?;
         let (req, at, account) = (&p.req, p.at, &p.account);
         let cap = self.settings.max_duration_secs;
         let judge = |plan_id: &str| -> Result<(Verdict, PlanState), PlansError> {
             let def = &plans.plans[plan_id];
-            let first = p.first.lock().unwrap_or_else(|e| e.into_inner()).take();
-            let state = match first {
+            let state = match first.take() {
                 Some((plan, state)) if plan == plan_id => state,
                 _ => self
                     .store
@@ -654,9 +656,15 @@ impl Plans {
         })
     }
 
-    /// The PIN, checked on what was read; a wrong one is counted (and may
+    /// The PIN, checked on what was read (`right_at_once`: what
+    /// [`pin_right_at_once`] said of it); a wrong one is counted (and may
     /// lock the PIN) in a write of its own, committed whatever the answer.
-    fn check_pin(&self, req: &AuthorizeRequest, read: &Read) -> Result<(), PlansError> {
+    fn check_pin(
+        &self,
+        req: &AuthorizeRequest,
+        read: &Read,
+        right_at_once: bool,
+    ) -> Result<(), PlansError> {
         let now = store::now_ms();
         let state = &read.pin;
         if state.salt.is_none() || state.hash.is_none() {
@@ -665,7 +673,7 @@ impl Plans {
         if let Some(until) = state.locked_until.filter(|u| *u > now) {
             return Err(locked(until, now));
         }
-        if pin_right_at_once(&req.pin, state, now) {
+        if right_at_once {
             return Ok(());
         }
         let policy = PinPolicy {
